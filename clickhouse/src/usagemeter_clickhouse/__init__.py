@@ -1,0 +1,36 @@
+"""usagemeter's ClickHouse layer: client factory, schema migrations, table names.
+
+Both deployment modes go through this package: a ``chdb://`` URL opens the
+embedded engine in-process, an ``http(s)://`` URL a ClickHouse server. Every
+other component receives a ``clickhouse_connect`` client from :func:`connect`
+and never builds one itself.
+"""
+
+from __future__ import annotations
+
+from usagemeter_clickhouse import tables
+from usagemeter_clickhouse._client import Client, check_database_name, connect, embedded_url
+from usagemeter_clickhouse._errors import MigrationError, SchemaError, UsagemeterClickHouseError
+from usagemeter_clickhouse._migrate import (
+    Migration,
+    SchemaOptions,
+    applied_versions,
+    available_migrations,
+    migrate,
+)
+
+__all__ = [
+    "Client",
+    "Migration",
+    "MigrationError",
+    "SchemaError",
+    "SchemaOptions",
+    "UsagemeterClickHouseError",
+    "applied_versions",
+    "check_database_name",
+    "available_migrations",
+    "connect",
+    "embedded_url",
+    "migrate",
+    "tables",
+]

@@ -1,0 +1,71 @@
+"""One factory for ClickHouse clients, embedded (chDB) or server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from usagemeter_clickhouse._errors import SchemaError
+
+logger = logging.getLogger(__name__)
+
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+__all__ = ["Client", "check_database_name", "connect", "embedded_url"]
+
+
+def embedded_url(data_dir: str | os.PathLike[str]) -> str:
+    """Return the ``chdb://`` URL of the embedded engine kept under ``data_dir``."""
+    path = Path(data_dir).resolve() / "clickhouse"
+    return f"chdb://{path}"
+
+
+def check_database_name(database: str) -> str:
+    """Return ``database`` if it is a plain identifier, else raise SchemaError."""
+    if not _DATABASE_NAME.match(database):
+        raise SchemaError(f"invalid ClickHouse database name {database!r}: use letters, digits and _")
+    return database
+
+
+def connect(url: str, database: str, *, create_database: bool = False) -> Client:
+    """Open a client on ``database`` at ``url``.
+
+    ``url`` is ``chdb:///absolute/data/dir`` for the embedded engine or
+    ``http(s)://user:password@host:port`` for a server. With
+    ``create_database`` the database is created first if it is missing.
+    """
+    check_database_name(database)
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        path = unquote(parts.netloc + parts.path)
+        if not path:
+            raise SchemaError(f"chdb URL needs a data directory: {url!r}")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        factory = lambda db: clickhouse_connect.get_client(  # noqa: E731
+            interface="chdb", path=path, database=db
+        )
+    elif parts.scheme in ("http", "https"):
+        factory = lambda db: clickhouse_connect.get_client(  # noqa: E731
+            interface=parts.scheme,
+            host=parts.hostname or "localhost",
+            port=parts.port or (8443 if parts.scheme == "https" else 8123),
+            username=unquote(parts.username or "default"),
+            password=unquote(parts.password or ""),
+            database=db,
+        )
+    else:
+        raise SchemaError(f"unsupported ClickHouse URL scheme {parts.scheme!r}: use chdb:// or http(s)://")
+    if create_database:
+        bootstrap = factory("default")
+        try:
+            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        finally:
+            bootstrap.close()
+    logger.debug("connecting to ClickHouse database %s at %s", database, parts.scheme)
+    return factory(database)

@@ -1,0 +1,42 @@
+"""ClickHouse settings shared by every service (``USAGEMETER_*`` variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from usagemeter_clickhouse._client import embedded_url
+from usagemeter_clickhouse._migrate import SchemaOptions
+
+
+class ClickHouseSettings(BaseSettings):
+    """Where the data lives and how long it is kept.
+
+    ``clickhouse_url`` unset means the embedded engine in ``data_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="USAGEMETER_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".usagemeter"), description="Data directory of embedded mode.")
+    clickhouse_url: str | None = Field(default=None, description="chdb:///dir or http(s)://user:pass@host:8123")
+    clickhouse_database: str = "usagemeter"
+    clickhouse_cluster: str | None = Field(default=None, description="Cluster name for ON CLUSTER / Replicated*.")
+    raw_retention_days: int = Field(default=30, ge=1)
+    rollup_retention_days: int = Field(default=400, ge=1)
+
+    def resolved_url(self) -> str:
+        """The ClickHouse URL, defaulting to the embedded engine under ``data_dir``."""
+        return self.clickhouse_url or embedded_url(self.data_dir)
+
+    @property
+    def embedded(self) -> bool:
+        return self.resolved_url().startswith("chdb:")
+
+    def schema_options(self) -> SchemaOptions:
+        return SchemaOptions(
+            raw_retention_days=self.raw_retention_days,
+            rollup_retention_days=self.rollup_retention_days,
+            cluster=self.clickhouse_cluster,
+        )

@@ -1,0 +1,1 @@
+"""usagemeter: feature-usage metering on OpenTelemetry and ClickHouse."""
