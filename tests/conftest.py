@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from usagemeter_clickhouse import Client, connect, embedded_url, migrate
 
 

@@ -1,8 +1,201 @@
-"""The ``usagemeter`` command."""
+"""The ``usagemeter`` command: ``up``, ``collector``, ``api``, ``migrate``, ``token``, ``demo``.
+
+Flags override ``USAGEMETER_*`` variables, which override the defaults. The
+command is the product's edge: it turns flags and environment into settings
+objects and hands them to the components.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``usagemeter`` command."""
+from pydantic import SecretStr
+
+from usagemeter import _secrets
+
+logger = logging.getLogger("usagemeter")
+
+
+class CommandError(Exception):
+    """A one-line reason the command cannot go on (exit code 2)."""
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="data directory (env USAGEMETER_DATA_DIR, default ./.usagemeter)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="usagemeter", description="Feature-usage metering on OTel and ClickHouse.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run collector + API on the embedded engine in one process")
+    up.add_argument("--demo", action="store_true", help="also run the demo host service's traffic")
+    _add_data_dir(up)
+    up.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (env USAGEMETER_GRPC_PORT, default 4317)")
+    up.add_argument("--http-port", type=int, help="OTLP/HTTP port (env USAGEMETER_HTTP_PORT, default 4318)")
+    up.add_argument("--api-port", type=int, help="API port (env USAGEMETER_API_PORT, default 8000)")
+
+    collector = sub.add_parser("collector", help="run the OTLP collector alone")
+    _add_data_dir(collector)
+    collector.add_argument("--grpc-port", type=int)
+    collector.add_argument("--http-port", type=int)
+
+    api = sub.add_parser("api", help="run the REST API alone")
+    _add_data_dir(api)
+    api.add_argument("--api-port", type=int)
+
+    migrate = sub.add_parser("migrate", help="apply pending schema migrations")
+    _add_data_dir(migrate)
+
+    token = sub.add_parser("token", help="mint a JWT for a user")
+    _add_data_dir(token)
+    token.add_argument("--user", required=True, help="user id (the token's sub)")
+    token.add_argument("--admin", action="store_true", help="grant role admin")
+    token.add_argument("--ttl", type=int, default=86400, help="lifetime in seconds (default 86400)")
+
+    demo = sub.add_parser("demo", help="run the demo host service, sending OTLP to a collector")
+    demo.add_argument("--endpoint", default="http://127.0.0.1:4317", help="OTLP/gRPC endpoint of the collector")
+    demo.add_argument("--rate", type=float, default=5.0, help="chat messages per second")
+    demo.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
+    return parser
+
+
+def _given(args: argparse.Namespace, **names: str) -> dict[str, Any]:
+    """Settings keyword arguments for the flags that were actually given."""
+    return {field: getattr(args, flag) for field, flag in names.items() if getattr(args, flag, None) is not None}
+
+
+def _clickhouse_settings(args: argparse.Namespace) -> Any:
+    from usagemeter_clickhouse.settings import ClickHouseSettings
+
+    return ClickHouseSettings(**_given(args, data_dir="data_dir"))
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from usagemeter._up import UpOptions, run_up
+    from usagemeter_api import ApiSettings
+    from usagemeter_collector import CollectorSettings
+
+    clickhouse = _clickhouse_settings(args)
+    if not clickhouse.embedded:
+        logger.info("using the ClickHouse server at %s", clickhouse.resolved_url().split("@")[-1])
+    secret = _secrets.jwt_secret(clickhouse.data_dir, create=True)
+    options = UpOptions(
+        clickhouse=clickhouse,
+        collector=CollectorSettings(**_given(args, grpc_port="grpc_port", http_port="http_port")),
+        api=ApiSettings(jwt_secret=SecretStr(secret), **_given(args, api_port="api_port")),
+        demo=args.demo,
+    )
+    asyncio.run(run_up(options, announce=lambda text: print(text, flush=True)))
     return 0
+
+
+def _cmd_collector(args: argparse.Namespace) -> int:
+    from usagemeter._standalone import run_collector
+    from usagemeter_collector import CollectorSettings
+
+    settings = CollectorSettings(**_given(args, grpc_port="grpc_port", http_port="http_port"))
+    asyncio.run(run_collector(_clickhouse_settings(args), settings))
+    return 0
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    from usagemeter._standalone import run_api
+    from usagemeter_api import ApiSettings
+
+    settings = ApiSettings(**_given(args, api_port="api_port"))
+    asyncio.run(run_api(_clickhouse_settings(args), settings))
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from usagemeter._serving import prepare_schema
+
+    settings = _clickhouse_settings(args)
+    prepare_schema(settings)
+    print(f"schema of database {settings.clickhouse_database} is up to date")
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from usagemeter_api import ApiSettings
+    from usagemeter_api.auth import mint_token
+
+    settings = _clickhouse_settings(args)
+    try:
+        secret = _secrets.jwt_secret(settings.data_dir, create=False)
+    except _secrets.SecretUnavailable as exc:
+        raise CommandError(str(exc)) from exc
+    if args.ttl <= 0:
+        raise CommandError("--ttl must be a positive number of seconds")
+    api = ApiSettings(jwt_secret=SecretStr(secret))
+    print(
+        mint_token(
+            secret, args.user, admin=args.admin, ttl_seconds=args.ttl, audience=api.jwt_audience, issuer=api.jwt_issuer
+        )
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from usagemeter.demo import run_demo
+
+    try:
+        run_demo(args.endpoint, rate_per_second=args.rate, duration_seconds=args.duration)
+    except KeyboardInterrupt:
+        logger.info("demo stopped")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": _cmd_up,
+    "collector": _cmd_collector,
+    "api": _cmd_api,
+    "migrate": _cmd_migrate,
+    "token": _cmd_token,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``usagemeter`` command; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        reason = _one_line_reason(exc)
+        if reason is None:
+            raise
+        print(f"usagemeter {args.command}: {reason}", file=sys.stderr)
+        return 2
+
+
+def _one_line_reason(exc: Exception) -> str | None:
+    """The reason to show for an expected failure, or None for a bug (shown with its traceback)."""
+    from pydantic import ValidationError
+
+    from usagemeter._serving import SchemaNotReady
+    from usagemeter_clickhouse import UsagemeterClickHouseError
+
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = "_".join(str(part) for part in first["loc"]).upper()
+        return f"invalid setting USAGEMETER_{where}: {first['msg']}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{exc.strerror} ({exc.filename or 'network'})" if exc.filename else str(exc)
+    if isinstance(exc, CommandError | UsagemeterClickHouseError | SchemaNotReady):
+        return str(exc).splitlines()[0]
+    return None

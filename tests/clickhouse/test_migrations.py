@@ -1,8 +1,16 @@
 from __future__ import annotations
 
 import pytest
-from usagemeter_clickhouse import SchemaError, SchemaOptions, applied_versions, available_migrations, connect, migrate
-from usagemeter_clickhouse import tables
+
+from usagemeter_clickhouse import (
+    SchemaError,
+    SchemaOptions,
+    applied_versions,
+    available_migrations,
+    connect,
+    migrate,
+    tables,
+)
 
 
 def _tables(client) -> set[str]:
@@ -14,8 +22,11 @@ def test_migrations_create_exporter_compatible_tables(clickhouse):
     names = _tables(clickhouse)
     for table in (tables.METRICS_SUM, tables.METRICS_GAUGE, tables.METRICS_HISTOGRAM, tables.TRACES):
         assert table in names
-    cols = dict(clickhouse.query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
-                                 "AND table = 'otel_metrics_sum'").result_rows)
+    cols = dict(
+        clickhouse.query(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'otel_metrics_sum'"
+        ).result_rows
+    )
     assert cols["Attributes"] == "Map(LowCardinality(String), String)"
     assert cols["AggregationTemporality"] == "Int32"
     assert cols["IsMonotonic"] == "Bool"
@@ -39,10 +50,19 @@ def test_rollups_sum_delta_usage_per_user_and_feature(clickhouse):
     ]
     clickhouse.insert(
         tables.METRICS_SUM,
-        [["svc", tables.USAGE_METRIC, attrs, 1_764_000_000_000_000_000, value, temp, mono]
-         for attrs, value, temp, mono in rows],
-        column_names=["ServiceName", "MetricName", "Attributes", "TimeUnix", "Value",
-                      "AggregationTemporality", "IsMonotonic"],
+        [
+            ["svc", tables.USAGE_METRIC, attrs, 1_764_000_000_000_000_000, value, temp, mono]
+            for attrs, value, temp, mono in rows
+        ],
+        column_names=[
+            "ServiceName",
+            "MetricName",
+            "Attributes",
+            "TimeUnix",
+            "Value",
+            "AggregationTemporality",
+            "IsMonotonic",
+        ],
     )
     for table in (tables.USAGE_MINUTE, tables.USAGE_DAY):
         got = dict(clickhouse.query(f"SELECT UserId, sum(Uses) FROM {table} GROUP BY UserId").result_rows)
@@ -51,8 +71,9 @@ def test_rollups_sum_delta_usage_per_user_and_feature(clickhouse):
 
 def test_retention_is_applied_to_existing_tables(clickhouse):
     migrate(clickhouse, SchemaOptions(raw_retention_days=7, rollup_retention_days=90))
-    engines = dict(clickhouse.query("SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()")
-                   .result_rows)
+    engines = dict(
+        clickhouse.query("SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()").result_rows
+    )
     assert "toIntervalDay(7)" in engines[tables.METRICS_SUM]
     assert "toIntervalDay(90)" in engines[tables.USAGE_DAY]
 

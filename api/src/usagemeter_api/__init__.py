@@ -1,1 +1,29 @@
-"""usagemeter api."""
+"""usagemeter's REST API: quotas, usage analytics and health from the ClickHouse rollups.
+
+Build the app with :func:`create_app`; mint bearer tokens with :func:`mint_token`.
+"""
+
+from __future__ import annotations
+
+from usagemeter_api.auth import AuthError, Principal, TokenVerifier, mint_token
+from usagemeter_api.config import ApiSettings, SettingsError, load_settings
+from usagemeter_api.deps import utc_now
+from usagemeter_api.main import API_PREFIX, create_app
+from usagemeter_api.plans import Plan, PlanCatalog, PlansError, load_plans
+
+__all__ = [
+    "API_PREFIX",
+    "ApiSettings",
+    "AuthError",
+    "Plan",
+    "PlanCatalog",
+    "PlansError",
+    "Principal",
+    "SettingsError",
+    "TokenVerifier",
+    "create_app",
+    "load_plans",
+    "load_settings",
+    "mint_token",
+    "utc_now",
+]

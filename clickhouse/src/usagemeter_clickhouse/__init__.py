@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from usagemeter_clickhouse import tables
 from usagemeter_clickhouse._client import Client, check_database_name, connect, embedded_url
-from usagemeter_clickhouse._errors import MigrationError, SchemaError, UsagemeterClickHouseError
+from usagemeter_clickhouse._errors import (
+    DataDirectoryInUse,
+    MigrationError,
+    SchemaError,
+    UsagemeterClickHouseError,
+)
 from usagemeter_clickhouse._migrate import (
     Migration,
     SchemaOptions,
@@ -21,14 +26,15 @@ from usagemeter_clickhouse._migrate import (
 
 __all__ = [
     "Client",
+    "DataDirectoryInUse",
     "Migration",
     "MigrationError",
     "SchemaError",
     "SchemaOptions",
     "UsagemeterClickHouseError",
     "applied_versions",
-    "check_database_name",
     "available_migrations",
+    "check_database_name",
     "connect",
     "embedded_url",
     "migrate",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import re
@@ -11,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from usagemeter_clickhouse._errors import SchemaError
+from usagemeter_clickhouse._errors import DataDirectoryInUse, SchemaError
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +49,7 @@ def connect(url: str, database: str, *, create_database: bool = False) -> Client
         if not path:
             raise SchemaError(f"chdb URL needs a data directory: {url!r}")
         Path(path).mkdir(parents=True, exist_ok=True)
-        factory = lambda db: clickhouse_connect.get_client(  # noqa: E731
-            interface="chdb", path=path, database=db
-        )
+        factory = lambda db: _open_embedded(path, db)  # noqa: E731
     elif parts.scheme in ("http", "https"):
         factory = lambda db: clickhouse_connect.get_client(  # noqa: E731
             interface=parts.scheme,
@@ -69,3 +69,32 @@ def connect(url: str, database: str, *, create_database: bool = False) -> Client
             bootstrap.close()
     logger.debug("connecting to ClickHouse database %s at %s", database, parts.scheme)
     return factory(database)
+
+
+def _open_embedded(path: str, database: str) -> Client:
+    try:
+        return clickhouse_connect.get_client(interface="chdb", path=path, database=database)
+    except Exception as exc:
+        if _engine_lock_held(path):
+            raise DataDirectoryInUse(f"the data directory {path} is in use by another process") from exc
+        raise
+
+
+def _engine_lock_held(path: str) -> bool:
+    """Whether another process holds the engine's lock on ``path``/status.
+
+    The engine's own open error does not say why it failed, so ask the lock.
+    """
+    try:
+        fd = os.open(os.path.join(path, "status"), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -13,3 +13,7 @@ class SchemaError(UsagemeterClickHouseError):
 
 class MigrationError(UsagemeterClickHouseError):
     """A migration could not be applied; the message names the version and statement."""
+
+
+class DataDirectoryInUse(UsagemeterClickHouseError):
+    """The embedded engine's data directory is held by another process."""

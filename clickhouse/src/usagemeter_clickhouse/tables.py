@@ -8,6 +8,8 @@ from __future__ import annotations
 METRICS_SUM = "otel_metrics_sum"
 METRICS_GAUGE = "otel_metrics_gauge"
 METRICS_HISTOGRAM = "otel_metrics_histogram"
+METRICS_EXPONENTIAL_HISTOGRAM = "otel_metrics_exponential_histogram"
+METRICS_SUMMARY = "otel_metrics_summary"
 TRACES = "otel_traces"
 
 USAGE_MINUTE = "feature_usage_minute"
@@ -25,6 +27,8 @@ RAW_TTL = {
     METRICS_SUM: "toDateTime(TimeUnix)",
     METRICS_GAUGE: "toDateTime(TimeUnix)",
     METRICS_HISTOGRAM: "toDateTime(TimeUnix)",
+    METRICS_EXPONENTIAL_HISTOGRAM: "toDateTime(TimeUnix)",
+    METRICS_SUMMARY: "toDateTime(TimeUnix)",
     TRACES: "toDateTime(Timestamp)",
 }
 #: Rollup tables whose TTL follows the rollup retention setting.

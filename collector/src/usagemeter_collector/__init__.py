@@ -1,1 +1,38 @@
-"""usagemeter collector."""
+"""usagemeter's OTLP collector.
+
+Receives OTLP metrics and spans over gRPC and HTTP (protobuf and JSON, gzip),
+validates ``feature.usage`` points, turns cumulative monotonic sums into deltas
+and batches the rows into the raw ClickHouse tables. It runs inside the caller's
+asyncio loop, next to other servers::
+
+    collector = Collector(lambda: connect(url, database), CollectorSettings())
+    await collector.start()
+    ...
+    await collector.stop()
+"""
+
+from __future__ import annotations
+
+from usagemeter_collector._collector import Collector
+from usagemeter_collector._cumulative import CumulativeToDelta, Delta, SeriesState, Undo
+from usagemeter_collector._errors import CollectorError, PayloadError, StorageUnavailable
+from usagemeter_collector._metrics import decode_metrics
+from usagemeter_collector._schema import METRICS_EXPONENTIAL_HISTOGRAM, METRICS_SUMMARY
+from usagemeter_collector._settings import CollectorSettings
+from usagemeter_collector._traces import decode_traces
+
+__all__ = [
+    "METRICS_EXPONENTIAL_HISTOGRAM",
+    "METRICS_SUMMARY",
+    "Collector",
+    "CollectorError",
+    "CollectorSettings",
+    "CumulativeToDelta",
+    "Delta",
+    "PayloadError",
+    "SeriesState",
+    "StorageUnavailable",
+    "Undo",
+    "decode_metrics",
+    "decode_traces",
+]

@@ -1,1 +1,38 @@
-"""usagemeter instrumentation."""
+"""usagemeter instrumentation: count feature usage per user from a host service over OTLP.
+
+Typical use::
+
+    import usagemeter_instrumentation as usagemeter
+
+    usagemeter.configure(service_name="chat-backend", endpoint="http://localhost:4317")
+    usagemeter.track_feature_use("ai_content_generation", user_id, model="gpt-4o-mini", prompt_tokens=120)
+
+Each use adds one to the monotonic counter ``feature.usage`` with the attributes ``user.id``
+and ``feature.key``, exported with delta temporality; metadata goes on a ``feature.use`` span.
+"""
+
+from __future__ import annotations
+
+from usagemeter_instrumentation._api import configure, force_flush, shutdown, track_feature_use
+from usagemeter_instrumentation._config import DEFAULT_CARDINALITY_LIMIT, DEFAULT_EXPORT_INTERVAL_MILLIS
+from usagemeter_instrumentation._names import (
+    FEATURE_KEY,
+    FEATURE_USAGE_METRIC,
+    FEATURE_USAGE_UNIT,
+    FEATURE_USE_SPAN,
+    USER_ID,
+)
+
+__all__ = [
+    "DEFAULT_CARDINALITY_LIMIT",
+    "DEFAULT_EXPORT_INTERVAL_MILLIS",
+    "FEATURE_KEY",
+    "FEATURE_USAGE_METRIC",
+    "FEATURE_USAGE_UNIT",
+    "FEATURE_USE_SPAN",
+    "USER_ID",
+    "configure",
+    "force_flush",
+    "shutdown",
+    "track_feature_use",
+]

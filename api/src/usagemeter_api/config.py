@@ -1,0 +1,53 @@
+"""The API's settings, read from ``USAGEMETER_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from usagemeter_api.auth import MIN_SECRET_BYTES
+
+__all__ = ["ApiSettings", "SettingsError", "load_settings"]
+
+_ENV_PREFIX = "USAGEMETER_"
+
+
+class SettingsError(Exception):
+    """The environment does not describe a usable API configuration."""
+
+
+class ApiSettings(BaseSettings):
+    """How the REST API authenticates callers, where it listens and which plans it enforces."""
+
+    model_config = SettingsConfigDict(env_prefix=_ENV_PREFIX, extra="ignore")
+
+    jwt_secret: SecretStr = Field(description=f"HS256 signing secret, at least {MIN_SECRET_BYTES} bytes.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` claim when set.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` claim when set.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    plans_file: Path | None = Field(default=None, description="Plans TOML file; the shipped plans when unset.")
+    clickhouse_pool_size: int = Field(default=4, ge=1, le=64, description="ClickHouse clients kept for requests.")
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_is_long_enough(cls, value: SecretStr) -> SecretStr:
+        # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+        if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes long")
+        return value
+
+
+def load_settings() -> ApiSettings:
+    """Read :class:`ApiSettings` from the environment, or raise SettingsError naming each bad variable."""
+    try:
+        return ApiSettings()  # type: ignore[call-arg]  # the secret comes from the environment
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            variable = _ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+            reason = "is required" if error["type"] == "missing" else error["msg"]
+            problems.append(f"{variable} {reason}")
+        raise SettingsError("invalid API configuration: " + "; ".join(problems)) from exc

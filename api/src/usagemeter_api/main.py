@@ -1,0 +1,69 @@
+"""The FastAPI application: quotas, usage analytics and health under ``/api/v1``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from usagemeter_api.auth import TokenVerifier
+from usagemeter_api.config import ApiSettings
+from usagemeter_api.plans import load_plans
+from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.routers import analytics, health, quotas
+from usagemeter_clickhouse import Client
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/api/v1"
+_RETRY_AFTER_SECONDS = "5"
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> FastAPI:
+    """Build the API; ``client_factory`` opens a ClickHouse client on the usagemeter database.
+
+    The plans file is read here, so a bad one fails before the server starts.
+    """
+    pool = ClientPool(client_factory, size=settings.clickhouse_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.close()
+
+    app = FastAPI(
+        title="usagemeter",
+        summary="Feature-usage quotas and analytics from OpenTelemetry metrics in ClickHouse.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.plans = load_plans(settings.plans_file)
+    app.state.clickhouse_pool = pool
+    app.state.token_verifier = TokenVerifier(
+        settings.jwt_secret.get_secret_value(), audience=settings.jwt_audience, issuer=settings.jwt_issuer
+    )
+    for router in (quotas.router, analytics.router, health.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.add_exception_handler(ClickHouseUnavailable, _clickhouse_unavailable)
+    app.add_exception_handler(ClickHouseError, _clickhouse_failed)
+    return app
+
+
+def _service_unavailable(detail: str) -> JSONResponse:
+    headers = {"Retry-After": _RETRY_AFTER_SECONDS}
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
+
+
+async def _clickhouse_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return _service_unavailable(str(exc))
+
+
+async def _clickhouse_failed(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("ClickHouse query for %s failed: %s", request.url.path, exc)
+    return _service_unavailable("usage data is unavailable: the ClickHouse query failed")

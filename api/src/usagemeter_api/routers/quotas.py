@@ -1,0 +1,62 @@
+"""``/quotas``: a user's usage against the limits of their plan in the current period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from usagemeter_api.deps import ClickHouse, Clock, Plans, TargetUser
+from usagemeter_api.periods import period_window
+from usagemeter_api.plans import Plan
+from usagemeter_api.quota import evaluate_quota
+from usagemeter_api.schemas import FeatureQuota, PlanSummary, QuotaList
+from usagemeter_api.usage import usage_totals
+
+router = APIRouter(prefix="/quotas", tags=["quotas"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"description": "The plan does not meter this feature."}
+}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"description": "Missing, expired or invalid bearer token."},
+    status.HTTP_403_FORBIDDEN: {"description": "A non-admin asked for another user's quotas."},
+}
+
+
+@router.get("", response_model=QuotaList, responses=_AUTH)
+def list_quotas(user_id: TargetUser, plans: Plans, client: ClickHouse, now: Clock) -> QuotaList:
+    """Every metered feature of the user's plan with its usage in the current period."""
+    plan_id, plan = plans.plan_for(user_id)
+    window = period_window(plan.period, now)
+    used = usage_totals(client, user_id, list(plan.limits), window)
+    return QuotaList(
+        user_id=user_id,
+        plan=_summary(plan_id, plan),
+        period_start=window.start,
+        period_end=window.end,
+        quotas=[
+            evaluate_quota(key, used.get(key, 0.0), limit, plan.near_limit_ratio, window)
+            for key, limit in plan.limits.items()
+        ],
+    )
+
+
+@router.get("/{feature_key}", response_model=FeatureQuota, responses=_AUTH | _NOT_FOUND)
+def get_quota(feature_key: str, user_id: TargetUser, plans: Plans, client: ClickHouse, now: Clock) -> FeatureQuota:
+    """One feature's usage against its limit in the current period."""
+    plan_id, plan = plans.plan_for(user_id)
+    if feature_key not in plan.limits:
+        known = ", ".join(plan.limits) or "none"
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"plan {plan_id!r} does not meter feature {feature_key[:100]!r}; its features: {known}",
+        )
+    window = period_window(plan.period, now)
+    used = usage_totals(client, user_id, [feature_key], window).get(feature_key, 0.0)
+    item = evaluate_quota(feature_key, used, plan.limits[feature_key], plan.near_limit_ratio, window)
+    return FeatureQuota(user_id=user_id, plan_id=plan_id, **item.model_dump())
+
+
+def _summary(plan_id: str, plan: Plan) -> PlanSummary:
+    return PlanSummary(id=plan_id, name=plan.name, period=plan.period, near_limit_ratio=plan.near_limit_ratio)

@@ -1,0 +1,131 @@
+"""Response bodies of the REST API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+__all__ = ["DailyUsage", "FeatureQuota", "Health", "PlanSummary", "QuotaItem", "QuotaList", "UsageReport"]
+
+AnalyticsPeriod = Literal["today", "week", "month"]
+
+_QUOTA_EXAMPLE: JsonDict = {
+    "feature_key": "ai_content_generation",
+    "used": 42,
+    "limit": 50,
+    "remaining": 8,
+    "percent_used": 84.0,
+    "near_limit": True,
+    "exceeded": False,
+    "has_access": True,
+    "period_start": "2026-11-01T00:00:00Z",
+    "period_end": "2026-12-01T00:00:00Z",
+}
+
+
+class QuotaItem(BaseModel):
+    """A user's usage of one feature against the plan's limit in the current period."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_QUOTA_EXAMPLE]})
+
+    feature_key: str
+    used: int | float = Field(description="Uses counted in the period.")
+    limit: int | None = Field(description="Uses allowed per period; null means unlimited.")
+    remaining: int | float | None = Field(description="Uses left (never negative); null when unlimited.")
+    percent_used: float | None = Field(description="used / limit * 100, two decimals; null when unlimited.")
+    near_limit: bool = Field(description="used has reached the plan's near_limit_ratio of the limit.")
+    exceeded: bool = Field(description="used is above the limit.")
+    has_access: bool = Field(description="Another use fits in the limit (used < limit, or unlimited).")
+    period_start: datetime = Field(description="Start of the period, inclusive (UTC).")
+    period_end: datetime = Field(description="End of the period, exclusive (UTC).")
+
+
+class FeatureQuota(QuotaItem):
+    """One feature's quota, with whose it is."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **_QUOTA_EXAMPLE}]}
+    )
+
+    user_id: str
+    plan_id: str
+
+
+class PlanSummary(BaseModel):
+    """The plan a user is on."""
+
+    id: str
+    name: str
+    period: Literal["day", "week", "month"]
+    near_limit_ratio: float
+
+
+class QuotaList(BaseModel):
+    """Every metered feature of a user's plan."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "user-123",
+                    "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
+                    "period_start": "2026-11-01T00:00:00Z",
+                    "period_end": "2026-12-01T00:00:00Z",
+                    "quotas": [_QUOTA_EXAMPLE],
+                }
+            ]
+        }
+    )
+
+    user_id: str
+    plan: PlanSummary
+    period_start: datetime
+    period_end: datetime
+    quotas: list[QuotaItem]
+
+
+class DailyUsage(BaseModel):
+    """Uses on one UTC day."""
+
+    day: date
+    used: int | float
+
+
+class UsageReport(BaseModel):
+    """A user's usage of one feature over the current day, week or month, day by day up to today."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "user-123",
+                    "feature_key": "chat_messages",
+                    "period": "week",
+                    "period_start": "2026-11-23T00:00:00Z",
+                    "period_end": "2026-11-30T00:00:00Z",
+                    "total": 17,
+                    "series": [{"day": "2026-11-23", "used": 5}, {"day": "2026-11-24", "used": 12}],
+                }
+            ]
+        }
+    )
+
+    user_id: str
+    feature_key: str
+    period: AnalyticsPeriod
+    period_start: datetime
+    period_end: datetime
+    total: int | float = Field(description="Uses from period_start to the end of today.")
+    series: list[DailyUsage] = Field(description="One entry per day from period_start to today, zeros included.")
+
+
+class Health(BaseModel):
+    """Liveness, and whether ClickHouse answers."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "clickhouse": "ok"}]})
+
+    status: Literal["ok", "degraded"]
+    clickhouse: Literal["ok", "unreachable"]

@@ -1,0 +1,153 @@
+"""The collector: OTLP/gRPC and OTLP/HTTP receivers and the batch writer, in the caller's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Iterator
+
+import grpc
+import uvicorn
+from clickhouse_connect.driver.client import Client
+from starlette.applications import Starlette
+
+from usagemeter_collector._cumulative import CumulativeToDelta
+from usagemeter_collector._grpc import add_otlp_services
+from usagemeter_collector._http import build_http_app
+from usagemeter_collector._ingest import Ingest
+from usagemeter_collector._settings import CollectorSettings
+from usagemeter_collector._writer import BatchWriter
+
+logger = logging.getLogger(__name__)
+
+#: How long stop() lets requests in flight finish before cutting them off.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the program hosting the event loop."""
+
+    def install_signal_handlers(self) -> None:
+        """Signals belong to the hosting program."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Signals belong to the hosting program."""
+        yield
+
+
+class Collector:
+    """Receives OTLP metrics and spans and stores them in ClickHouse.
+
+    ``client_factory`` is called once, on the writer thread, which then owns the client.
+    """
+
+    def __init__(self, client_factory: Callable[[], Client], settings: CollectorSettings) -> None:
+        self._settings = settings
+        self.converter = CumulativeToDelta()
+        self._writer = BatchWriter(client_factory, settings.batch_max_rows, settings.batch_max_delay_seconds)
+        self._ingest = Ingest(self._writer, self.converter)
+        self._http_app = build_http_app(self._ingest, settings.max_request_bytes)
+        self._grpc_server: grpc.aio.Server | None = None
+        self._http_server: _EmbeddedServer | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._grpc_port: int | None = None
+        self._http_port: int | None = None
+
+    @property
+    def http_app(self) -> Starlette:
+        """The OTLP/HTTP ASGI app."""
+        return self._http_app
+
+    @property
+    def grpc_port(self) -> int:
+        """The port the OTLP/gRPC receiver is bound to."""
+        if self._grpc_port is None:
+            raise RuntimeError("collector is not started")
+        return self._grpc_port
+
+    @property
+    def http_port(self) -> int:
+        """The port the OTLP/HTTP receiver is bound to."""
+        if self._http_port is None:
+            raise RuntimeError("collector is not started")
+        return self._http_port
+
+    async def start(self) -> None:
+        """Open the writer's ClickHouse client, then start both receivers."""
+        await asyncio.to_thread(self._writer.start)
+        try:
+            await self._start_grpc()
+            await self._start_http()
+        except BaseException:
+            await self.stop()
+            raise
+        logger.info(
+            "collector listening on %s: OTLP/gRPC port %d, OTLP/HTTP port %d",
+            self._settings.host,
+            self._grpc_port,
+            self._http_port,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, answer the requests in flight, insert everything pending, close."""
+        self._writer.drain()
+        waits = []
+        if self._http_server is not None and self._http_task is not None:
+            self._http_server.should_exit = True
+            waits.append(self._http_task)
+        if self._grpc_server is not None:
+            waits.append(asyncio.ensure_future(self._grpc_server.stop(SHUTDOWN_GRACE_SECONDS)))
+        for outcome in await asyncio.gather(*waits, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                logger.error("receiver did not stop cleanly: %r", outcome)
+        self._http_server = self._http_task = self._grpc_server = None
+        await asyncio.to_thread(self._writer.stop)
+        logger.info("collector stopped")
+
+    async def _start_grpc(self) -> None:
+        options = [
+            ("grpc.max_receive_message_length", self._settings.max_request_bytes),
+            # Without this a second server could share the port silently.
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options)
+        add_otlp_services(server, self._ingest)
+        host = self._settings.host
+        address = f"[{host}]:{self._settings.grpc_port}" if ":" in host else f"{host}:{self._settings.grpc_port}"
+        self._grpc_port = server.add_insecure_port(address)
+        self._grpc_server = server
+        await server.start()
+
+    async def _start_http(self) -> None:
+        sock = _bind(self._settings.host, self._settings.http_port)
+        self._http_port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._http_app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
+        )
+        self._http_server = server = _EmbeddedServer(config)
+        self._http_task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if self._http_task.done():
+                self._http_task.result()
+                raise RuntimeError("OTLP/HTTP server exited during startup")
+            await asyncio.sleep(0.01)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock

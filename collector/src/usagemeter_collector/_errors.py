@@ -1,0 +1,19 @@
+"""Errors the collector answers senders with."""
+
+from __future__ import annotations
+
+
+class CollectorError(Exception):
+    """Base class of the collector's errors."""
+
+
+class PayloadError(CollectorError):
+    """An export request that cannot be read; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StorageUnavailable(CollectorError):
+    """The rows of a request were not committed to ClickHouse; the sender should retry."""

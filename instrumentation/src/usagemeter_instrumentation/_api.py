@@ -1,0 +1,144 @@
+"""The instrumentation's process-wide pipeline and the calls a host service makes."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Mapping
+
+from opentelemetry import metrics, trace
+from opentelemetry.util.types import AttributeValue
+
+from usagemeter_instrumentation._config import resolve_settings
+from usagemeter_instrumentation._names import FEATURE_KEY, FEATURE_USE_SPAN, USER_ID
+from usagemeter_instrumentation._once import OnceLogger
+from usagemeter_instrumentation._pipeline import Pipeline, build_pipeline
+
+_logger = logging.getLogger("usagemeter_instrumentation")
+_once = OnceLogger(_logger)
+_lock = threading.Lock()
+_pipeline: Pipeline | None = None
+_atexit_registered = False
+
+
+def configure(
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    *,
+    protocol: str | None = None,
+    export_interval_millis: int | None = None,
+    cardinality_limit: int | None = None,
+    headers: dict[str, str] | None = None,
+    export_timeout_millis: int | None = None,
+    set_global: bool = False,
+) -> None:
+    """Start the metering pipeline of this process.
+
+    Explicit arguments win over the standard ``OTEL_*`` variables, which win over usagemeter's
+    defaults: OTLP over gRPC to ``http://localhost:4317``, export every 1000 ms, delta
+    temporality, up to 100,000 (user, feature) pairs per export interval. ``endpoint`` is the base
+    URL of the receiver; for ``http/protobuf`` the signal paths ``/v1/metrics`` and
+    ``/v1/traces`` are appended. ``export_timeout_millis`` bounds each export, retries included.
+
+    The pipeline owns its providers and leaves the host's global OpenTelemetry providers alone
+    unless ``set_global`` is true. A second call while a pipeline runs logs a warning and keeps
+    the first pipeline; call :func:`shutdown` first to reconfigure. Pending usage is flushed
+    when the process exits. Raises ``ValueError`` for invalid settings.
+    """
+    global _pipeline
+    settings = resolve_settings(
+        service_name,
+        endpoint,
+        protocol=protocol,
+        export_interval_millis=export_interval_millis,
+        export_timeout_millis=export_timeout_millis,
+        cardinality_limit=cardinality_limit,
+        headers=headers,
+    )
+    with _lock:
+        if _pipeline is not None:
+            _logger.warning("usagemeter instrumentation is already configured; keeping the running pipeline")
+            return
+        pipeline = _pipeline = build_pipeline(settings)
+        _once.reset()
+        _register_exit_flush()
+    if set_global:
+        metrics.set_meter_provider(pipeline.meter_provider)
+        trace.set_tracer_provider(pipeline.tracer_provider)
+    _logger.info("usagemeter instrumentation exports feature usage over %s", settings.metrics.protocol)
+
+
+def track_feature_use(feature_key: str, user_id: str, **metadata: object) -> None:
+    """Count one use of ``feature_key`` by ``user_id``.
+
+    Metadata (model, tokens, …) is recorded on a short ``feature.use`` span for drill-down;
+    quotas rely only on the count. Never raises and never waits for the network; without
+    :func:`configure` it does nothing and warns once.
+    """
+    pipeline = _pipeline
+    if pipeline is None:
+        _once.warning("not-configured", "usagemeter instrumentation is not configured; feature usage is not recorded")
+        return
+    try:
+        _record(pipeline, feature_key, user_id, metadata)
+    except Exception as error:  # a metering failure must never reach the host's request path
+        _once.warning(f"error:{type(error).__name__}", "usagemeter could not record a feature use", exc_info=True)
+
+
+def force_flush(timeout_millis: int = 10_000) -> bool:
+    """Export the usage recorded so far; ``False`` when not configured or the flush did not complete."""
+    pipeline = _pipeline
+    if pipeline is None:
+        return False
+    try:
+        return pipeline.force_flush(timeout_millis)
+    except Exception:  # exporters report failures by raising from force_flush
+        _logger.warning("usagemeter could not flush feature usage", exc_info=True)
+        return False
+
+
+def shutdown(timeout_millis: int | None = None) -> None:
+    """Flush pending usage and stop the pipeline; :func:`configure` may then be called again."""
+    global _pipeline
+    with _lock:
+        pipeline, _pipeline = _pipeline, None
+    _once.reset()
+    if pipeline is None:
+        return
+    try:
+        pipeline.shutdown(timeout_millis)
+    except Exception:
+        _logger.warning("usagemeter could not flush feature usage at shutdown", exc_info=True)
+
+
+def _record(pipeline: Pipeline, feature_key: str, user_id: str, metadata: Mapping[str, object]) -> None:
+    feature, user = _identifier(feature_key), _identifier(user_id)
+    if not feature or not user:
+        _once.warning("empty-identifier", "usagemeter ignored a feature use without feature key or user id")
+        return
+    pipeline.counter.add(1, {USER_ID: user, FEATURE_KEY: feature})
+    if metadata:
+        attributes = _span_attributes(metadata)
+        attributes.update({FEATURE_KEY: feature, USER_ID: user})
+        pipeline.tracer.start_span(FEATURE_USE_SPAN, attributes=attributes).end()
+
+
+def _identifier(value: object) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _span_attributes(metadata: Mapping[str, object]) -> dict[str, AttributeValue]:
+    attributes: dict[str, AttributeValue] = {}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        attributes[key] = value if isinstance(value, str | bool | int | float) else str(value)
+    return attributes
+
+
+def _register_exit_flush() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True

@@ -1,0 +1,124 @@
+"""Resolution of pipeline settings: explicit arguments, then OTEL_* variables, then usagemeter's defaults.
+
+This is the only module that reads the environment. Where the OpenTelemetry SDK already
+honours a variable (service name, endpoints, headers, timeouts, export interval), the
+setting is left as ``None`` so the SDK applies its own parsing of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Protocol = Literal["grpc", "http/protobuf"]
+Signal = Literal["metrics", "traces"]
+
+PROTOCOLS: tuple[Protocol, ...] = ("grpc", "http/protobuf")
+DEFAULT_PROTOCOL: Protocol = "grpc"
+DEFAULT_EXPORT_INTERVAL_MILLIS = 1000
+DEFAULT_CARDINALITY_LIMIT = 100_000
+
+_PROTOCOL_VARIABLE = "OTEL_EXPORTER_OTLP_PROTOCOL"
+_SIGNAL_PROTOCOL_VARIABLES: dict[Signal, str] = {
+    "metrics": "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    "traces": "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+}
+_EXPORT_INTERVAL_VARIABLE = "OTEL_METRIC_EXPORT_INTERVAL"
+_HTTP_SIGNAL_PATHS: dict[Signal, str] = {"metrics": "v1/metrics", "traces": "v1/traces"}
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    """How one signal is exported; ``None`` fields are left to the SDK's environment handling."""
+
+    protocol: Protocol
+    endpoint: str | None
+    headers: dict[str, str] | None
+    timeout_seconds: float | None
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything needed to build the metering pipeline."""
+
+    service_name: str | None
+    metrics: ExporterSettings
+    traces: ExporterSettings
+    export_interval_millis: int | None
+    export_timeout_millis: int | None
+    cardinality_limit: int
+
+
+def resolve_settings(
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    *,
+    protocol: str | None = None,
+    export_interval_millis: int | None = None,
+    export_timeout_millis: int | None = None,
+    cardinality_limit: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineSettings:
+    """Combine explicit arguments with the environment; raise ``ValueError`` on invalid values."""
+    env = os.environ if environ is None else environ
+    _check_positive("export_interval_millis", export_interval_millis)
+    _check_positive("export_timeout_millis", export_timeout_millis)
+    _check_positive("cardinality_limit", cardinality_limit)
+    header_dict = dict(headers) if headers is not None else None
+    timeout_seconds = export_timeout_millis / 1000 if export_timeout_millis is not None else None
+
+    def exporter(signal: Signal) -> ExporterSettings:
+        chosen = _resolve_protocol(protocol, signal, env)
+        return ExporterSettings(chosen, _signal_endpoint(endpoint, chosen, signal), header_dict, timeout_seconds)
+
+    return PipelineSettings(
+        service_name=service_name or None,
+        metrics=exporter("metrics"),
+        traces=exporter("traces"),
+        export_interval_millis=_resolve_interval(export_interval_millis, env),
+        export_timeout_millis=export_timeout_millis,
+        cardinality_limit=cardinality_limit or DEFAULT_CARDINALITY_LIMIT,
+    )
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _resolve_protocol(explicit: str | None, signal: Signal, env: Mapping[str, str]) -> Protocol:
+    signal_variable = _SIGNAL_PROTOCOL_VARIABLES[signal]
+    candidates = (
+        (explicit, "protocol"),
+        (env.get(signal_variable), signal_variable),
+        (env.get(_PROTOCOL_VARIABLE), _PROTOCOL_VARIABLE),
+    )
+    for value, source in candidates:
+        if value:
+            normalised = value.strip().lower()
+            for known in PROTOCOLS:
+                if normalised == known:
+                    return known
+            raise ValueError(f"{source}={value!r} is not supported; use one of {', '.join(PROTOCOLS)}")
+    return DEFAULT_PROTOCOL
+
+
+def _signal_endpoint(endpoint: str | None, protocol: Protocol, signal: Signal) -> str | None:
+    """The exporter endpoint for an explicit base URL; ``None`` lets the SDK read OTEL_EXPORTER_OTLP_*ENDPOINT."""
+    if not endpoint:
+        return None
+    base = endpoint if "://" in endpoint else f"http://{endpoint}"
+    if protocol == "grpc":
+        return base
+    return f"{base.rstrip('/')}/{_HTTP_SIGNAL_PATHS[signal]}"
+
+
+def _resolve_interval(explicit: int | None, env: Mapping[str, str]) -> int | None:
+    if explicit is not None:
+        return explicit
+    if env.get(_EXPORT_INTERVAL_VARIABLE):
+        return None
+    return DEFAULT_EXPORT_INTERVAL_MILLIS

@@ -1,0 +1,37 @@
+"""The demo host service: a chat backend whose AI replies are a metered feature.
+
+``run_demo`` simulates a few users chatting (``chat_messages``), getting AI replies
+(``ai_content_generation`` with model and token metadata) and now and then exporting a
+document (``document_export``), and reports every use through usagemeter's instrumentation.
+"""
+
+from __future__ import annotations
+
+from usagemeter.demo._runner import DEMO_SERVICE_NAME, run_demo
+from usagemeter.demo._traffic import (
+    AI_CONTENT_GENERATION,
+    CHAT_MESSAGES,
+    DEFAULT_SEED,
+    DEFAULT_USERS,
+    DOCUMENT_EXPORT,
+    KNOWN_USERS,
+    ChatTraffic,
+    DemoUser,
+    FeatureUse,
+    demo_users,
+)
+
+__all__ = [
+    "AI_CONTENT_GENERATION",
+    "CHAT_MESSAGES",
+    "DEFAULT_SEED",
+    "DEFAULT_USERS",
+    "DEMO_SERVICE_NAME",
+    "DOCUMENT_EXPORT",
+    "KNOWN_USERS",
+    "ChatTraffic",
+    "DemoUser",
+    "FeatureUse",
+    "demo_users",
+    "run_demo",
+]

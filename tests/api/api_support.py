@@ -1,0 +1,50 @@
+"""Helpers for the API tests: the injected clock, real tokens and real usage rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from usagemeter_api import mint_token
+from usagemeter_clickhouse import Client, tables
+
+SECRET = "api-test-secret-0123456789abcdef-0123456789"
+
+# The injected clock sits mid-month in the current real month, so test data stays well inside
+# the rollups' retention whatever day the suite runs.
+NOW = datetime.now(UTC).replace(day=15, hour=12, minute=0, second=0, microsecond=0)
+MONTH_START = NOW.replace(day=1, hour=0)
+NEXT_MONTH_START = (MONTH_START + timedelta(days=32)).replace(day=1)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COLUMNS = ["ServiceName", "MetricName", "Attributes", "TimeUnix", "Value", "AggregationTemporality", "IsMonotonic"]
+
+
+def bearer(
+    user_id: str, *, admin: bool = False, secret: str = SECRET, audience: str | None = None, issuer: str | None = None
+) -> dict[str, str]:
+    """Headers carrying a freshly minted token for ``user_id``."""
+    token = mint_token(secret, user_id, admin=admin, audience=audience, issuer=issuer)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def ns(moment: datetime) -> int:
+    """Integer nanoseconds since the epoch, the fast insert form of TimeUnix."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+
+
+def record_usage(client: Client, uses: Sequence[tuple[str, str, datetime, float]], service: str = "web") -> None:
+    """Insert delta ``feature.usage`` points (user, feature, time, value) as an OTLP sender's would arrive."""
+    rows = [
+        [
+            service,
+            tables.USAGE_METRIC,
+            {tables.USER_ATTRIBUTE: user, tables.FEATURE_ATTRIBUTE: feature},
+            ns(at),
+            value,
+            1,
+            True,
+        ]
+        for user, feature, at, value in uses
+    ]
+    client.insert(tables.METRICS_SUM, rows, column_names=_COLUMNS)

@@ -1,0 +1,75 @@
+"""Fixtures for the REST API: the app on the test's own migrated database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from tests.api.api_support import NOW, SECRET
+from usagemeter_api import ApiSettings, create_app, utc_now
+from usagemeter_clickhouse import Client, connect, migrate
+
+AppFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_api(chdb_url: str, database: str, clickhouse: Client) -> Iterator[AppFactory]:
+    """Build a started app on the test database; keyword arguments become ApiSettings fields."""
+    started: list[TestClient] = []
+
+    def build(
+        *,
+        now: datetime = NOW,
+        client_factory: Callable[[], Client] | None = None,
+        plans_file: Path | None = None,
+        **settings: object,
+    ) -> TestClient:
+        api_settings = ApiSettings(jwt_secret=SecretStr(SECRET), plans_file=plans_file, **settings)  # type: ignore[arg-type]
+        app = create_app(api_settings, client_factory or (lambda: connect(chdb_url, database)))
+        app.dependency_overrides[utc_now] = lambda: now
+        test_client = TestClient(app, raise_server_exceptions=False)
+        test_client.__enter__()
+        started.append(test_client)
+        return test_client
+
+    yield build
+    for test_client in started:
+        test_client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(make_api: AppFactory) -> TestClient:
+    """The app with the shipped plans and the clock at NOW."""
+    return make_api()
+
+
+@pytest.fixture
+def plans_file(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a plans TOML file and return its path."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "plans.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def shared_api(chdb_url: str) -> Iterator[TestClient]:
+    """One app for a whole module, on a migrated database of its own, for tests that only read."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    client = connect(chdb_url, database, create_database=True)
+    migrate(client)
+    app = create_app(ApiSettings(jwt_secret=SecretStr(SECRET)), lambda: connect(chdb_url, database))
+    app.dependency_overrides[utc_now] = lambda: NOW
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+    client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    client.close()

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.api.api_support import bearer
+from usagemeter_clickhouse import connect
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def unreachable_api(make_api):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    return make_api(client_factory=lambda: connect(url, "usagemeter"))
+
+
+def test_health_reports_clickhouse_ok(api):
+    response = api.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "clickhouse": "ok"}
+
+
+def test_health_is_degraded_when_clickhouse_is_unreachable(unreachable_api):
+    response = unreachable_api.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "degraded", "clickhouse": "unreachable"}
+
+
+def test_data_endpoints_answer_503_when_clickhouse_is_unreachable(unreachable_api):
+    response = unreachable_api.get("/api/v1/quotas", headers=bearer("alice"))
+    assert response.status_code == 503
+    assert "ClickHouse" in response.json()["detail"]
+    assert response.headers["Retry-After"]
+
+
+def test_data_endpoints_answer_503_when_the_schema_is_missing(make_api, chdb_url, database):
+    bare = connect(chdb_url, f"{database}_bare", create_database=True)
+    try:
+        api = make_api(client_factory=lambda: connect(chdb_url, f"{database}_bare"))
+        response = api.get("/api/v1/quotas/chat_messages", headers=bearer("alice"))
+        assert response.status_code == 503
+        assert "unavailable" in response.json()["detail"]
+    finally:
+        bare.command(f"DROP DATABASE IF EXISTS `{database}_bare`")
+        bare.close()
+
+
+def test_openapi_documents_the_endpoints(shared_api):
+    assert shared_api.get("/docs").status_code == 200
+    paths = shared_api.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/v1/quotas",
+        "/api/v1/quotas/{feature_key}",
+        "/api/v1/analytics/usage/{feature_key}",
+        "/api/v1/health",
+    ):
+        assert path in paths

@@ -1,0 +1,140 @@
+"""Collector fixtures: a Collector running on free ports in an event loop of its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric, NumberDataPoint, Sum
+
+from usagemeter_clickhouse import Client, connect, tables
+from usagemeter_collector import Collector, CollectorSettings
+
+T = TypeVar("T")
+
+SERVICE = "collector-test"
+
+
+class LoopThread:
+    """An asyncio loop running in a background thread, as a host program's loop would."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    runner = LoopThread()
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def start_collector(
+    clickhouse: Client, chdb_url: str, database: str, loop_thread: LoopThread
+) -> Iterator[Callable[..., Collector]]:
+    """Start a Collector on free ports against the test's database; keyword arguments override settings."""
+    started: list[Collector] = []
+
+    def start(**overrides: Any) -> Collector:
+        values: dict[str, Any] = {"host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "batch_max_delay_seconds": 0.05}
+        settings = CollectorSettings(**(values | overrides))
+        collector = Collector(lambda: connect(chdb_url, database), settings)
+        loop_thread.run(collector.start())
+        started.append(collector)
+        return collector
+
+    yield start
+    for collector in started:
+        loop_thread.run(collector.stop())
+
+
+@pytest.fixture
+def collector(start_collector: Callable[..., Collector]) -> Collector:
+    return start_collector()
+
+
+def usage_by_user(client: Client, feature: str | None = None) -> dict[str, float]:
+    """Metered uses per user from the minute rollup."""
+    query = f"SELECT UserId, sum(Uses) FROM {tables.USAGE_MINUTE}"
+    parameters: dict[str, Any] = {}
+    if feature is not None:
+        query += " WHERE FeatureKey = {feature:String}"
+        parameters["feature"] = feature
+    rows = client.query(query + " GROUP BY UserId", parameters=parameters).result_rows
+    return {user: uses for user, uses in rows}
+
+
+def count_rows(client: Client, table: str) -> int:
+    return int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
+
+
+def wait_for(check: Callable[[], T], timeout: float = 20.0) -> T:
+    """Poll ``check`` until it returns something truthy or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+def attrs(**values: Any) -> list[KeyValue]:
+    """OTLP attributes from keyword arguments (dots written as underscores)."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, str):
+            any_value = AnyValue(string_value=value)
+        elif isinstance(value, bool):
+            any_value = AnyValue(bool_value=value)
+        elif isinstance(value, int):
+            any_value = AnyValue(int_value=value)
+        else:
+            any_value = AnyValue(double_value=value)
+        out.append(KeyValue(key=key.replace("_", "."), value=any_value))
+    return out
+
+
+def usage_request(
+    points: list[NumberDataPoint],
+    temporality: int = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA,
+    monotonic: bool = True,
+    name: str = tables.USAGE_METRIC,
+) -> ExportMetricsServiceRequest:
+    """A request carrying one sum metric (``feature.usage`` by default) with ``points``."""
+    request = ExportMetricsServiceRequest()
+    resource_metrics = request.resource_metrics.add()
+    resource_metrics.resource.attributes.extend(attrs(service_name=SERVICE))
+    scope_metrics = resource_metrics.scope_metrics.add()
+    scope_metrics.scope.name = "tests"
+    metric = Metric(name=name, unit="1", sum=Sum(aggregation_temporality=temporality, is_monotonic=monotonic))
+    metric.sum.data_points.extend(points)
+    scope_metrics.metrics.append(metric)
+    return request
+
+
+def usage_point(
+    user: str | None, value: float, time_ns: int, start_ns: int = 0, feature: str = "chat"
+) -> NumberDataPoint:
+    """A ``feature.usage`` point for ``user`` (None leaves user.id out)."""
+    point = NumberDataPoint(start_time_unix_nano=start_ns or time_ns - 1, time_unix_nano=time_ns, as_double=value)
+    point.attributes.extend(attrs(feature_key=feature))
+    if user is not None:
+        point.attributes.extend(attrs(user_id=user))
+    return point

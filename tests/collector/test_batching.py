@@ -1,0 +1,50 @@
+"""Rows wait for a full batch or the delay, whichever first; stop() inserts what is pending."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from tests.collector.conftest import count_rows, usage_by_user, usage_point, usage_request, wait_for
+from usagemeter_clickhouse import tables
+
+_T0 = 1_900_000_000 * 10**9
+_LONG_DELAY = 600.0
+
+
+def _post(port: int, request, timeout: float = 30) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{port}/v1/metrics",
+        content=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=timeout,
+    )
+
+
+def test_full_batch_is_inserted_without_waiting_for_the_delay(start_collector, clickhouse):
+    collector = start_collector(batch_max_rows=100, batch_max_delay_seconds=_LONG_DELAY)
+    points = [usage_point(f"user-{i % 10}", 1.0, _T0 + i) for i in range(250)]
+    response = _post(collector.http_port, usage_request(points))
+    assert response.status_code == 200
+    assert count_rows(clickhouse, tables.METRICS_SUM) == 250
+    assert usage_by_user(clickhouse) == {f"user-{i}": 25.0 for i in range(10)}
+
+
+def test_stop_inserts_pending_rows_and_answers_their_requests(start_collector, clickhouse, loop_thread):
+    collector = start_collector(batch_max_delay_seconds=_LONG_DELAY)
+    responses: list[httpx.Response] = []
+
+    def send(user: str) -> None:
+        responses.append(_post(collector.http_port, usage_request([usage_point(user, 2.0, _T0)])))
+
+    senders = [threading.Thread(target=send, args=(user,)) for user in ("alice", "bob")]
+    for sender in senders:
+        sender.start()
+    # Both requests are waiting on the writer once their rows are buffered.
+    assert wait_for(lambda: sum(len(p.rows) for p in collector._writer._pending) == 2)
+    loop_thread.run(collector.stop())
+    for sender in senders:
+        sender.join(30)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert usage_by_user(clickhouse) == {"alice": 2.0, "bob": 2.0}

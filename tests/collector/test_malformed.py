@@ -1,0 +1,89 @@
+"""Malformed exports get their specific status and reason, and the collector keeps serving."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import grpc
+import httpx
+import pytest
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+
+from tests.collector.conftest import usage_by_user, usage_point, usage_request
+
+_NOW = 1_900_000_000 * 10**9
+_MAX = 64 * 1024
+_PROTOBUF = {"Content-Type": "application/x-protobuf"}
+_JSON = {"Content-Type": "application/json"}
+
+
+def _valid_body(user: str) -> bytes:
+    return usage_request([usage_point(user, 2.0, _NOW)]).SerializeToString()
+
+
+_CASES = [
+    pytest.param(_PROTOBUF, lambda: _valid_body("x")[:-3], 400, "malformed protobuf", id="truncated-protobuf"),
+    pytest.param(_JSON, lambda: b'{"resourceMetrics": [', 400, "invalid JSON", id="invalid-json"),
+    pytest.param(_JSON, lambda: b'{"resourceMetrics": 5}', 400, "invalid OTLP JSON", id="wrong-json-shape"),
+    pytest.param(_JSON, lambda: b"[]", 400, "must be a JSON object", id="json-not-an-object"),
+    pytest.param(
+        _PROTOBUF | {"Content-Encoding": "gzip"}, lambda: b"not gzip at all", 400, "invalid gzip", id="bad-gzip"
+    ),
+    pytest.param(
+        _PROTOBUF | {"Content-Encoding": "gzip"},
+        lambda: gzip.compress(_valid_body("x"))[:-8],
+        400,
+        "truncated",
+        id="truncated-gzip",
+    ),
+    pytest.param({"Content-Type": "text/plain"}, lambda: b"hello", 415, "Content-Type", id="unknown-content-type"),
+    pytest.param(_PROTOBUF | {"Content-Encoding": "br"}, lambda: b"xx", 415, "Content-Encoding", id="unknown-coding"),
+    pytest.param(_PROTOBUF, lambda: b"\x00" * (_MAX + 1), 413, "exceeds the limit", id="body-too-big"),
+    pytest.param(
+        _PROTOBUF | {"Content-Encoding": "gzip"},
+        lambda: gzip.compress(b"\x00" * (_MAX * 4)),
+        413,
+        "decompressed body exceeds",
+        id="gzip-bomb",
+    ),
+]
+
+
+@pytest.mark.parametrize(("headers", "make_body", "status", "reason"), _CASES)
+def test_malformed_http_exports_get_specific_errors(start_collector, clickhouse, headers, make_body, status, reason):
+    collector = start_collector(max_request_bytes=_MAX)
+    base = f"http://127.0.0.1:{collector.http_port}"
+    with httpx.Client(base_url=base) as client:
+        response = client.post("/v1/metrics", content=make_body(), headers=headers)
+        assert response.status_code == status
+        if response.headers["content-type"] == "application/x-protobuf":
+            message = status_pb2.Status.FromString(response.content).message
+        else:
+            message = json.loads(response.content)["message"]
+        assert reason in message
+
+        ok = client.post("/v1/metrics", content=_valid_body("after"), headers=_PROTOBUF)
+        assert ok.status_code == 200
+        assert ExportMetricsServiceResponse.FromString(ok.content) == ExportMetricsServiceResponse()
+    assert usage_by_user(clickhouse) == {"after": 2.0}
+
+
+def test_get_is_not_allowed(collector):
+    for path in ("/v1/metrics", "/v1/traces"):
+        assert httpx.get(f"http://127.0.0.1:{collector.http_port}{path}").status_code == 405
+
+
+def test_malformed_grpc_export_is_invalid_argument(collector, clickhouse):
+    with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+        raw_export = channel.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
+        with pytest.raises(grpc.RpcError) as failure:
+            raw_export(_valid_body("x")[:-3], timeout=10)
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "malformed protobuf" in failure.value.details()
+
+        stub = metrics_service_pb2_grpc.MetricsServiceStub(channel)
+        stub.Export(usage_request([usage_point("after", 3.0, _NOW)]), timeout=10)
+    assert usage_by_user(clickhouse) == {"after": 3.0}

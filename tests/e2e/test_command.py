@@ -1,0 +1,66 @@
+"""The command line's promises: dev secrets, tokens, one-line errors, demo traffic."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+
+from tests.conftest import free_port
+from tests.e2e.conftest import RunningUp, dev_env, start_up, stop_up, usagemeter
+
+
+def test_token_without_secret_or_data_dir_fails_with_one_line_reason(tmp_path: Path) -> None:
+    result = usagemeter("token", "--data-dir", str(tmp_path / "none"), "--user", "u", env=dev_env())
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "USAGEMETER_JWT_SECRET" in result.stderr
+
+
+def test_up_keeps_its_dev_secret_in_the_data_dir_and_tokens_use_it(up: RunningUp) -> None:
+    secret = (up.data_dir / "jwt_secret").read_text().strip()
+    assert (up.data_dir / "jwt_secret").stat().st_mode & 0o077 == 0
+    claims = jwt.decode(up.token("zoe", admin=True), secret, algorithms=["HS256"])
+    assert claims["sub"] == "zoe" and claims["role"] == "admin" and claims["exp"] > time.time()
+    assert "Admin token" in up.output()
+
+
+def test_second_up_on_the_same_data_dir_fails_clearly(up: RunningUp, tmp_path: Path) -> None:
+    result = usagemeter(
+        "up",
+        "--data-dir",
+        str(up.data_dir),
+        "--grpc-port",
+        "0",
+        "--http-port",
+        "0",
+        "--api-port",
+        str(free_port()),
+        env=dev_env(),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "in use" in result.stderr.splitlines()[-1]
+
+
+def test_up_restarts_on_an_existing_data_dir(data_dir: Path, tmp_path: Path) -> None:
+    first = start_up(data_dir, tmp_path / "first.log")
+    assert stop_up(first) == 0
+    second = start_up(data_dir, tmp_path / "second.log")
+    assert stop_up(second) == 0
+
+
+def test_demo_traffic_makes_quota_numbers_grow(data_dir: Path, tmp_path: Path) -> None:
+    running = start_up(data_dir, tmp_path / "demo.log", "--demo")
+    try:
+        headers = {"Authorization": f"Bearer {running.token('alice')}"}
+        seen: list[float] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (len(set(seen)) < 2 or seen[-1] == 0):
+            quotas = httpx.get(f"{running.api}/quotas", headers=headers, timeout=10).json()
+            seen.append(sum(item["used"] for item in quotas["quotas"]))
+            time.sleep(1)
+        assert seen[-1] > 0 and seen[-1] > min(seen), (seen, running.output())
+    finally:
+        assert stop_up(running) == 0

@@ -1,0 +1,206 @@
+"""Small OTLP receivers (gRPC and HTTP/protobuf) on 127.0.0.1 that record every request they get."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
+
+def attribute_value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def attributes(pairs: Any) -> dict[str, Any]:
+    return {pair.key: attribute_value(pair.value) for pair in pairs}
+
+
+@dataclass
+class SumPoint:
+    service_name: str | None
+    metric: str
+    temporality: int
+    monotonic: bool
+    value: int | float
+    attributes: dict[str, Any]
+
+
+@dataclass
+class Recorder:
+    """What a receiver was sent; ``hold`` cleared makes exports wait until it is set again."""
+
+    metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = field(default_factory=list)
+    traces: list[trace_service_pb2.ExportTraceServiceRequest] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    hold: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.hold.set()
+
+    def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest, headers: dict[str, str]) -> None:
+        self.arrived.set()
+        self.hold.wait()
+        with self.lock:
+            self.metrics.append(request)
+            self.headers.append(headers)
+
+    def add_traces(self, request: trace_service_pb2.ExportTraceServiceRequest, headers: dict[str, str]) -> None:
+        self.hold.wait()
+        with self.lock:
+            self.traces.append(request)
+            self.headers.append(headers)
+
+    def sum_points(self) -> Iterator[SumPoint]:
+        with self.lock:
+            requests = list(self.metrics)
+        for request in requests:
+            for resource_metrics in request.resource_metrics:
+                service = attributes(resource_metrics.resource.attributes).get("service.name")
+                for scope in resource_metrics.scope_metrics:
+                    for metric in scope.metrics:
+                        if metric.WhichOneof("data") != "sum":
+                            continue
+                        for point in metric.sum.data_points:
+                            value = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+                            yield SumPoint(
+                                service,
+                                metric.name,
+                                metric.sum.aggregation_temporality,
+                                metric.sum.is_monotonic,
+                                value,
+                                attributes(point.attributes),
+                            )
+
+    def usage_totals(self) -> Counter[tuple[str, str]]:
+        """Sum of delta ``feature.usage`` points per (user.id, feature.key)."""
+        totals: Counter[tuple[str, str]] = Counter()
+        for point in self.sum_points():
+            if point.metric == "feature.usage":
+                assert point.temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+                assert point.monotonic
+                totals[(point.attributes["user.id"], point.attributes["feature.key"])] += int(point.value)
+        return totals
+
+    def spans(self) -> list[tuple[str, dict[str, Any], str | None]]:
+        """(name, attributes, service.name) of every span received."""
+        with self.lock:
+            requests = list(self.traces)
+        found: list[tuple[str, dict[str, Any], str | None]] = []
+        for request in requests:
+            for resource_spans in request.resource_spans:
+                service = attributes(resource_spans.resource.attributes).get("service.name")
+                for scope in resource_spans.scope_spans:
+                    found.extend((span.name, attributes(span.attributes), service) for span in scope.spans)
+        return found
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Poll ``condition`` until it holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._recorder.add_metrics(request, dict(context.invocation_metadata()))
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._recorder.add_traces(request, dict(context.invocation_metadata()))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class GrpcReceiver:
+    """A real OTLP/gRPC server on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self.recorder), self._server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self.recorder), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self.recorder.hold.set()
+        self._server.stop(grace=None)
+
+
+_HTTP_MESSAGES: dict[str, Any] = {
+    "/v1/metrics": metrics_service_pb2.ExportMetricsServiceRequest,
+    "/v1/traces": trace_service_pb2.ExportTraceServiceRequest,
+}
+
+
+class HttpReceiver:
+    """A real OTLP/HTTP (binary protobuf) server on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        recorder = self.recorder
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                message_type = _HTTP_MESSAGES.get(self.path)
+                if message_type is None:
+                    self.send_error(404, f"no OTLP signal at {self.path}")
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = message_type.FromString(body)
+                headers = {key.lower(): value for key, value in self.headers.items()}
+                if self.path == "/v1/metrics":
+                    recorder.add_metrics(request, headers)
+                else:
+                    recorder.add_traces(request, headers)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.recorder.hold.set()
+        self._server.shutdown()
+        self._server.server_close()

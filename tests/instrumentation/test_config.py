@@ -1,0 +1,115 @@
+"""Settings: explicit arguments win over OTEL_* variables, which win over usagemeter's defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+import usagemeter_instrumentation as usagemeter
+from tests.conftest import free_port
+from tests.instrumentation.receivers import GrpcReceiver, HttpReceiver
+from usagemeter_instrumentation import _api
+from usagemeter_instrumentation._config import resolve_settings
+
+
+def test_environment_configures_protocol_endpoint_headers_and_service(
+    http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", http_receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme")
+    usagemeter.configure()
+    usagemeter.track_feature_use("chat_messages", "alice", model="m")
+    usagemeter.shutdown()
+
+    recorder = http_receiver.recorder
+    assert recorder.usage_totals() == {("alice", "chat_messages"): 1}
+    assert {p.service_name for p in recorder.sum_points()} == {"from-env"}
+    assert [name for name, _, _ in recorder.spans()] == ["feature.use"]
+    assert all(headers.get("x-tenant") == "acme" for headers in recorder.headers)
+
+
+def test_signal_specific_endpoint_wins_over_the_generic_one(
+    grpc_receiver: GrpcReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", grpc_receiver.endpoint)
+    usagemeter.configure("host", export_timeout_millis=300)
+    usagemeter.track_feature_use("chat_messages", "alice")
+    usagemeter.shutdown()
+
+    assert grpc_receiver.recorder.usage_totals() == {("alice", "chat_messages"): 1}
+
+
+def test_explicit_arguments_win_over_the_environment(
+    grpc_receiver: GrpcReceiver, http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", http_receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=env")
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
+    usagemeter.configure(
+        "explicit",
+        grpc_receiver.endpoint,
+        protocol="grpc",
+        headers={"x-tenant": "explicit"},
+        export_interval_millis=600_000,
+    )
+    reader = _api._pipeline.metric_reader  # type: ignore[union-attr]
+    assert reader._export_interval_millis == 600_000
+    usagemeter.track_feature_use("chat_messages", "alice", model="m")
+    usagemeter.shutdown()
+
+    recorder = grpc_receiver.recorder
+    assert recorder.usage_totals() == {("alice", "chat_messages"): 1}
+    assert {p.service_name for p in recorder.sum_points()} == {"explicit"}
+    assert {headers.get("x-tenant") for headers in recorder.headers} == {"explicit"}
+    assert http_receiver.recorder.metrics == [] and http_receiver.recorder.traces == []
+
+
+def test_export_interval_comes_from_the_environment_before_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "250")
+    usagemeter.configure("host", f"http://127.0.0.1:{free_port()}", export_timeout_millis=300)
+    reader = _api._pipeline.metric_reader  # type: ignore[union-attr]
+    assert reader._export_interval_millis == 250
+
+
+def test_defaults_are_grpc_every_second_with_a_high_cardinality_limit() -> None:
+    settings = resolve_settings(environ={})
+    assert settings.metrics.protocol == settings.traces.protocol == "grpc"
+    assert settings.metrics.endpoint is None  # the SDK's own default, http://localhost:4317
+    assert settings.export_interval_millis == usagemeter.DEFAULT_EXPORT_INTERVAL_MILLIS == 1000
+    assert settings.cardinality_limit == usagemeter.DEFAULT_CARDINALITY_LIMIT == 100_000
+
+
+def test_http_endpoints_get_their_signal_paths() -> None:
+    settings = resolve_settings(endpoint="collector:4318/", protocol="http/protobuf", environ={})
+    assert settings.metrics.endpoint == "http://collector:4318/v1/metrics"
+    assert settings.traces.endpoint == "http://collector:4318/v1/traces"
+
+
+def test_signal_protocol_variable_wins_over_the_generic_one() -> None:
+    environ = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf"}
+    settings = resolve_settings(environ=environ)
+    assert (settings.metrics.protocol, settings.traces.protocol) == ("http/protobuf", "grpc")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environ", "message"),
+    [
+        ({"protocol": "http/json"}, {}, "protocol='http/json' is not supported"),
+        ({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"}, "OTEL_EXPORTER_OTLP_PROTOCOL='thrift' is not supported"),
+        ({"export_interval_millis": 0}, {}, "export_interval_millis must be a positive integer"),
+        ({"cardinality_limit": -5}, {}, "cardinality_limit must be a positive integer"),
+    ],
+)
+def test_invalid_settings_are_rejected_clearly(arguments: dict, environ: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        resolve_settings(environ=environ, **arguments)
+
+
+def test_configure_rejects_invalid_settings_before_starting_anything() -> None:
+    with pytest.raises(ValueError, match="not supported"):
+        usagemeter.configure("host", protocol="udp")
+    assert _api._pipeline is None
