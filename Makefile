@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := clickhouse instrumentation collector api
 
-.PHONY: install up test lint format clean
+.PHONY: install system-deps up test lint format clean
 
 $(STAMP): pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,10 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/usagemeter up --demo
 
-test: $(STAMP)
+system-deps:
+	./scripts/system-deps.sh
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
