@@ -1,4 +1,4 @@
-"""The ``usagemeter`` command: ``up``, ``collector``, ``api``, ``migrate``, ``token``, ``demo``.
+"""The ``usagemeter`` command: ``up``, ``collector``, ``api``, ``migrate``, ``token``, ``demo``, ``bench``.
 
 Flags override ``USAGEMETER_*`` variables, which override the defaults. The
 command is the product's edge: it turns flags and environment into settings
@@ -64,6 +64,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--endpoint", default="http://127.0.0.1:4317", help="OTLP/gRPC endpoint of the collector")
     demo.add_argument("--rate", type=float, default=5.0, help="chat messages per second")
     demo.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
+    bench = sub.add_parser("bench", help="run a benchmark from the source tree's bench/ folder")
+    bench.add_argument("name", help="benchmark name, e.g. ingest, track, api")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
     return parser
 
 
@@ -154,6 +157,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import runpy
+
+    folder = Path(__file__).resolve().parents[2] / "bench"
+    script = folder / f"{args.name}.py"
+    if not script.is_file():
+        known = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")) if folder.is_dir() else []
+        raise CommandError(f"no benchmark {args.name!r} (known: {', '.join(known) or 'none: needs the source tree'})")
+    sys.argv = [str(script), *args.args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "up": _cmd_up,
     "collector": _cmd_collector,
@@ -161,6 +177,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "migrate": _cmd_migrate,
     "token": _cmd_token,
     "demo": _cmd_demo,
+    "bench": _cmd_bench,
 }
 
 

@@ -64,3 +64,9 @@ def test_demo_traffic_makes_quota_numbers_grow(data_dir: Path, tmp_path: Path) -
         assert seen[-1] > 0 and seen[-1] > min(seen), (seen, running.output())
     finally:
         assert stop_up(running) == 0
+
+
+def test_unknown_benchmark_is_refused_with_the_known_names() -> None:
+    result = usagemeter("bench", "no-such-benchmark", env=dev_env())
+    assert result.returncode == 2
+    assert "no benchmark 'no-such-benchmark' (known:" in result.stderr
