@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite drives for real: chromium (the
-# end-user page's browser tests) and redis-server (the arq worker tests).
-# Without root or apt it only reports what is missing; those tests then skip
-# and say why.
+# Installs the Debian packages the test suite drives for real: chromium and a
+# font (the end-user page's browser tests) and redis-server (the arq worker
+# tests). Without root or apt it only reports what is missing; those tests
+# then skip and say why.
 set -euo pipefail
 
-declare -A wanted=([chromium]=/usr/bin/chromium [redis-server]=/usr/bin/redis-server)
+packages=(chromium fonts-dejavu-core redis-server)
 missing=()
-for pkg in "${!wanted[@]}"; do
-    [ -x "${wanted[$pkg]}" ] || missing+=("$pkg")
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -40,7 +40,10 @@ class SumPoint:
 
 @dataclass
 class Recorder:
-    """What a receiver was sent; ``hold`` cleared makes exports wait until it is set again."""
+    """What a receiver was sent; ``hold`` cleared makes exports wait until it is set again.
+
+    While ``reject_metrics`` is positive, metric exports are refused (and not recorded), one per unit.
+    """
 
     metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = field(default_factory=list)
     traces: list[trace_service_pb2.ExportTraceServiceRequest] = field(default_factory=list)
@@ -48,16 +51,24 @@ class Recorder:
     hold: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    reject_metrics: int = 0
+    rejected: int = 0
 
     def __post_init__(self) -> None:
         self.hold.set()
 
-    def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest, headers: dict[str, str]) -> None:
+    def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest, headers: dict[str, str]) -> bool:
+        """Record the request; ``False`` when it is refused."""
         self.arrived.set()
         self.hold.wait()
         with self.lock:
+            if self.reject_metrics > 0:
+                self.reject_metrics -= 1
+                self.rejected += 1
+                return False
             self.metrics.append(request)
             self.headers.append(headers)
+        return True
 
     def add_traces(self, request: trace_service_pb2.ExportTraceServiceRequest, headers: dict[str, str]) -> None:
         self.hold.wait()
@@ -85,6 +96,15 @@ class Recorder:
                                 value,
                                 attributes(point.attributes),
                             )
+
+    def metric_totals(self, metric: str) -> Counter[tuple[tuple[str, Any], ...]]:
+        """Sum of delta points of ``metric`` per sorted attribute items."""
+        totals: Counter[tuple[tuple[str, Any], ...]] = Counter()
+        for point in self.sum_points():
+            if point.metric == metric:
+                assert point.temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+                totals[tuple(sorted(point.attributes.items()))] += int(point.value)
+        return totals
 
     def usage_totals(self) -> Counter[tuple[str, str]]:
         """Sum of delta ``feature.usage`` points per (user.id, feature.key)."""
@@ -124,7 +144,8 @@ class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
         self._recorder = recorder
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._recorder.add_metrics(request, dict(context.invocation_metadata()))
+        if not self._recorder.add_metrics(request, dict(context.invocation_metadata())):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "refused by the test receiver")
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
@@ -181,7 +202,9 @@ class HttpReceiver:
                 request = message_type.FromString(body)
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 if self.path == "/v1/metrics":
-                    recorder.add_metrics(request, headers)
+                    if not recorder.add_metrics(request, headers):
+                        self.send_error(400, "refused by the test receiver")
+                        return
                 else:
                     recorder.add_traces(request, headers)
                 self.send_response(200)

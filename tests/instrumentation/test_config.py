@@ -18,7 +18,7 @@ def test_environment_configures_protocol_endpoint_headers_and_service(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", http_receiver.endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme")
-    usagemeter.configure()
+    usagemeter.configure(span_sampling=1.0)
     usagemeter.track_feature_use("chat_messages", "alice", model="m")
     usagemeter.shutdown()
 
@@ -55,6 +55,7 @@ def test_explicit_arguments_win_over_the_environment(
         protocol="grpc",
         headers={"x-tenant": "explicit"},
         export_interval_millis=600_000,
+        span_sampling=1.0,
     )
     reader = _api._pipeline.metric_reader  # type: ignore[union-attr]
     assert reader._export_interval_millis == 600_000

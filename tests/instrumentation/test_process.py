@@ -12,7 +12,7 @@ _SCRIPT = """
 import sys
 import usagemeter_instrumentation as usagemeter
 
-usagemeter.configure("exiting-host", sys.argv[1], export_interval_millis=600_000)
+usagemeter.configure("exiting-host", sys.argv[1], export_interval_millis=600_000, span_sampling=1.0)
 for _ in range(7):
     usagemeter.track_feature_use("document_export", "dave", format="pdf")
 """

@@ -7,7 +7,7 @@ from tests.instrumentation.receivers import GrpcReceiver, HttpReceiver
 
 
 def test_metadata_becomes_a_span_with_primitive_attributes(grpc_receiver: GrpcReceiver) -> None:
-    usagemeter.configure("chat", grpc_receiver.endpoint, export_interval_millis=600_000)
+    usagemeter.configure("chat", grpc_receiver.endpoint, export_interval_millis=600_000, span_sampling=1.0)
     usagemeter.track_feature_use(
         "ai_content_generation",
         "alice",
@@ -41,7 +41,9 @@ def test_metadata_becomes_a_span_with_primitive_attributes(grpc_receiver: GrpcRe
 
 
 def test_metadata_cannot_overwrite_the_identifiers(http_receiver: HttpReceiver) -> None:
-    usagemeter.configure("chat", http_receiver.endpoint, protocol="http/protobuf", export_interval_millis=600_000)
+    usagemeter.configure(
+        "chat", http_receiver.endpoint, protocol="http/protobuf", export_interval_millis=600_000, span_sampling=1.0
+    )
     usagemeter.track_feature_use("document_export", "bob", **{"user.id": "mallory", "format": "pdf"})
     usagemeter.shutdown()
 

@@ -69,15 +69,15 @@ def test_usage_is_exported_periodically_without_flushing(grpc_receiver: GrpcRece
     assert wait_until(lambda: grpc_receiver.recorder.usage_totals() == {("carol", "chat_messages"): 1})
 
 
-def test_cardinality_limit_is_the_one_configured(grpc_receiver: GrpcReceiver) -> None:
+def test_series_beyond_the_cardinality_limit_wait_for_the_next_export(grpc_receiver: GrpcReceiver) -> None:
     usagemeter.configure(
         "test-host", grpc_receiver.endpoint, export_interval_millis=LONG_INTERVAL, cardinality_limit=50
     )
     for index in range(60):
         usagemeter.track_feature_use("chat_messages", f"user-{index}")
-    usagemeter.shutdown()
+    assert usagemeter.force_flush(10_000)
 
     points = [p for p in grpc_receiver.recorder.sum_points() if p.metric == "feature.usage"]
-    overflow = [p for p in points if p.attributes.get("otel.metric.overflow")]
-    assert len(points) == 51
-    assert [p.value for p in overflow] == [10]
+    assert not [p for p in points if "otel.metric.overflow" in p.attributes]
+    assert len(grpc_receiver.recorder.metrics) == 2  # 50 series, then the remaining 10
+    assert grpc_receiver.recorder.usage_totals() == {(f"user-{n}", "chat_messages"): 1 for n in range(60)}

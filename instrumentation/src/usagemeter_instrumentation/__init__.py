@@ -13,8 +13,9 @@ and ``feature.key``, exported with delta temporality; metadata goes on a ``featu
 
 from __future__ import annotations
 
-from usagemeter_instrumentation._api import configure, force_flush, shutdown, track_feature_use
+from usagemeter_instrumentation._api import configure, force_flush, shutdown, track_conversion, track_feature_use
 from usagemeter_instrumentation._config import DEFAULT_CARDINALITY_LIMIT, DEFAULT_EXPORT_INTERVAL_MILLIS
+from usagemeter_instrumentation._feature import current_user, feature, reset_current_user, set_current_user
 from usagemeter_instrumentation._names import (
     FEATURE_KEY,
     FEATURE_USAGE_METRIC,
@@ -32,7 +33,12 @@ __all__ = [
     "FEATURE_USE_SPAN",
     "USER_ID",
     "configure",
+    "current_user",
+    "feature",
     "force_flush",
+    "reset_current_user",
+    "set_current_user",
     "shutdown",
+    "track_conversion",
     "track_feature_use",
 ]

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from opentelemetry import metrics, trace
 from opentelemetry.util.types import AttributeValue
 
-from usagemeter_instrumentation._config import resolve_settings
-from usagemeter_instrumentation._names import FEATURE_KEY, FEATURE_USE_SPAN, USER_ID
+from usagemeter_instrumentation._config import SpanSampling, resolve_settings
+from usagemeter_instrumentation._names import CONVERSION_NAME, FEATURE_KEY, FEATURE_USE_SPAN, USER_ID
 from usagemeter_instrumentation._once import OnceLogger
 from usagemeter_instrumentation._pipeline import Pipeline, build_pipeline
 
@@ -31,6 +31,8 @@ def configure(
     cardinality_limit: int | None = None,
     headers: dict[str, str] | None = None,
     export_timeout_millis: int | None = None,
+    max_pending_series: int | None = None,
+    span_sampling: SpanSampling = None,
     set_global: bool = False,
 ) -> None:
     """Start the metering pipeline of this process.
@@ -40,11 +42,15 @@ def configure(
     temporality, up to 100,000 (user, feature) pairs per export interval. ``endpoint`` is the base
     URL of the receiver; for ``http/protobuf`` the signal paths ``/v1/metrics`` and
     ``/v1/traces`` are appended. ``export_timeout_millis`` bounds each export, retries included.
+    ``max_pending_series`` bounds the (user, feature) pairs kept while exports fail.
+    ``span_sampling`` opts into ``feature.use`` spans for uses with metadata: one ratio for all
+    features or a mapping of feature key to ratio; counts never depend on it.
 
     The pipeline owns its providers and leaves the host's global OpenTelemetry providers alone
-    unless ``set_global`` is true. A second call while a pipeline runs logs a warning and keeps
-    the first pipeline; call :func:`shutdown` first to reconfigure. Pending usage is flushed
-    when the process exits. Raises ``ValueError`` for invalid settings.
+    unless ``set_global`` is true. Calling again with the same settings does nothing; with other
+    settings it logs a warning and keeps the running pipeline (call :func:`shutdown` first to
+    reconfigure). Pending usage is flushed when the process exits. Raises ``ValueError`` for
+    invalid settings.
     """
     global _pipeline
     settings = resolve_settings(
@@ -55,10 +61,13 @@ def configure(
         export_timeout_millis=export_timeout_millis,
         cardinality_limit=cardinality_limit,
         headers=headers,
+        max_pending_series=max_pending_series,
+        span_sampling=span_sampling,
     )
     with _lock:
         if _pipeline is not None:
-            _logger.warning("usagemeter instrumentation is already configured; keeping the running pipeline")
+            if _pipeline.settings != settings:
+                _logger.warning("usagemeter instrumentation is already configured; keeping the running pipeline")
             return
         pipeline = _pipeline = build_pipeline(settings)
         _once.reset()
@@ -72,18 +81,51 @@ def configure(
 def track_feature_use(feature_key: str, user_id: str, **metadata: object) -> None:
     """Count one use of ``feature_key`` by ``user_id``.
 
-    Metadata (model, tokens, …) is recorded on a short ``feature.use`` span for drill-down;
-    quotas rely only on the count. Never raises and never waits for the network; without
-    :func:`configure` it does nothing and warns once.
+    The count is added to an in-process tally that the pipeline exports once per interval, so
+    the call costs a dictionary update. Metadata (model, tokens, …) goes on a ``feature.use``
+    span when ``span_sampling`` selects the feature; quotas rely only on the count. Never raises
+    and never waits for the network; without :func:`configure` it does nothing and warns once.
     """
     pipeline = _pipeline
     if pipeline is None:
         _once.warning("not-configured", "usagemeter instrumentation is not configured; feature usage is not recorded")
         return
+    if type(feature_key) is str and type(user_id) is str and feature_key and user_id and not metadata:
+        try:
+            pipeline.usage.add((user_id, feature_key))
+        except Exception as error:  # a metering failure must never reach the host's request path
+            _once.warning(f"error:{type(error).__name__}", "usagemeter could not record a feature use", exc_info=True)
+        return
     try:
         _record(pipeline, feature_key, user_id, metadata)
-    except Exception as error:  # a metering failure must never reach the host's request path
+    except Exception as error:
         _once.warning(f"error:{type(error).__name__}", "usagemeter could not record a feature use", exc_info=True)
+
+
+def track_conversion(name: str, user_id: str | None = None, **attributes: object) -> None:
+    """Count one conversion (``signup``, ``lead``, ``upgrade``, …) as ``conversion.count``.
+
+    ``user_id`` is optional (a lead may have none yet); further attributes become attributes of
+    the data point, so keep their values few. Never raises; without :func:`configure` it does
+    nothing and warns once.
+    """
+    pipeline = _pipeline
+    if pipeline is None:
+        _once.warning("not-configured", "usagemeter instrumentation is not configured; conversions are not recorded")
+        return
+    try:
+        conversion = _identifier(name)
+        if not conversion:
+            _once.warning("empty-conversion", "usagemeter ignored a conversion without a name")
+            return
+        point = _span_attributes(attributes)
+        point[CONVERSION_NAME] = conversion
+        user = _identifier(user_id)
+        if user:
+            point[USER_ID] = user
+        pipeline.conversions.add(pipeline.conversions.key_of(point))
+    except Exception as error:
+        _once.warning(f"error:{type(error).__name__}", "usagemeter could not record a conversion", exc_info=True)
 
 
 def force_flush(timeout_millis: int = 10_000) -> bool:
@@ -117,8 +159,8 @@ def _record(pipeline: Pipeline, feature_key: str, user_id: str, metadata: Mappin
     if not feature or not user:
         _once.warning("empty-identifier", "usagemeter ignored a feature use without feature key or user id")
         return
-    pipeline.counter.add(1, {USER_ID: user, FEATURE_KEY: feature})
-    if metadata:
+    pipeline.usage.add((user, feature))
+    if metadata and pipeline.sampler.enabled and pipeline.sampler.sampled(feature):
         attributes = _span_attributes(metadata)
         attributes.update({FEATURE_KEY: feature, USER_ID: user})
         pipeline.tracer.start_span(FEATURE_USE_SPAN, attributes=attributes).end()

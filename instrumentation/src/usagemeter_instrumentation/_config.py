@@ -14,11 +14,14 @@ from typing import Literal
 
 Protocol = Literal["grpc", "http/protobuf"]
 Signal = Literal["metrics", "traces"]
+# One ratio for every feature, or ratios per feature key (absent keys are not traced).
+SpanSampling = float | Mapping[str, float] | None
 
 PROTOCOLS: tuple[Protocol, ...] = ("grpc", "http/protobuf")
 DEFAULT_PROTOCOL: Protocol = "grpc"
 DEFAULT_EXPORT_INTERVAL_MILLIS = 1000
 DEFAULT_CARDINALITY_LIMIT = 100_000
+DEFAULT_MAX_PENDING_SERIES = 1_000_000
 
 _PROTOCOL_VARIABLE = "OTEL_EXPORTER_OTLP_PROTOCOL"
 _SIGNAL_PROTOCOL_VARIABLES: dict[Signal, str] = {
@@ -49,6 +52,8 @@ class PipelineSettings:
     export_interval_millis: int | None
     export_timeout_millis: int | None
     cardinality_limit: int
+    max_pending_series: int = DEFAULT_MAX_PENDING_SERIES
+    span_sampling: SpanSampling = None
 
 
 def resolve_settings(
@@ -60,6 +65,8 @@ def resolve_settings(
     export_timeout_millis: int | None = None,
     cardinality_limit: int | None = None,
     headers: Mapping[str, str] | None = None,
+    max_pending_series: int | None = None,
+    span_sampling: SpanSampling = None,
     environ: Mapping[str, str] | None = None,
 ) -> PipelineSettings:
     """Combine explicit arguments with the environment; raise ``ValueError`` on invalid values."""
@@ -67,6 +74,8 @@ def resolve_settings(
     _check_positive("export_interval_millis", export_interval_millis)
     _check_positive("export_timeout_millis", export_timeout_millis)
     _check_positive("cardinality_limit", cardinality_limit)
+    _check_positive("max_pending_series", max_pending_series)
+    _check_sampling(span_sampling)
     header_dict = dict(headers) if headers is not None else None
     timeout_seconds = export_timeout_millis / 1000 if export_timeout_millis is not None else None
 
@@ -81,12 +90,21 @@ def resolve_settings(
         export_interval_millis=_resolve_interval(export_interval_millis, env),
         export_timeout_millis=export_timeout_millis,
         cardinality_limit=cardinality_limit or DEFAULT_CARDINALITY_LIMIT,
+        max_pending_series=max_pending_series or DEFAULT_MAX_PENDING_SERIES,
+        span_sampling=dict(span_sampling) if isinstance(span_sampling, Mapping) else span_sampling,
     )
 
 
 def _check_positive(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_sampling(sampling: SpanSampling) -> None:
+    ratios = sampling.values() if isinstance(sampling, Mapping) else [] if sampling is None else [sampling]
+    for ratio in ratios:
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"span sampling ratios must be numbers from 0 to 1, got {ratio!r}")
 
 
 def _resolve_protocol(explicit: str | None, signal: Signal, env: Mapping[str, str]) -> Protocol:

@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-from opentelemetry.metrics import Counter as CounterApi
-from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, ObservableCounter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Tracer
 
 from usagemeter_instrumentation._config import ExporterSettings, PipelineSettings
+from usagemeter_instrumentation._export import RestoringExporter
 from usagemeter_instrumentation._names import (
+    COLLECTION_HOOK,
+    CONVERSION_COUNT_METRIC,
+    CONVERSION_COUNT_UNIT,
+    CONVERSION_NAME,
+    FEATURE_KEY,
     FEATURE_USAGE_METRIC,
     FEATURE_USAGE_UNIT,
     INSTRUMENTATION_SCOPE,
     SERVICE_NAME,
+    USER_ID,
 )
+from usagemeter_instrumentation._sampling import SpanSampler
+from usagemeter_instrumentation._tally import Tally, flush_into
 
 _logger = logging.getLogger(__name__)
 
@@ -42,12 +59,15 @@ class Pipeline:
     meter_provider: MeterProvider
     metric_reader: PeriodicExportingMetricReader
     tracer_provider: TracerProvider
-    counter: CounterApi
+    meter: Meter
     tracer: Tracer
+    usage: Tally
+    conversions: Tally
+    sampler: SpanSampler
 
     def force_flush(self, timeout_millis: int) -> bool:
         """Export what has been recorded; ``False`` when an export did not complete."""
-        metrics_done = self.meter_provider.force_flush(timeout_millis=timeout_millis)
+        metrics_done = self._flush_tallies(timeout_millis)
         spans_done = self.tracer_provider.force_flush(timeout_millis=timeout_millis)
         return bool(metrics_done and spans_done)
 
@@ -55,36 +75,82 @@ class Pipeline:
         """Export what is pending and stop the exporters."""
         budget = timeout_millis or self.settings.export_timeout_millis or _DEFAULT_SHUTDOWN_MILLIS
         try:
+            self._flush_tallies(budget)
             self.meter_provider.shutdown(timeout_millis=budget)
         finally:
             self.tracer_provider.shutdown()
+        lost = self.pending()
+        if lost:
+            _logger.warning("usagemeter stopped with %d counted uses it could not export", lost)
+
+    def pending(self) -> int:
+        """Counted uses and conversions not yet handed to an export."""
+        return self.usage.pending() + self.conversions.pending()
+
+    def _flush_tallies(self, timeout_millis: int) -> bool:
+        """Collect until the tallies are empty; each collection takes up to the cardinality limit of series."""
+        done = bool(self.meter_provider.force_flush(timeout_millis=timeout_millis))
+        pending = self.pending()
+        while done and pending:
+            done = bool(self.meter_provider.force_flush(timeout_millis=timeout_millis))
+            pending, before = self.pending(), pending
+            if pending >= before:  # the export failed and its counts came back
+                return False
+        return done and not pending
 
 
 def build_pipeline(settings: PipelineSettings) -> Pipeline:
     """Create the meter and tracer providers with exporters for the given settings."""
     attributes = {SERVICE_NAME: settings.service_name} if settings.service_name else {}
     resource = Resource.create(attributes)
-    metric_reader = PeriodicExportingMetricReader(
+    usage = Tally((USER_ID, FEATURE_KEY), settings.max_pending_series)
+    conversions = Tally((), settings.max_pending_series)
+    exporter = RestoringExporter(
         _metric_exporter(settings.metrics),
+        INSTRUMENTATION_SCOPE,
+        {FEATURE_USAGE_METRIC: usage, CONVERSION_COUNT_METRIC: conversions},
+    )
+    metric_reader = PeriodicExportingMetricReader(
+        exporter,
         export_interval_millis=settings.export_interval_millis,
         export_timeout_millis=settings.export_timeout_millis,
+        cardinality_limits=_cardinality_limits(settings.cardinality_limit),
     )
-    meter_provider = _meter_provider(settings, resource, metric_reader)
+    meter_provider = MeterProvider(metric_readers=[metric_reader], resource=resource, shutdown_on_exit=False)
     tracer_provider = _tracer_provider(settings, resource)
     scope_version = _package_version()
-    counter = meter_provider.get_meter(INSTRUMENTATION_SCOPE, scope_version).create_counter(
+    meter = meter_provider.get_meter(INSTRUMENTATION_SCOPE, scope_version)
+    _register_tallies(meter, usage, conversions, settings.cardinality_limit)
+    tracer = tracer_provider.get_tracer(INSTRUMENTATION_SCOPE, scope_version)
+    sampler = SpanSampler(settings.span_sampling)
+    return Pipeline(
+        settings, meter_provider, metric_reader, tracer_provider, meter, tracer, usage, conversions, sampler
+    )
+
+
+def _cardinality_limits(limit: int) -> dict[type, int]:
+    # The SDK folds attribute sets beyond 2,000 per collection into one overflow series, which would lose users.
+    kinds = (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)
+    return dict.fromkeys(kinds, limit)
+
+
+def _register_tallies(meter: Meter, usage: Tally, conversions: Tally, limit: int) -> None:
+    """Create the counters fed from the tallies, and the collection hook that feeds them."""
+    usage_counter = meter.create_counter(
         FEATURE_USAGE_METRIC, unit=FEATURE_USAGE_UNIT, description="Uses of a metered feature by a user"
     )
-    tracer = tracer_provider.get_tracer(INSTRUMENTATION_SCOPE, scope_version)
-    return Pipeline(settings, meter_provider, metric_reader, tracer_provider, counter, tracer)
+    conversion_counter = meter.create_counter(
+        CONVERSION_COUNT_METRIC, unit=CONVERSION_COUNT_UNIT, description=f"Conversions by {CONVERSION_NAME}"
+    )
 
+    # Observable callbacks run at the start of every collection, before the counters are read;
+    # this one reports nothing itself and only hands the tallied counts to the SDK.
+    def hand_over(options: CallbackOptions) -> Iterable[Observation]:
+        flush_into(usage, usage_counter.add, limit)
+        flush_into(conversions, conversion_counter.add, limit)
+        return ()
 
-def _meter_provider(
-    settings: PipelineSettings, resource: Resource, reader: PeriodicExportingMetricReader
-) -> MeterProvider:
-    # The SDK folds attribute sets beyond 2,000 per collection into one overflow series, which would lose users.
-    usage_view = View(instrument_name=FEATURE_USAGE_METRIC, aggregation_cardinality_limit=settings.cardinality_limit)
-    return MeterProvider(metric_readers=[reader], resource=resource, views=[usage_view], shutdown_on_exit=False)
+    meter.create_observable_gauge(COLLECTION_HOOK, callbacks=[hand_over])
 
 
 def _tracer_provider(settings: PipelineSettings, resource: Resource) -> TracerProvider:

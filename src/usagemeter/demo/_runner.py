@@ -8,10 +8,20 @@ import time
 from collections import Counter
 
 import usagemeter_instrumentation as instrumentation
-from usagemeter.demo._traffic import DEFAULT_SEED, DEFAULT_USERS, ChatTraffic, FeatureUse, demo_users
+from usagemeter.demo._traffic import (
+    AI_CONTENT_GENERATION,
+    DEFAULT_SEED,
+    DEFAULT_USERS,
+    DOCUMENT_EXPORT,
+    ChatTraffic,
+    FeatureUse,
+    demo_users,
+)
 
 DEMO_SERVICE_NAME = "demo-chat-backend"
 DEFAULT_LOG_EVERY = 100
+# Every AI reply and export is traced, so their model, tokens and format can be drilled into.
+DEMO_SPAN_SAMPLING = {AI_CONTENT_GENERATION: 1.0, DOCUMENT_EXPORT: 1.0}
 
 _logger = logging.getLogger("usagemeter.demo")
 
@@ -38,7 +48,7 @@ def run_demo(
     if duration_seconds is not None and duration_seconds < 0:
         raise ValueError(f"duration_seconds must not be negative, got {duration_seconds}")
     traffic = ChatTraffic(demo_users(users or list(DEFAULT_USERS)), seed)
-    instrumentation.configure(DEMO_SERVICE_NAME, endpoint, protocol=protocol)
+    instrumentation.configure(DEMO_SERVICE_NAME, endpoint, protocol=protocol, span_sampling=DEMO_SPAN_SAMPLING)
     totals: Counter[tuple[str, str]] = Counter()
     try:
         _chat(traffic, totals, rate_per_second, duration_seconds, stop or threading.Event(), log_every)
