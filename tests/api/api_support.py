@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -47,4 +48,12 @@ def record_usage(client: Client, uses: Sequence[tuple[str, str, datetime, float]
         ]
         for user, feature, at, value in uses
     ]
-    client.insert(tables.METRICS_SUM, rows, column_names=_COLUMNS)
+    client.insert(tables.METRICS_SUM, rows, column_names=_COLUMNS, settings=distinct_insert())
+
+
+def distinct_insert() -> dict[str, str]:
+    """Insert settings that keep a block even when an identical one was inserted before.
+
+    The raw tables deduplicate retried blocks; separate inserts of equal rows are separate uses.
+    """
+    return {"insert_deduplication_token": uuid.uuid4().hex}

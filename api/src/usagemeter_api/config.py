@@ -30,6 +30,30 @@ class ApiSettings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     plans_file: Path | None = Field(default=None, description="Plans TOML file; the shipped plans when unset.")
     clickhouse_pool_size: int = Field(default=4, ge=1, le=64, description="ClickHouse clients kept for requests.")
+    plans_cache_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="How long a process trusts its copy of the plans before rechecking."
+    )
+    quota_cache_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="How long the quota check reuses a period usage total (0 disables)."
+    )
+    worker_degraded_after_seconds: float = Field(
+        default=120, gt=0, description="A worker whose last heartbeat is older than this is degraded."
+    )
+    worker_down_after_seconds: float = Field(
+        default=300, gt=0, description="A worker whose last heartbeat is older than this is down."
+    )
+    worker_failure_ratio: float = Field(
+        default=0.2, gt=0, le=1, description="Failed / finished jobs in the window above which a worker is degraded."
+    )
+    worker_queue_growth: int = Field(
+        default=100, ge=1, description="Jobs a queue may grow by within the window before it is degraded."
+    )
+    worker_window_seconds: int = Field(
+        default=900, ge=60, le=86400, description="The recent window for job counts, failure ratio and queue growth."
+    )
+    ingest_stale_after_seconds: float = Field(
+        default=300, gt=0, description="Ingest is unhealthy when the newest stored point is older than this."
+    )
 
     @field_validator("jwt_secret")
     @classmethod

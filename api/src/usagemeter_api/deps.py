@@ -10,11 +10,12 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from usagemeter_api.auth import AuthError, Principal, TokenVerifier
+from usagemeter_api.plan_store import PlanStore
 from usagemeter_api.plans import PlanCatalog
 from usagemeter_api.pool import ClientPool
 from usagemeter_clickhouse import Client
 
-__all__ = ["ClickHouse", "Clock", "CurrentUser", "Plans", "TargetUser", "utc_now"]
+__all__ = ["Admin", "ClickHouse", "Clock", "CurrentUser", "Plans", "Store", "TargetUser", "utc_now"]
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT minted with `usagemeter token`.")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -66,15 +67,6 @@ def utc_now() -> datetime:
 Clock = Annotated[datetime, Depends(utc_now)]
 
 
-def plan_catalog(request: Request) -> PlanCatalog:
-    """The plans the app was started with."""
-    catalog: PlanCatalog = request.app.state.plans
-    return catalog
-
-
-Plans = Annotated[PlanCatalog, Depends(plan_catalog)]
-
-
 def clickhouse_client(request: Request) -> Iterator[Client]:
     """A ClickHouse client borrowed from the app's pool for the request."""
     pool: ClientPool = request.app.state.clickhouse_pool
@@ -83,3 +75,30 @@ def clickhouse_client(request: Request) -> Iterator[Client]:
 
 
 ClickHouse = Annotated[Client, Depends(clickhouse_client)]
+
+
+def plan_store(request: Request) -> PlanStore:
+    """The app's plans and assignments in ClickHouse."""
+    store: PlanStore = request.app.state.plan_store
+    return store
+
+
+Store = Annotated[PlanStore, Depends(plan_store)]
+
+
+def plan_catalog(store: Store, client: ClickHouse) -> PlanCatalog:
+    """The current plans and assignments (cached for about a second)."""
+    return store.catalog(client)
+
+
+Plans = Annotated[PlanCatalog, Depends(plan_catalog)]
+
+
+def require_admin(principal: CurrentUser) -> Principal:
+    """The caller, who must be an admin; 403 otherwise."""
+    if not principal.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this endpoint needs a token with role admin")
+    return principal
+
+
+Admin = Annotated[Principal, Depends(require_admin)]

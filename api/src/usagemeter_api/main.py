@@ -12,9 +12,12 @@ from fastapi.responses import JSONResponse
 
 from usagemeter_api.auth import TokenVerifier
 from usagemeter_api.config import ApiSettings
+from usagemeter_api.plan_store import PlanStore
 from usagemeter_api.plans import load_plans
 from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
-from usagemeter_api.routers import analytics, health, quotas
+from usagemeter_api.routers import admin, analytics, health, operations, quotas
+from usagemeter_api.usage_cache import UsageCache
+from usagemeter_api.web import router as web_router
 from usagemeter_clickhouse import Client
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -43,13 +46,17 @@ def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> F
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.plans = load_plans(settings.plans_file)
+    app.state.plan_store = PlanStore(load_plans(settings.plans_file), ttl_seconds=settings.plans_cache_seconds)
+    app.state.settings = settings
+    app.state.usage_cache = UsageCache(settings.quota_cache_seconds)
     app.state.clickhouse_pool = pool
     app.state.token_verifier = TokenVerifier(
         settings.jwt_secret.get_secret_value(), audience=settings.jwt_audience, issuer=settings.jwt_issuer
     )
-    for router in (quotas.router, analytics.router, health.router):
+    for router in (quotas.router, analytics.router, operations.router, health.router, admin.router):
         app.include_router(router, prefix=API_PREFIX)
+    # The end-user page lives at the root so a host can link or embed it as is.
+    app.include_router(web_router)
     app.add_exception_handler(ClickHouseUnavailable, _clickhouse_unavailable)
     app.add_exception_handler(ClickHouseError, _clickhouse_failed)
     return app

@@ -14,12 +14,23 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
-__all__ = ["DEFAULT_PLANS_RESOURCE", "PeriodKind", "Plan", "PlanCatalog", "PlansError", "load_plans"]
+__all__ = [
+    "DEFAULT_PLANS_RESOURCE",
+    "Enforcement",
+    "Limit",
+    "PeriodKind",
+    "Plan",
+    "PlanCatalog",
+    "PlansError",
+    "load_plans",
+]
 
 DEFAULT_PLANS_RESOURCE = "plans.toml"
 UNLIMITED = "unlimited"
 
 PeriodKind = Literal["day", "week", "month"]
+#: ``hard``: a use past the limit is refused; ``soft``: it is allowed and reported as exceeded.
+Enforcement = Literal["hard", "soft"]
 
 
 class PlansError(Exception):
@@ -27,7 +38,7 @@ class PlansError(Exception):
 
 
 def _parse_limit(value: object) -> int | None:
-    if value == UNLIMITED:
+    if value is None or value == UNLIMITED:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PydanticCustomError(
@@ -49,6 +60,7 @@ class Plan(BaseModel):
     name: str = Field(min_length=1)
     period: PeriodKind = "month"
     near_limit_ratio: float = Field(default=0.8, gt=0, le=1)
+    enforcement: Enforcement = "hard"
     limits: dict[_Key, Limit] = Field(default_factory=dict)
 
 

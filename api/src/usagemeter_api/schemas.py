@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-__all__ = ["DailyUsage", "FeatureQuota", "Health", "PlanSummary", "QuotaItem", "QuotaList", "UsageReport"]
+__all__ = ["DailyUsage", "FeatureQuota", "Health", "PlanSummary", "QuotaCheck", "QuotaItem", "QuotaList", "UsageReport"]
 
 AnalyticsPeriod = Literal["today", "week", "month"]
 
@@ -129,3 +129,41 @@ class Health(BaseModel):
 
     status: Literal["ok", "degraded"]
     clickhouse: Literal["ok", "unreachable"]
+
+
+class QuotaCheck(BaseModel):
+    """Whether a host may perform ``amount`` more metered uses now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "user-123",
+                    "plan_id": "free",
+                    "feature_key": "ai_content_generation",
+                    "allowed": True,
+                    "enforcement": "hard",
+                    "amount": 1,
+                    "used": 42,
+                    "limit": 50,
+                    "remaining": 8,
+                    "near_limit": True,
+                    "exceeded": False,
+                    "reset_at": "2026-12-01T00:00:00Z",
+                }
+            ]
+        }
+    )
+
+    user_id: str
+    plan_id: str
+    feature_key: str
+    allowed: bool = Field(description="hard: used + amount fits in the limit; soft: always true.")
+    enforcement: Literal["hard", "soft"]
+    amount: int
+    used: int | float
+    limit: int | None
+    remaining: int | float | None = Field(description="Uses left before this one; null when unlimited.")
+    near_limit: bool
+    exceeded: bool = Field(description="used is already above the limit.")
+    reset_at: datetime = Field(description="When the period ends and usage starts again from zero (UTC).")

@@ -36,3 +36,20 @@ ROLLUP_TTL = {
     USAGE_MINUTE: "Minute",
     USAGE_DAY: "Day",
 }
+
+#: Plans and user -> plan assignments (ReplacingMergeTree; read the newest Version per key).
+PLANS = "plans"
+PLAN_ASSIGNMENTS = "plan_assignments"
+#: Conversions per day, name and service.
+CONVERSIONS_DAY = "conversions_day"
+
+#: Metric names of the telemetry contract the API reads.
+CONVERSION_METRIC = "conversion.count"
+CONVERSION_ATTRIBUTE = "conversion.name"
+WORKER_HEARTBEAT_METRIC = "worker.heartbeat"
+WORKER_QUEUE_DEPTH_METRIC = "worker.queue.depth"
+WORKER_JOBS_METRIC = "worker.jobs"
+WORKER_ATTRIBUTE = "worker.id"
+QUEUE_ATTRIBUTE = "messaging.destination.name"
+MESSAGING_SYSTEM_ATTRIBUTE = "messaging.system"
+JOB_STATUS_ATTRIBUTE = "job.status"

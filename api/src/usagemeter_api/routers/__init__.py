@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from usagemeter_api.routers import analytics, health, quotas
+from usagemeter_api.routers import admin, analytics, health, operations, quotas
 
-__all__ = ["analytics", "health", "quotas"]
+__all__ = ["admin", "analytics", "health", "operations", "quotas"]

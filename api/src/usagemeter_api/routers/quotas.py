@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from usagemeter_api.deps import ClickHouse, Clock, Plans, TargetUser
 from usagemeter_api.periods import period_window
 from usagemeter_api.plans import Plan
 from usagemeter_api.quota import evaluate_quota
-from usagemeter_api.schemas import FeatureQuota, PlanSummary, QuotaList
+from usagemeter_api.schemas import FeatureQuota, PlanSummary, QuotaCheck, QuotaList
 from usagemeter_api.usage import usage_totals
+from usagemeter_api.usage_cache import UsageCache
 
 router = APIRouter(prefix="/quotas", tags=["quotas"])
 
@@ -46,16 +47,67 @@ def list_quotas(user_id: TargetUser, plans: Plans, client: ClickHouse, now: Cloc
 def get_quota(feature_key: str, user_id: TargetUser, plans: Plans, client: ClickHouse, now: Clock) -> FeatureQuota:
     """One feature's usage against its limit in the current period."""
     plan_id, plan = plans.plan_for(user_id)
+    limit = _limit_of(plan_id, plan, feature_key)
+    window = period_window(plan.period, now)
+    used = usage_totals(client, user_id, [feature_key], window).get(feature_key, 0.0)
+    item = evaluate_quota(feature_key, used, limit, plan.near_limit_ratio, window)
+    return FeatureQuota(user_id=user_id, plan_id=plan_id, **item.model_dump())
+
+
+@router.get("/{feature_key}/check", response_model=QuotaCheck, responses=_AUTH | _NOT_FOUND)
+def check_quota(
+    feature_key: str,
+    user_id: TargetUser,
+    plans: Plans,
+    client: ClickHouse,
+    now: Clock,
+    cache: Cache,
+    amount: Annotated[int, Query(ge=1, le=1_000_000, description="Uses the host is about to perform.")] = 1,
+) -> QuotaCheck:
+    """Call before metered work: whether ``amount`` more uses are allowed, what remains and when it resets.
+
+    A hard plan refuses work that would go past the limit; a soft plan allows it and
+    reports ``exceeded``. ``used`` may lag ClickHouse by ``USAGEMETER_QUOTA_CACHE_SECONDS``.
+    """
+    plan_id, plan = plans.plan_for(user_id)
+    limit = _limit_of(plan_id, plan, feature_key)
+    window = period_window(plan.period, now)
+    used = cache.used(client, user_id, feature_key, window)
+    item = evaluate_quota(feature_key, used, limit, plan.near_limit_ratio, window)
+    fits = limit is None or used + amount <= limit
+    return QuotaCheck(
+        user_id=user_id,
+        plan_id=plan_id,
+        feature_key=feature_key,
+        allowed=fits or plan.enforcement == "soft",
+        enforcement=plan.enforcement,
+        amount=amount,
+        used=item.used,
+        limit=limit,
+        remaining=item.remaining,
+        near_limit=item.near_limit,
+        exceeded=item.exceeded,
+        reset_at=window.end,
+    )
+
+
+def _limit_of(plan_id: str, plan: Plan, feature_key: str) -> int | None:
     if feature_key not in plan.limits:
         known = ", ".join(plan.limits) or "none"
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             detail=f"plan {plan_id!r} does not meter feature {feature_key[:100]!r}; its features: {known}",
         )
-    window = period_window(plan.period, now)
-    used = usage_totals(client, user_id, [feature_key], window).get(feature_key, 0.0)
-    item = evaluate_quota(feature_key, used, plan.limits[feature_key], plan.near_limit_ratio, window)
-    return FeatureQuota(user_id=user_id, plan_id=plan_id, **item.model_dump())
+    return plan.limits[feature_key]
+
+
+def usage_cache(request: Request) -> UsageCache:
+    """The app's short-lived cache of period usage totals."""
+    cache: UsageCache = request.app.state.usage_cache
+    return cache
+
+
+Cache = Annotated[UsageCache, Depends(usage_cache)]
 
 
 def _summary(plan_id: str, plan: Plan) -> PlanSummary:

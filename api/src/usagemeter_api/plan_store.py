@@ -1,0 +1,154 @@
+"""Plans and assignments kept in ClickHouse, seeded from the plans file on a fresh install.
+
+Each change inserts a row with a newer ``Version``; readers take the newest row
+per key. The catalog is cached per process and revalidated at most every
+``ttl_seconds`` by comparing the tables' newest versions, so a change made by
+any process takes effect within that time, and at once in the process that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from usagemeter_api.plans import Plan, PlanCatalog
+from usagemeter_clickhouse import Client, tables
+
+__all__ = ["PlanConflict", "PlanStore", "UnknownPlan"]
+
+logger = logging.getLogger(__name__)
+
+#: The version of seeded rows: older than any change made through the API.
+_SEED_VERSION = 1
+_PLAN_COLUMNS = ["PlanId", "Name", "Period", "NearLimitRatio", "Enforcement", "Limits", "IsDefault", "Version"]
+_ASSIGNMENT_COLUMNS = ["UserId", "PlanId", "Version"]
+_PLANS_SQL = f"SELECT {', '.join(_PLAN_COLUMNS[:-1])} FROM {tables.PLANS} FINAL ORDER BY PlanId"
+_ASSIGNMENTS_SQL = f"SELECT UserId, PlanId FROM {tables.PLAN_ASSIGNMENTS} FINAL"
+_VERSIONS_SQL = (
+    f"SELECT (SELECT max(Version) FROM {tables.PLANS}), (SELECT count() FROM {tables.PLANS}),"
+    f" (SELECT max(Version) FROM {tables.PLAN_ASSIGNMENTS}), (SELECT count() FROM {tables.PLAN_ASSIGNMENTS})"
+)
+
+
+class UnknownPlan(LookupError):
+    """No plan has the given id."""
+
+
+class PlanConflict(ValueError):
+    """The change would leave the plans inconsistent (duplicate id, no default plan)."""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    versions: tuple[int, ...]
+    catalog: PlanCatalog
+    checked_at: float
+
+
+class PlanStore:
+    """The plans and assignments in ClickHouse, cached for ``ttl_seconds``."""
+
+    def __init__(self, seed: PlanCatalog, ttl_seconds: float = 1.0) -> None:
+        self._seed = seed
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+
+    def catalog(self, client: Client) -> PlanCatalog:
+        """The current plans, default plan and assignments."""
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - snapshot.checked_at < self._ttl:
+            return snapshot.catalog
+        with self._lock:
+            return self._refresh(client).catalog
+
+    def invalidate(self) -> None:
+        """Forget the cached catalog, so the next read sees every change."""
+        self._snapshot = None
+
+    def create_plan(self, client: Client, plan_id: str, plan: Plan, *, default: bool = False) -> PlanCatalog:
+        """Add a plan; PlanConflict when the id is taken."""
+        current = self._fresh(client)
+        if plan_id in current.plans:
+            raise PlanConflict(f"plan {plan_id!r} already exists; update it with PUT")
+        return self._write_plan(client, current, plan_id, plan, default)
+
+    def update_plan(self, client: Client, plan_id: str, plan: Plan, *, default: bool | None = None) -> PlanCatalog:
+        """Replace a plan's definition; ``default`` None keeps whether it is the default."""
+        current = self._fresh(client)
+        if plan_id not in current.plans:
+            raise UnknownPlan(_unknown(plan_id, current))
+        is_default = current.default_plan == plan_id
+        if default is False and is_default:
+            raise PlanConflict(f"plan {plan_id!r} is the default plan; make another plan the default first")
+        return self._write_plan(client, current, plan_id, plan, is_default if default is None else default)
+
+    def assign(self, client: Client, user_id: str, plan_id: str) -> None:
+        """Put ``user_id`` on ``plan_id`` from now on."""
+        current = self._fresh(client)
+        if plan_id not in current.plans:
+            raise UnknownPlan(_unknown(plan_id, current))
+        client.insert(tables.PLAN_ASSIGNMENTS, [[user_id, plan_id, time.time_ns()]], column_names=_ASSIGNMENT_COLUMNS)
+        self.invalidate()
+
+    def _write_plan(self, client: Client, current: PlanCatalog, plan_id: str, plan: Plan, default: bool) -> PlanCatalog:
+        version = time.time_ns()
+        rows = [_plan_row(plan_id, plan, default, version)]
+        previous = current.default_plan
+        if default and previous != plan_id:
+            rows.append(_plan_row(previous, current.plans[previous], False, version))
+        client.insert(tables.PLANS, rows, column_names=_PLAN_COLUMNS)
+        self.invalidate()
+        return self._fresh(client)
+
+    def _fresh(self, client: Client) -> PlanCatalog:
+        with self._lock:
+            self._snapshot = None
+            return self._refresh(client).catalog
+
+    def _refresh(self, client: Client) -> _Snapshot:
+        versions = tuple(int(value) for value in client.query(_VERSIONS_SQL).result_rows[0])
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.versions == versions:
+            snapshot = _Snapshot(versions, snapshot.catalog, time.monotonic())
+        else:
+            if versions[1] == 0:
+                versions = self._seed_tables(client)
+            snapshot = _Snapshot(versions, _read_catalog(client), time.monotonic())
+        self._snapshot = snapshot
+        return snapshot
+
+    def _seed_tables(self, client: Client) -> tuple[int, ...]:
+        seed = self._seed
+        rows = [_plan_row(pid, plan, pid == seed.default_plan, _SEED_VERSION) for pid, plan in seed.plans.items()]
+        client.insert(tables.PLANS, rows, column_names=_PLAN_COLUMNS)
+        if seed.assignments:
+            assigned = [[user, plan_id, _SEED_VERSION] for user, plan_id in seed.assignments.items()]
+            client.insert(tables.PLAN_ASSIGNMENTS, assigned, column_names=_ASSIGNMENT_COLUMNS)
+        logger.info("seeded %d plans and %d assignments from the plans file", len(rows), len(seed.assignments))
+        return tuple(int(value) for value in client.query(_VERSIONS_SQL).result_rows[0])
+
+
+def _plan_row(plan_id: str, plan: Plan, default: bool, version: int) -> list[object]:
+    limits = json.dumps(plan.limits, sort_keys=True)
+    return [plan_id, plan.name, plan.period, plan.near_limit_ratio, plan.enforcement, limits, default, version]
+
+
+def _read_catalog(client: Client) -> PlanCatalog:
+    plans: dict[str, Plan] = {}
+    default_plan = ""
+    for plan_id, name, period, ratio, enforcement, limits, is_default in client.query(_PLANS_SQL).result_rows:
+        plans[plan_id] = Plan(
+            name=name, period=period, near_limit_ratio=ratio, enforcement=enforcement, limits=json.loads(limits)
+        )
+        if is_default:
+            default_plan = plan_id
+    assignments = {user: plan_id for user, plan_id in client.query(_ASSIGNMENTS_SQL).result_rows if plan_id in plans}
+    return PlanCatalog(default_plan=default_plan or next(iter(plans)), plans=plans, assignments=assignments)
+
+
+def _unknown(plan_id: str, catalog: PlanCatalog) -> str:
+    return f"unknown plan {plan_id[:100]!r}; plans: {', '.join(catalog.plans)}"

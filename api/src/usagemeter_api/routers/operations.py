@@ -1,0 +1,93 @@
+"""``/workers``, ``/health/details`` and ``/analytics/dashboard-metrics``: the operator's view."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+
+from usagemeter_api.config import ApiSettings
+from usagemeter_api.deps import ClickHouse, Clock, CurrentUser, Plans, TargetUser
+from usagemeter_api.operations import conversions, health_details, newest_point
+from usagemeter_api.ops_schemas import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
+from usagemeter_api.periods import period_window
+from usagemeter_api.quota import evaluate_quota
+from usagemeter_api.schemas import PlanSummary
+from usagemeter_api.usage import usage_totals
+from usagemeter_api.workers import worker_report
+
+router = APIRouter(tags=["operations"])
+
+_AUTH: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"description": "Missing, expired or invalid bearer token."},
+}
+
+
+def worker_thresholds(request: Request) -> WorkerThresholds:
+    """The worker status thresholds the app was configured with."""
+    settings: ApiSettings = request.app.state.settings
+    return WorkerThresholds(
+        degraded_after_seconds=settings.worker_degraded_after_seconds,
+        down_after_seconds=settings.worker_down_after_seconds,
+        failure_ratio=settings.worker_failure_ratio,
+        queue_growth=settings.worker_queue_growth,
+        window_seconds=settings.worker_window_seconds,
+    )
+
+
+def ingest_stale_after(request: Request) -> float:
+    """Seconds after which the newest stored point makes ingest unhealthy."""
+    settings: ApiSettings = request.app.state.settings
+    return settings.ingest_stale_after_seconds
+
+
+Thresholds = Annotated[WorkerThresholds, Depends(worker_thresholds)]
+StaleAfter = Annotated[float, Depends(ingest_stale_after)]
+
+
+@router.get("/workers", response_model=WorkersReport, responses=_AUTH)
+def workers(_: CurrentUser, client: ClickHouse, now: Clock, thresholds: Thresholds) -> WorkersReport:
+    """Each worker instance and queue: healthy, degraded or down, with queue size, throughput and failure rate."""
+    return worker_report(client, now, thresholds)
+
+
+@router.get("/health/details", response_model=HealthDetails, responses=_AUTH)
+def detailed_health(
+    _: CurrentUser, client: ClickHouse, now: Clock, thresholds: Thresholds, stale_after: StaleAfter
+) -> HealthDetails:
+    """ClickHouse, ingest freshness (age of the newest raw point) and workers, as ``X/Y services healthy``."""
+    return health_details(newest_point(client, now), now, stale_after, worker_report(client, now, thresholds))
+
+
+@router.get(
+    "/analytics/dashboard-metrics",
+    response_model=DashboardMetrics,
+    responses=_AUTH | {status.HTTP_403_FORBIDDEN: {"description": "A non-admin asked for another user's data."}},
+    tags=["analytics"],
+)
+def dashboard_metrics(
+    user_id: TargetUser,
+    plans: Plans,
+    client: ClickHouse,
+    now: Clock,
+    thresholds: Thresholds,
+    stale_after: StaleAfter,
+) -> DashboardMetrics:
+    """Conversions, worker status, the user's feature usage against quotas, their plan and system health."""
+    plan_id, plan = plans.plan_for(user_id)
+    window = period_window(plan.period, now)
+    used = usage_totals(client, user_id, list(plan.limits), window)
+    report = worker_report(client, now, thresholds)
+    return DashboardMetrics(
+        user_id=user_id,
+        plan=PlanSummary(id=plan_id, name=plan.name, period=plan.period, near_limit_ratio=plan.near_limit_ratio),
+        period_start=window.start,
+        period_end=window.end,
+        quotas=[
+            evaluate_quota(key, used.get(key, 0.0), limit, plan.near_limit_ratio, window)
+            for key, limit in plan.limits.items()
+        ],
+        conversions=conversions(client, now),
+        workers=report,
+        health=health_details(newest_point(client, now), now, stale_after, report),
+    )

@@ -1,0 +1,173 @@
+// Every string the page shows, by language; {name} marks a value filled in at run time.
+
+const MESSAGES = {
+  en: {
+    title: "Usage",
+    greeting: "Hello, {name}",
+    skipToContent: "Skip to content",
+    loading: "Loading your usage…",
+    overview: "Overview",
+    refreshNow: "Refresh",
+    signOut: "Sign out",
+    signIn: "Sign in",
+    signInTitle: "Sign in to see your usage",
+    tokenLabel: "Access token",
+    tokenHelp: "Paste the access token from your account page.",
+    tokenMissing: "Paste an access token first.",
+    sessionExpired: "Your session has expired or the access token is not valid. Sign in again.",
+    notAllowed: "You are not allowed to see this usage. Sign in with your own access token.",
+    lastUpdated: "Last updated {time}",
+    refreshing: "Updating…",
+    offline: "Could not reach the usage service ({reason}). Showing the last data; retrying automatically.",
+    planBadge: "{plan} plan",
+    conversions: "Conversions",
+    conversionsDetail: "this month",
+    conversionsAllTime: "this month · {total} all time",
+    workers: "Worker status",
+    workersValue: "{up} of {total} healthy",
+    workersNone: "No workers reporting",
+    workersQueued: "{count} jobs waiting",
+    aiUsage: "AI usage",
+    systemStatus: "System status",
+    statusOk: "Operational",
+    statusDegraded: "Degraded",
+    statusDown: "Down",
+    servicesHealthy: "{healthy} of {total} services healthy",
+    statusUnknown: "Unknown",
+    storageOk: "Usage data available",
+    storageDown: "Usage data store unreachable",
+    unavailable: "Unavailable",
+    unavailableDetail: "Not available on this server",
+    quotasTitle: "Usage quotas",
+    period: "Current period: {start} – {end}",
+    noQuotas: "Your plan has no metered features.",
+    usedOfLimit: "{used} of {limit} used",
+    usedUnlimited: "{used} used · unlimited",
+    remaining: "{remaining} left",
+    percentUsed: "{percent} used",
+    stateOk: "Within limit",
+    stateNear: "Near limit",
+    stateExceeded: "Limit exceeded",
+    stateUnlimited: "Unlimited",
+    stateNoAccess: "Limit reached",
+    meterLabel: "{feature}: {text}",
+    chartTitle: "{feature}, uses per day this period",
+    chartEmpty: "No usage yet this period.",
+    chartTotal: "{total} this period",
+    chartUnavailable: "Daily usage is unavailable.",
+    upgradeNearTitle: "You are close to your plan's limits",
+    upgradeExceededTitle: "You have used up part of your plan",
+    upgradeText: "{features}: upgrade your plan to keep going without interruption.",
+    upgradeAction: "Upgrade plan",
+    features: {
+      ai_content_generation: "AI content generation",
+      chat_messages: "Chat messages",
+      document_export: "Document exports",
+    },
+  },
+  es: {
+    title: "Uso",
+    greeting: "Hola, {name}",
+    skipToContent: "Saltar al contenido",
+    loading: "Cargando tu uso…",
+    overview: "Resumen",
+    refreshNow: "Actualizar",
+    signOut: "Cerrar sesión",
+    signIn: "Iniciar sesión",
+    signInTitle: "Inicia sesión para ver tu uso",
+    tokenLabel: "Token de acceso",
+    tokenHelp: "Pega el token de acceso de la página de tu cuenta.",
+    tokenMissing: "Pega primero un token de acceso.",
+    sessionExpired: "Tu sesión ha caducado o el token de acceso no es válido. Vuelve a iniciar sesión.",
+    notAllowed: "No tienes permiso para ver este uso. Inicia sesión con tu propio token de acceso.",
+    lastUpdated: "Última actualización: {time}",
+    refreshing: "Actualizando…",
+    offline: "No se pudo conectar con el servicio de uso ({reason}). Se muestran los últimos datos; se reintentará automáticamente.",
+    planBadge: "Plan {plan}",
+    conversions: "Conversiones",
+    conversionsDetail: "este mes",
+    conversionsAllTime: "este mes · {total} en total",
+    workers: "Estado de los workers",
+    workersValue: "{up} de {total} en buen estado",
+    workersNone: "Ningún worker informa",
+    workersQueued: "{count} trabajos en cola",
+    aiUsage: "Uso de IA",
+    systemStatus: "Estado del sistema",
+    statusOk: "Operativo",
+    statusDegraded: "Degradado",
+    statusDown: "Caído",
+    servicesHealthy: "{healthy} de {total} servicios en buen estado",
+    statusUnknown: "Desconocido",
+    storageOk: "Datos de uso disponibles",
+    storageDown: "Almacén de datos de uso inaccesible",
+    unavailable: "No disponible",
+    unavailableDetail: "No disponible en este servidor",
+    quotasTitle: "Cuotas de uso",
+    period: "Periodo actual: {start} – {end}",
+    noQuotas: "Tu plan no tiene funciones medidas.",
+    usedOfLimit: "{used} de {limit} usados",
+    usedUnlimited: "{used} usados · ilimitado",
+    remaining: "quedan {remaining}",
+    percentUsed: "{percent} usado",
+    stateOk: "Dentro del límite",
+    stateNear: "Cerca del límite",
+    stateExceeded: "Límite superado",
+    stateUnlimited: "Ilimitado",
+    stateNoAccess: "Límite alcanzado",
+    meterLabel: "{feature}: {text}",
+    chartTitle: "{feature}, usos por día en este periodo",
+    chartEmpty: "Aún no hay uso en este periodo.",
+    chartTotal: "{total} en este periodo",
+    chartUnavailable: "El uso diario no está disponible.",
+    upgradeNearTitle: "Estás cerca de los límites de tu plan",
+    upgradeExceededTitle: "Has agotado parte de tu plan",
+    upgradeText: "{features}: mejora tu plan para seguir sin interrupciones.",
+    upgradeAction: "Mejorar plan",
+    features: {
+      ai_content_generation: "Generación de contenido con IA",
+      chat_messages: "Mensajes de chat",
+      document_export: "Exportaciones de documentos",
+    },
+  },
+};
+
+export const SUPPORTED_LANGUAGES = Object.keys(MESSAGES);
+
+/** The page language: ?lang= when supported, else the browser's first supported language, else English. */
+export function pickLanguage(queryLang, browserLanguages) {
+  const candidates = [queryLang, ...(browserLanguages || [])].filter(Boolean);
+  for (const candidate of candidates) {
+    const base = String(candidate).toLowerCase().split("-")[0];
+    if (SUPPORTED_LANGUAGES.includes(base)) return base;
+  }
+  return "en";
+}
+
+/** A translator for one language: t(key, params), feature(key), and number/date formatting. */
+export function translator(lang) {
+  const table = MESSAGES[lang] || MESSAGES.en;
+  const numbers = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
+  const percents = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
+  const days = new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", timeZone: "UTC" });
+  const clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const t = (key, params = {}) => {
+    const template = table[key] ?? MESSAGES.en[key] ?? key;
+    return template.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? ""));
+  };
+  return {
+    lang,
+    t,
+    feature: (key) => table.features[key] ?? MESSAGES.en.features[key] ?? key.replace(/[_.]/g, " "),
+    number: (value) => numbers.format(value),
+    percent: (value) => percents.format(value / 100),
+    day: (value) => days.format(new Date(value)),
+    time: (value) => clock.format(value),
+  };
+}
+
+/** Fill every [data-i18n] element's text from the dictionary. */
+export function translateStatic(root, t) {
+  for (const element of root.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+}

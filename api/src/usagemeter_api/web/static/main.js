@@ -1,0 +1,164 @@
+// The usage page: signs in with the caller's token, reads the JSON API and refreshes in place.
+
+import { adoptTokenFromFragment, apiBase, apiClient, forgetToken, storedToken, storeToken, tokenDisplayName } from "./api.js";
+import { renderAiCard, renderMetricCards, renderSystemCard } from "./cards.js";
+import { pickLanguage, translateStatic, translator } from "./i18n.js";
+import { renderQuotas, renderUpgrade, renderUsageChart } from "./render.js";
+
+const DEFAULT_REFRESH_SECONDS = 30;
+const USAGE_PERIOD = "month";
+
+const root = document.getElementById("usage-app");
+const params = new URLSearchParams(window.location.search);
+const i18n = translator(pickLanguage(params.get("lang") || root.dataset.lang, navigator.languages));
+const refreshMs = refreshSeconds(params.get("refresh") || root.dataset.refresh) * 1000;
+const base = apiBase(root, params);
+const $ = (id) => document.getElementById(id);
+
+const view = {
+  loading: $("loading-view"),
+  signin: $("signin-view"),
+  dashboard: $("dashboard-view"),
+  banner: $("status-banner"),
+  lastUpdated: $("last-updated"),
+  cards: { conversions: $("card-conversions"), workers: $("card-workers"), ai: $("card-ai"), system: $("card-system") },
+  upgrade: { cta: $("upgrade-cta"), title: $("upgrade-title"), text: $("upgrade-text"), link: $("upgrade-link") },
+};
+
+let session = null; // {token, client, generation, timer}
+let generation = 0;
+
+function refreshSeconds(raw) {
+  const seconds = Number(raw);
+  return Number.isFinite(seconds) && seconds >= 1 ? seconds : DEFAULT_REFRESH_SECONDS;
+}
+
+function show(name) {
+  for (const key of ["loading", "signin", "dashboard"]) view[key].hidden = key !== name;
+  root.dataset.view = name;
+  root.setAttribute("aria-busy", String(name === "loading"));
+  $("sign-out").hidden = name === "signin";
+  $("refresh-now").hidden = name !== "dashboard";
+}
+
+function showBanner(message) {
+  view.banner.hidden = !message;
+  view.banner.textContent = message || "";
+}
+
+function signIn(token) {
+  stop();
+  generation += 1;
+  session = { token, client: apiClient(base, token), generation, timer: null };
+  showBanner("");
+  show("loading");
+  refresh();
+}
+
+function stop() {
+  if (session?.timer) clearTimeout(session.timer);
+  session = null;
+}
+
+function refused(error) {
+  forgetToken();
+  stop();
+  $("signin-reason").textContent = i18n.t(error.status === 403 ? "notAllowed" : "sessionExpired");
+  root.dataset.auth = error.status === 403 ? "forbidden" : "expired";
+  $("greeting").textContent = i18n.t("title");
+  $("plan-badge").hidden = true;
+  show("signin");
+}
+
+async function refresh() {
+  const current = session;
+  if (!current) return;
+  clearTimeout(current.timer);
+  try {
+    const snapshot = await readEverything(current.client);
+    if (session !== current) return; // signed out or in again meanwhile
+    draw(snapshot, current.token);
+    showBanner("");
+    root.dataset.state = "ready";
+  } catch (error) {
+    if (session !== current) return;
+    if (error.refused) return refused(error);
+    root.dataset.state = "error";
+    showBanner(i18n.t("offline", { reason: error.message }));
+    if (root.dataset.view === "loading") view.loading.hidden = true;
+  }
+  if (session === current) current.timer = setTimeout(refresh, refreshMs);
+}
+
+async function readEverything(client) {
+  const quotaList = await client.quotas();
+  const keys = quotaList.quotas.map((quota) => quota.feature_key);
+  const [health, metrics, reports] = await Promise.all([
+    client.health().catch(() => null),
+    client.dashboardMetrics().catch((error) => {
+      if (error.refused) throw error;
+      return null; // an older server without dashboard metrics, or a failing one: cards say unavailable
+    }),
+    Promise.all(keys.map((key) => client.usage(key, USAGE_PERIOD).catch(() => null))),
+  ]);
+  return { quotaList, health, metrics, reports: new Map(keys.map((key, index) => [key, reports[index]])) };
+}
+
+function draw({ quotaList, health, metrics, reports }, token) {
+  const name = tokenDisplayName(token) || quotaList.user_id;
+  $("greeting").textContent = i18n.t("greeting", { name });
+  const badge = $("plan-badge");
+  badge.textContent = i18n.t("planBadge", { plan: quotaList.plan.name });
+  badge.dataset.plan = quotaList.plan.id;
+  badge.hidden = false;
+  const lastDay = new Date(Date.parse(quotaList.period_end) - 1);
+  $("period-label").textContent = i18n.t("period", { start: i18n.day(quotaList.period_start), end: i18n.day(lastDay) });
+
+  const quotas = quotaList.quotas;
+  const list = $("quota-list");
+  renderQuotas(list, quotas, i18n);
+  for (const [key, report] of reports) renderUsageChart(list, key, report, i18n);
+  $("quotas-empty").hidden = quotas.length > 0;
+  renderUpgrade(view.upgrade, quotas, i18n, root.dataset.upgradeUrl || "");
+  renderMetricCards(view.cards, metrics, i18n);
+  renderAiCard(view.cards.ai, quotas, i18n);
+  renderSystemCard(view.cards.system, health, metrics, i18n);
+
+  const now = new Date();
+  view.lastUpdated.textContent = i18n.t("lastUpdated", { time: i18n.time(now) });
+  view.lastUpdated.dataset.at = now.toISOString();
+  if (root.dataset.view !== "dashboard") show("dashboard");
+}
+
+function start() {
+  document.documentElement.lang = i18n.lang;
+  document.title = i18n.t("title");
+  translateStatic(document, i18n.t);
+  $("signin-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token-input").value.trim();
+    if (!token) {
+      $("signin-reason").textContent = i18n.t("tokenMissing");
+      $("token-input").focus();
+      return;
+    }
+    $("token-input").value = "";
+    storeToken(token);
+    signIn(token);
+  });
+  $("sign-out").addEventListener("click", () => {
+    forgetToken();
+    stop();
+    $("signin-reason").textContent = "";
+    show("signin");
+    $("token-input").focus();
+  });
+  $("refresh-now").addEventListener("click", () => refresh());
+
+  adoptTokenFromFragment();
+  const token = storedToken();
+  if (token) signIn(token);
+  else show("signin");
+}
+
+start();

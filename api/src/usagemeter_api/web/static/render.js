@@ -1,0 +1,130 @@
+// Drawing the API's answers into the page. Every function updates existing elements in place
+// (creating them only the first time), so an auto-refresh changes numbers without a flicker.
+
+import { createChart, updateChart } from "./chart.js";
+
+const STATE_ICONS = { ok: "✓", near: "⚠", full: "⛔", exceeded: "✕", unlimited: "∞" };
+const STATE_TEXT = { ok: "stateOk", near: "stateNear", full: "stateNoAccess", exceeded: "stateExceeded", unlimited: "stateUnlimited" };
+
+/** One of ok, near, full, exceeded, unlimited: the quota's state, worst first. */
+export function quotaState(quota) {
+  if (quota.exceeded) return "exceeded";
+  if (quota.limit === null) return "unlimited";
+  if (!quota.has_access) return "full";
+  if (quota.near_limit) return "near";
+  return "ok";
+}
+
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+/** Show a progress bar's share (0–100, clamped) and its spoken text; null percent = no limit. */
+export function updateMeter(meter, percent, valueText) {
+  const fill = meter.querySelector(".meter-fill");
+  if (percent === null) {
+    meter.removeAttribute("aria-valuenow");
+    fill.style.width = "0%";
+  } else {
+    const clamped = Math.min(Math.max(percent, 0), 100);
+    meter.setAttribute("aria-valuenow", String(Math.round(clamped * 100) / 100));
+    fill.style.width = `${clamped}%`;
+  }
+  meter.setAttribute("aria-valuetext", valueText);
+}
+
+function quotaSummary(quota, i18n) {
+  const used = i18n.number(quota.used);
+  if (quota.limit === null) return i18n.t("usedUnlimited", { used });
+  return i18n.t("usedOfLimit", { used, limit: i18n.number(quota.limit) });
+}
+
+function createQuotaRow(key) {
+  const row = document.createElement("li");
+  row.className = "quota";
+  row.dataset.feature = key;
+  const nameId = `quota-${key.replace(/[^\w-]/g, "_")}-name`;
+  row.innerHTML = `
+    <div class="quota-head">
+      <h3 class="quota-name" id="${nameId}"></h3>
+      <span class="quota-state"><span class="state-icon" aria-hidden="true"></span><span class="state-text"></span></span>
+    </div>
+    <div class="meter" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-labelledby="${nameId}">
+      <div class="meter-fill"></div>
+    </div>
+    <p class="quota-numbers"><span class="used"></span><span class="remaining"></span><span class="percent"></span></p>
+    <figure class="quota-chart"><figcaption class="chart-caption"></figcaption></figure>`;
+  row.querySelector(".quota-chart").prepend(createChart());
+  return row;
+}
+
+/** Draw one row per quota, in the API's order; rows of features no longer listed are removed. */
+export function renderQuotas(list, quotas, i18n) {
+  const rows = new Map([...list.children].map((row) => [row.dataset.feature, row]));
+  quotas.forEach((quota, index) => {
+    let row = rows.get(quota.feature_key);
+    if (!row) row = createQuotaRow(quota.feature_key);
+    rows.delete(quota.feature_key);
+    if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
+    updateQuotaRow(row, quota, i18n);
+  });
+  for (const stale of rows.values()) stale.remove();
+}
+
+function updateQuotaRow(row, quota, i18n) {
+  const state = quotaState(quota);
+  const name = i18n.feature(quota.feature_key);
+  const summary = quotaSummary(quota, i18n);
+  const stateText = i18n.t(STATE_TEXT[state]);
+  row.dataset.state = state;
+  setText(row.querySelector(".quota-name"), name);
+  setText(row.querySelector(".state-icon"), STATE_ICONS[state]);
+  setText(row.querySelector(".state-text"), stateText);
+  setText(row.querySelector(".used"), summary);
+  const remaining = quota.remaining === null ? "" : i18n.t("remaining", { remaining: i18n.number(quota.remaining) });
+  setText(row.querySelector(".remaining"), remaining);
+  const percent = quota.percent_used === null ? "" : i18n.t("percentUsed", { percent: i18n.percent(quota.percent_used) });
+  setText(row.querySelector(".percent"), percent);
+  const spoken = [summary, percent, stateText].filter(Boolean).join(", ");
+  updateMeter(row.querySelector(".meter"), quota.percent_used, spoken);
+}
+
+/** Draw a feature's per-day usage under its quota row; `report` null means it could not be read. */
+export function renderUsageChart(list, featureKey, report, i18n) {
+  const row = [...list.children].find((item) => item.dataset.feature === featureKey);
+  if (!row) return;
+  const figure = row.querySelector(".quota-chart");
+  const caption = figure.querySelector(".chart-caption");
+  const svg = figure.querySelector("svg");
+  if (!report) {
+    figure.dataset.state = "unavailable";
+    setText(caption, i18n.t("chartUnavailable"));
+    return;
+  }
+  const label = i18n.t("chartTitle", { feature: i18n.feature(featureKey) });
+  updateChart(svg, report.series, label, (point) => `${i18n.day(point.day)}: ${i18n.number(point.used)}`);
+  const empty = report.series.every((point) => point.used === 0);
+  figure.dataset.state = empty ? "empty" : "ready";
+  setText(caption, empty ? i18n.t("chartEmpty") : i18n.t("chartTotal", { total: i18n.number(report.total) }));
+}
+
+/** The call to upgrade, shown while any feature is near, at or over its limit. */
+export function renderUpgrade(elements, quotas, i18n, upgradeUrl) {
+  const pressing = quotas.filter((quota) => ["near", "full", "exceeded"].includes(quotaState(quota)));
+  elements.cta.hidden = pressing.length === 0;
+  if (pressing.length === 0) return;
+  const over = pressing.some((quota) => quota.exceeded || !quota.has_access);
+  setText(elements.title, i18n.t(over ? "upgradeExceededTitle" : "upgradeNearTitle"));
+  const features = pressing.map((quota) => i18n.feature(quota.feature_key)).join(", ");
+  setText(elements.text, i18n.t("upgradeText", { features }));
+  elements.cta.dataset.state = over ? "exceeded" : "near";
+  elements.link.hidden = !upgradeUrl;
+  if (upgradeUrl) elements.link.href = upgradeUrl;
+}
+
+/** Fill a metric card: its big value, a detail line and a state (ok, warn, bad, unavailable). */
+export function renderCard(card, { value, detail = "", state = "ok" }) {
+  setText(card.querySelector('[data-field="value"]'), value);
+  setText(card.querySelector('[data-field="detail"]'), detail);
+  card.dataset.state = state;
+}

@@ -1,0 +1,100 @@
+"""Fixtures for the usage page: the real app served by uvicorn and a real headless Chromium."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from tests.conftest import free_port
+from tests.web.web_support import SECRET, wait_until
+from usagemeter_api import ApiSettings, create_app
+from usagemeter_clickhouse import Client, connect
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 375, "height": 812}
+
+
+def _browser_missing() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright for Python is not installed (pip install playwright)"
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        return "Chromium is not installed (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session, driven by Playwright."""
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        """The server runs in a thread; signals stay with pytest."""
+
+
+@pytest.fixture
+def site(chdb_url: str, database: str, clickhouse: Client) -> Iterator[str]:
+    """The real API plus the usage page on the test's database, served on 127.0.0.1; yields the base URL."""
+    app = create_app(ApiSettings(jwt_secret=SecretStr(SECRET)), lambda: connect(chdb_url, database))
+    port = free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="usage-page-server", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, "the server to start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Any]:
+    """Open a fresh browser context (own sessionStorage) at a viewport; closed after the test."""
+    contexts: list[Any] = []
+
+    def open_(url: str, viewport: dict[str, int] = DESKTOP, locale: str = "en-US") -> Any:
+        context = browser.new_context(viewport=viewport, locale=locale)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(url)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where screenshots go (git-ignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,239 @@
+"""The usage page in a real headless Chromium against the real API and embedded ClickHouse."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.conftest import PHONE
+from tests.web.web_support import expired_token, record_now, record_spread, token_for
+from usagemeter_api import mint_token
+from usagemeter_clickhouse import Client
+
+pytest.importorskip("playwright", reason="Playwright for Python is not installed (pip install playwright)")
+from playwright.sync_api import Page, expect
+
+expect.set_options(timeout=20_000)
+
+# USAGEMETER_UPDATE_SCREENSHOTS=1 also refreshes the screenshots the docs show.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def _signed_in(open_page: Any, url: str, **options: Any) -> Page:
+    page: Page = open_page(url, **options)
+    expect(page.locator("#usage-app")).to_have_attribute("data-view", "dashboard")
+    return page
+
+
+def _row(page: Page, feature: str) -> Any:
+    return page.locator(f'.quota[data-feature="{feature}"]')
+
+
+def _screenshot(page: Page, artifacts: Path, name: str) -> None:
+    path = artifacts / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("USAGEMETER_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
+
+
+def test_token_link_shows_the_callers_usage(site: str, clickhouse: Client, open_page: Any, artifacts: Path) -> None:
+    record_now(clickhouse, "alice", {"ai_content_generation": 12, "chat_messages": 30})
+    token = token_for("alice")
+    page = _signed_in(open_page, f"{site}/#token={token}")
+
+    expect(page.locator("#greeting")).to_have_text("Hello, alice")
+    expect(page.locator("#plan-badge")).to_have_text("Free plan")
+    ai = _row(page, "ai_content_generation")
+    expect(ai.locator(".used")).to_have_text("12 of 50 used")
+    expect(ai.locator(".remaining")).to_have_text("38 left")
+    expect(ai.locator(".state-text")).to_have_text("Within limit")
+    expect(ai.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "24")
+    expect(_row(page, "chat_messages").locator(".used")).to_have_text("30 of 500 used")
+    expect(_row(page, "document_export").locator(".chart-caption")).to_have_text("No usage yet this period.")
+    expect(ai.locator(".chart-caption")).to_have_text("12 this period")
+    bars = ai.locator(".chart-bar").evaluate_all("bars => bars.map(bar => Number(bar.dataset.used))")
+    assert sum(bars) == 12
+    expect(page.locator("#card-ai [data-field=value]")).to_have_text("24%")
+    expect(page.locator("#card-system [data-field=value]")).to_contain_text("Operational")
+    expect(page.locator("#upgrade-cta")).to_be_hidden()
+    expect(page.locator("#last-updated")).to_contain_text("Last updated")
+    # The token moved out of the address bar into this tab's session storage.
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('usagemeter.token')") == token
+    _screenshot(page, artifacts, "usage-desktop")
+
+
+def test_near_and_over_limit_are_said_in_text(site: str, clickhouse: Client, open_page: Any, artifacts: Path) -> None:
+    record_spread(clickhouse, "bob", "ai_content_generation", 42)
+    record_spread(clickhouse, "bob", "chat_messages", 120)
+    record_now(clickhouse, "bob", {"document_export": 11})
+    page = _signed_in(open_page, f"{site}/#token={token_for('bob')}")
+
+    ai = _row(page, "ai_content_generation")
+    expect(ai).to_have_attribute("data-state", "near")
+    expect(ai.locator(".state-text")).to_have_text("Near limit")
+    expect(ai.locator(".state-icon")).to_have_text("⚠")
+    expect(ai.locator('[role="progressbar"]')).to_have_attribute(
+        "aria-valuetext", "42 of 50 used, 84% used, Near limit"
+    )
+    export = _row(page, "document_export")
+    expect(export.locator(".state-text")).to_have_text("Limit exceeded")
+    expect(export.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "100")
+    expect(page.locator("#upgrade-cta")).to_be_visible()
+    expect(page.locator("#upgrade-text")).to_contain_text("AI content generation, Document exports")
+    expect(page.locator("#card-ai [data-field=detail]")).to_contain_text("Near limit")
+    expect(ai.locator(".chart-caption")).to_have_text("42 this period")
+    bars = ai.locator(".chart-bar").evaluate_all("bars => bars.map(bar => Number(bar.dataset.used))")
+    assert sum(bars) == 42
+    _screenshot(page, artifacts, "usage-near-limit-desktop")
+
+    page.set_viewport_size({"width": PHONE["width"], "height": PHONE["height"]})
+    expect(page.locator("#upgrade-cta")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    _screenshot(page, artifacts, "usage-phone")
+
+
+def test_each_token_sees_only_its_own_usage(site: str, clickhouse: Client, open_page: Any) -> None:
+    record_now(clickhouse, "alice", {"ai_content_generation": 5})
+    record_now(clickhouse, "bob", {"ai_content_generation": 33})
+    requests: list[str] = []
+
+    # A crafted ?api= pointing elsewhere is ignored: the token only ever goes to this origin.
+    page: Page = open_page("about:blank")
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(f"{site}/?api=https://elsewhere.invalid#token={token_for('bob')}")
+    expect(page.locator("#usage-app")).to_have_attribute("data-view", "dashboard")
+
+    expect(page.locator("#greeting")).to_have_text("Hello, bob")
+    expect(_row(page, "ai_content_generation").locator(".used")).to_have_text("33 of 50 used")
+    api_calls = [url for url in requests if "/api/v1/" in url]
+    assert api_calls and all(url.startswith(site) for url in requests)
+    assert not any("user_id" in url for url in api_calls)
+
+
+@pytest.mark.parametrize("kind", ["forged", "expired"])
+def test_refused_token_shows_the_signin_state(site: str, open_page: Any, kind: str) -> None:
+    token = (
+        mint_token("another-secret-0123456789abcdef-0123456789", "alice")
+        if kind == "forged"
+        else expired_token("alice")
+    )
+    page: Page = open_page(f"{site}/#token={token}")
+
+    expect(page.locator("#usage-app")).to_have_attribute("data-view", "signin")
+    expect(page.locator("#usage-app")).to_have_attribute("data-auth", "expired")
+    expect(page.locator("#signin-reason")).to_have_text(
+        "Your session has expired or the access token is not valid. Sign in again."
+    )
+    expect(page.locator("#dashboard-view")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('usagemeter.token')") is None
+
+
+def test_pasting_a_token_signs_in(site: str, clickhouse: Client, open_page: Any) -> None:
+    record_now(clickhouse, "carol", {"chat_messages": 9})
+    page: Page = open_page(f"{site}/")
+    expect(page.locator("#usage-app")).to_have_attribute("data-view", "signin")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signin-reason")).to_have_text("Paste an access token first.")
+
+    page.get_by_label("Access token").fill(token_for("carol"))
+    page.get_by_role("button", name="Sign in").click()
+    expect(_row(page, "chat_messages").locator(".used")).to_have_text("9 of 500 used")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#usage-app")).to_have_attribute("data-view", "signin")
+
+
+def test_auto_refresh_updates_in_place(site: str, clickhouse: Client, open_page: Any) -> None:
+    record_now(clickhouse, "dave", {"ai_content_generation": 3})
+    page = _signed_in(open_page, f"{site}/?refresh=1#token={token_for('dave')}")
+    ai = _row(page, "ai_content_generation")
+    expect(ai.locator(".used")).to_have_text("3 of 50 used")
+    ai.evaluate("row => { row.dataset.marker = 'first-render'; }")
+    first_update = page.locator("#last-updated").get_attribute("data-at")
+
+    record_now(clickhouse, "dave", {"ai_content_generation": 4})
+    expect(ai.locator(".used")).to_have_text("7 of 50 used")
+    expect(ai.locator(".chart-caption")).to_have_text("7 this period")
+    expect(ai).to_have_attribute("data-marker", "first-render")  # the same element, updated in place
+    assert page.locator("#last-updated").get_attribute("data-at") != first_update
+
+
+def test_spanish_text(site: str, clickhouse: Client, open_page: Any, artifacts: Path) -> None:
+    record_now(clickhouse, "eva", {"ai_content_generation": 45})
+    page = _signed_in(open_page, f"{site}/?lang=es#token={token_for('eva')}", viewport=PHONE)
+
+    assert page.evaluate("document.documentElement.lang") == "es"
+    expect(page.locator("#greeting")).to_have_text("Hola, eva")
+    expect(page.locator("#plan-badge")).to_have_text("Plan Free")
+    expect(page.locator("#quotas-title")).to_have_text("Cuotas de uso")
+    ai = _row(page, "ai_content_generation")
+    expect(ai.locator(".quota-name")).to_have_text("Generación de contenido con IA")
+    expect(ai.locator(".used")).to_have_text("45 de 50 usados")
+    expect(ai.locator(".state-text")).to_have_text("Cerca del límite")
+    expect(page.locator("#last-updated")).to_contain_text("Última actualización")
+    _screenshot(page, artifacts, "usage-phone-es")
+
+
+def test_browser_language_is_followed(site: str, open_page: Any) -> None:
+    page: Page = open_page(f"{site}/", locale="es-ES")
+    expect(page.get_by_role("button", name="Iniciar sesión")).to_be_visible()
+
+
+def test_dashboard_metric_cards_follow_the_server(site: str, clickhouse: Client, open_page: Any) -> None:
+    record_now(clickhouse, "frank", {"ai_content_generation": 1})
+    token = token_for("frank")
+    answer = httpx.get(
+        f"{site}/api/v1/analytics/dashboard-metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    page = _signed_in(open_page, f"{site}/#token={token}")
+
+    conversions = page.locator("#card-conversions")
+    if answer.status_code == 404:
+        expect(conversions).to_have_attribute("data-state", "unavailable")
+        expect(conversions.locator("[data-field=value]")).to_have_text("Unavailable")
+        expect(page.locator("#card-workers")).to_have_attribute("data-state", "unavailable")
+    else:
+        assert answer.status_code == 200, answer.text
+        expect(conversions).not_to_have_attribute("data-state", "unavailable")
+        expect(page.locator("#card-workers")).not_to_have_attribute("data-state", "unavailable")
+    expect(_row(page, "ai_content_generation").locator(".used")).to_have_text("1 of 50 used")
+
+
+def test_metric_cards_read_the_dashboard_metrics_body(site: str, open_page: Any) -> None:
+    body = {
+        "conversions": {"total": 1250, "this_month": 84, "by_name": {"signup": {"total": 1000, "this_month": 60}}},
+        "workers": {
+            "status": "degraded",
+            "workers": [{"worker_id": "w1", "status": "healthy"}, {"worker_id": "w2", "status": "down"}],
+            "queues": [{"queue": "emails", "depth": 7}, {"queue": "exports", "depth": None}],
+        },
+        "health": {"status": "degraded", "summary": "2/3 services healthy", "healthy": 2, "total": 3},
+    }
+    page: Page = open_page(f"{site}/")
+    page.evaluate(
+        """async (body) => {
+            const cards = await import("/static/cards.js");
+            const { translator } = await import("/static/i18n.js");
+            const i18n = translator("en");
+            const card = (id) => document.getElementById(id);
+            const metricCards = { conversions: card("card-conversions"), workers: card("card-workers") };
+            cards.renderMetricCards(metricCards, body, i18n);
+            cards.renderSystemCard(card("card-system"), { status: "ok", clickhouse: "ok" }, body, i18n);
+        }""",
+        body,
+    )
+    conversions = page.locator("#card-conversions")
+    expect(conversions.locator("[data-field=value]")).to_have_text("84")
+    expect(conversions.locator("[data-field=detail]")).to_have_text("this month · 1,250 all time")
+    workers = page.locator("#card-workers")
+    expect(workers.locator("[data-field=value]")).to_have_text("1 of 2 healthy")
+    expect(workers.locator("[data-field=detail]")).to_have_text("7 jobs waiting")
+    expect(workers).to_have_attribute("data-state", "warn")
+    system = page.locator("#card-system")
+    expect(system.locator("[data-field=value]")).to_have_text("⚠ Degraded")
+    expect(system.locator("[data-field=detail]")).to_have_text("2 of 3 services healthy")
