@@ -4,13 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := clickhouse instrumentation collector api
+# Each distribution editable; the instrumentation with the extras its tests exercise.
+EDITABLE := -e ./clickhouse -e './instrumentation[zero-code]' -e ./collector -e ./api -e '.[dev]'
 
 .PHONY: install system-deps up test lint format clean
 
 $(STAMP): pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(foreach p,$(PACKAGES),-e ./$(p)) -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(EDITABLE)
 	touch $(STAMP)
 
 install: $(STAMP)
