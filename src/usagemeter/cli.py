@@ -92,7 +92,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     secret = _secrets.jwt_secret(clickhouse.data_dir, create=True)
     options = UpOptions(
         clickhouse=clickhouse,
-        collector=CollectorSettings(**_given(args, grpc_port="grpc_port", http_port="http_port")),
+        collector=CollectorSettings(**_given(args, grpc_port="grpc_port", http_port="http_port", data_dir="data_dir")),
         api=ApiSettings(jwt_secret=SecretStr(secret), **_given(args, api_port="api_port")),
         demo=args.demo,
     )
@@ -104,7 +104,7 @@ def _cmd_collector(args: argparse.Namespace) -> int:
     from usagemeter._standalone import run_collector
     from usagemeter_collector import CollectorSettings
 
-    settings = CollectorSettings(**_given(args, grpc_port="grpc_port", http_port="http_port"))
+    settings = CollectorSettings(**_given(args, grpc_port="grpc_port", http_port="http_port", data_dir="data_dir"))
     asyncio.run(run_collector(_clickhouse_settings(args), settings))
     return 0
 

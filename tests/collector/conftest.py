@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -19,6 +20,8 @@ from usagemeter_collector import Collector, CollectorSettings
 T = TypeVar("T")
 
 SERVICE = "collector-test"
+#: A recent whole second in ns: points must fall inside raw retention and not in the future.
+T0 = (time.time_ns() // 10**9 - 3600) * 10**9
 
 
 class LoopThread:
@@ -45,24 +48,63 @@ def loop_thread() -> Iterator[LoopThread]:
     runner.close()
 
 
+#: Collectors of the running test; queries wait for their spools to drain first.
+_RUNNING: list[Collector] = []
+
+
+class DrainedClient:
+    """The test's ClickHouse client whose queries first wait for the running collectors to insert what they acked."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        wait_drained()
+        return self._client.query(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.fixture
+def clickhouse(clickhouse: Client) -> DrainedClient:
+    """The migrated test database; queries see everything the running collectors acknowledged."""
+    return DrainedClient(clickhouse)
+
+
 @pytest.fixture
 def start_collector(
-    clickhouse: Client, chdb_url: str, database: str, loop_thread: LoopThread
+    clickhouse: DrainedClient, chdb_url: str, database: str, loop_thread: LoopThread, tmp_path: Path
 ) -> Iterator[Callable[..., Collector]]:
     """Start a Collector on free ports against the test's database; keyword arguments override settings."""
     started: list[Collector] = []
 
     def start(**overrides: Any) -> Collector:
-        values: dict[str, Any] = {"host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "batch_max_delay_seconds": 0.05}
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "grpc_port": 0,
+            "http_port": 0,
+            "batch_max_delay_seconds": 0.05,
+            "retry_initial_seconds": 0.05,
+            "retry_max_seconds": 0.5,
+            "spool_dir": tmp_path / "spool",
+        }
         settings = CollectorSettings(**(values | overrides))
         collector = Collector(lambda: connect(chdb_url, database), settings)
         loop_thread.run(collector.start())
         started.append(collector)
+        _RUNNING.append(collector)
         return collector
 
     yield start
     for collector in started:
+        _RUNNING.remove(collector)
         loop_thread.run(collector.stop())
+
+
+def wait_drained(timeout: float = 30.0) -> None:
+    """Wait until every running collector has inserted all it acknowledged (acks precede inserts)."""
+    assert wait_for(lambda: all(c.drained for c in _RUNNING), timeout), "spool did not drain"
 
 
 @pytest.fixture
@@ -71,7 +113,8 @@ def collector(start_collector: Callable[..., Collector]) -> Collector:
 
 
 def usage_by_user(client: Client, feature: str | None = None) -> dict[str, float]:
-    """Metered uses per user from the minute rollup."""
+    """Metered uses per user from the minute rollup, once the running collectors' spools are drained."""
+    wait_drained()
     query = f"SELECT UserId, sum(Uses) FROM {tables.USAGE_MINUTE}"
     parameters: dict[str, Any] = {}
     if feature is not None:
@@ -82,6 +125,8 @@ def usage_by_user(client: Client, feature: str | None = None) -> dict[str, float
 
 
 def count_rows(client: Client, table: str) -> int:
+    """Rows of ``table``, once the running collectors' spools are drained."""
+    wait_drained()
     return int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
 
 

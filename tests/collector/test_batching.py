@@ -1,4 +1,4 @@
-"""Rows wait for a full batch or the delay, whichever first; stop() inserts what is pending."""
+"""Spool segments are sealed by size or age and inserted in chunks; stop() inserts what is spooled."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import threading
 
 import httpx
 
-from tests.collector.conftest import count_rows, usage_by_user, usage_point, usage_request, wait_for
+from tests.collector.conftest import T0, count_rows, usage_by_user, usage_point, usage_request
 from usagemeter_clickhouse import tables
 
-_T0 = 1_900_000_000 * 10**9
 _LONG_DELAY = 600.0
 
 
@@ -22,29 +21,31 @@ def _post(port: int, request, timeout: float = 30) -> httpx.Response:
     )
 
 
-def test_full_batch_is_inserted_without_waiting_for_the_delay(start_collector, clickhouse):
-    collector = start_collector(batch_max_rows=100, batch_max_delay_seconds=_LONG_DELAY)
-    points = [usage_point(f"user-{i % 10}", 1.0, _T0 + i) for i in range(250)]
+def test_full_segment_is_inserted_without_waiting_for_the_delay_in_chunks(start_collector, clickhouse):
+    collector = start_collector(batch_max_rows=100, spool_segment_bytes=1024, batch_max_delay_seconds=_LONG_DELAY)
+    points = [usage_point(f"user-{i % 10}", 1.0, T0 + i) for i in range(250)]
     response = _post(collector.http_port, usage_request(points))
     assert response.status_code == 200
     assert count_rows(clickhouse, tables.METRICS_SUM) == 250
     assert usage_by_user(clickhouse) == {f"user-{i}": 25.0 for i in range(10)}
+    assert collector.telemetry.inserts == 3
 
 
-def test_stop_inserts_pending_rows_and_answers_their_requests(start_collector, clickhouse, loop_thread):
+def test_stop_inserts_spooled_rows(start_collector, clickhouse, loop_thread):
     collector = start_collector(batch_max_delay_seconds=_LONG_DELAY)
     responses: list[httpx.Response] = []
 
     def send(user: str) -> None:
-        responses.append(_post(collector.http_port, usage_request([usage_point(user, 2.0, _T0)])))
+        responses.append(_post(collector.http_port, usage_request([usage_point(user, 2.0, T0)])))
 
     senders = [threading.Thread(target=send, args=(user,)) for user in ("alice", "bob")]
     for sender in senders:
         sender.start()
-    # Both requests are waiting on the writer once their rows are buffered.
-    assert wait_for(lambda: sum(len(p.rows) for p in collector._writer._pending) == 2)
-    loop_thread.run(collector.stop())
     for sender in senders:
         sender.join(30)
+    # Acknowledged from the spool while the segment still waits for its delay.
     assert [r.status_code for r in responses] == [200, 200]
+    assert not collector.drained
+    loop_thread.run(collector.stop())
+    assert collector.drained
     assert usage_by_user(clickhouse) == {"alice": 2.0, "bob": 2.0}

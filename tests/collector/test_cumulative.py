@@ -6,13 +6,13 @@ import httpx
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from tests.collector.conftest import usage_by_user, usage_point, usage_request
+from tests.collector.conftest import T0, usage_by_user, usage_point, usage_request
 from usagemeter_clickhouse import tables
 from usagemeter_collector import CumulativeToDelta, Undo
 
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _S = 10**9
-_T0 = 1_900_000_000 * _S
+_T0 = T0
 
 
 def test_converter_runs_resets_and_duplicates():

@@ -12,9 +12,9 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
-from tests.collector.conftest import usage_by_user, usage_point, usage_request
+from tests.collector.conftest import T0, usage_by_user, usage_point, usage_request
 
-_NOW = 1_900_000_000 * 10**9
+_NOW = T0
 _MAX = 64 * 1024
 _PROTOBUF = {"Content-Type": "application/x-protobuf"}
 _JSON = {"Content-Type": "application/json"}

@@ -24,15 +24,16 @@ def _example(name: str) -> bytes:
     return path.read_bytes()
 
 
-def _keep_everything_since(clickhouse, oldest_ns: int) -> None:
-    """The examples date from 2018; raw retention would drop their rows at insert."""
+def _keep_everything_since(start_collector, clickhouse, oldest_ns: int):
+    """The examples date from 2018: a collector and tables whose raw retention reaches back that far."""
     days = (time.time_ns() - oldest_ns) // _DAY_NS + 30
     migrate(clickhouse, SchemaOptions(raw_retention_days=days))
+    return start_collector(raw_retention_days=days)
 
 
-def test_metrics_example_is_stored_point_for_point(collector, clickhouse):
+def test_metrics_example_is_stored_point_for_point(start_collector, clickhouse):
     body = _example("metrics.json")
-    _keep_everything_since(clickhouse, 1544712660300000000)
+    collector = _keep_everything_since(start_collector, clickhouse, 1544712660300000000)
     response = httpx.post(
         f"http://127.0.0.1:{collector.http_port}/v1/metrics", content=body, headers={"Content-Type": "application/json"}
     )
@@ -79,9 +80,9 @@ def test_metrics_example_is_stored_point_for_point(collector, clickhouse):
     assert exponential.result_rows == [(3, 1, 1, [0, 2])]
 
 
-def test_trace_example_is_stored_with_hex_ids(collector, clickhouse):
+def test_trace_example_is_stored_with_hex_ids(start_collector, clickhouse):
     body = _example("trace.json")
-    _keep_everything_since(clickhouse, 1544712660000000000)
+    collector = _keep_everything_since(start_collector, clickhouse, 1544712660000000000)
     response = httpx.post(
         f"http://127.0.0.1:{collector.http_port}/v1/traces", content=body, headers={"Content-Type": "application/json"}
     )

@@ -15,10 +15,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Gauge, Metric, NumberDataPoint
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.collector.conftest import count_rows, usage_by_user, usage_point, usage_request
+from tests.collector.conftest import T0, count_rows, usage_by_user, usage_point, usage_request
 from usagemeter_clickhouse import tables
 
-_NOW = 1_900_000_000 * 10**9
+_NOW = T0
 
 
 def _mixed_request():

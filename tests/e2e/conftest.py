@@ -39,6 +39,16 @@ class RunningUp:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def wait_drained(self, timeout: float = 30.0) -> None:
+        """Wait until the collector's spool is empty: everything acknowledged is in ClickHouse."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = httpx.get(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5).text
+            if "\nusagemeter_collector_spool_bytes 0\n" in text:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the collector's spool did not drain in {timeout} s")
+
 
 def usagemeter(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the ``usagemeter`` command and capture its output."""

@@ -41,6 +41,7 @@ def test_usage_over_grpc_and_http_is_counted_exactly_per_user(up: RunningUp) -> 
     http = HttpMetricExporter(endpoint=f"http://127.0.0.1:{up.http_port}/v1/metrics", preferred_temporality=cumulative)
     _send_usage(grpc, {"ana": [3, 4], "ben": [1], "cleo": [10, 0, 2]}, "backend")
     _send_usage(http, {"ana": [5, 1], "dia": [7, 7, 7]}, "worker")
+    up.wait_drained()
     expected = {"ana": 13, "ben": 1, "cleo": 12, "dia": 21}
     for user, used in expected.items():
         response = _quota(up, up.token(user))
@@ -57,6 +58,7 @@ def test_users_see_only_their_own_quota_and_admins_see_all(up: RunningUp) -> Non
         preferred_temporality={Counter: AggregationTemporality.DELTA},
     )
     _send_usage(grpc, {"eve": [2], "finn": [9]}, "backend")
+    up.wait_drained()
     eve = up.token("eve")
     assert _quota(up, eve).json()["used"] == 2
     assert _quota(up, eve, user_id="eve").status_code == 200

@@ -1,8 +1,9 @@
 """usagemeter's OTLP collector.
 
 Receives OTLP metrics and spans over gRPC and HTTP (protobuf and JSON, gzip),
-validates ``feature.usage`` points, turns cumulative monotonic sums into deltas
-and batches the rows into the raw ClickHouse tables. It runs inside the caller's
+validates ``feature.usage`` points, turns cumulative monotonic sums into deltas,
+acknowledges a request once it is fsync'd in an on-disk spool, and drains the
+spool into the raw ClickHouse tables with deduplicated, retried inserts. It runs inside the caller's
 asyncio loop, next to other servers::
 
     collector = Collector(lambda: connect(url, database), CollectorSettings())
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 from usagemeter_collector._collector import Collector
 from usagemeter_collector._cumulative import CumulativeToDelta, Delta, SeriesState, Undo
-from usagemeter_collector._errors import CollectorError, PayloadError, StorageUnavailable
+from usagemeter_collector._decoded import TimeWindow
+from usagemeter_collector._errors import CollectorError, PayloadError, SpoolFull, StorageUnavailable, Unauthenticated
 from usagemeter_collector._metrics import decode_metrics
 from usagemeter_collector._schema import METRICS_EXPONENTIAL_HISTOGRAM, METRICS_SUMMARY
 from usagemeter_collector._settings import CollectorSettings
+from usagemeter_collector._telemetry import Telemetry
 from usagemeter_collector._traces import decode_traces
 
 __all__ = [
@@ -31,7 +34,11 @@ __all__ = [
     "Delta",
     "PayloadError",
     "SeriesState",
+    "SpoolFull",
     "StorageUnavailable",
+    "Telemetry",
+    "TimeWindow",
+    "Unauthenticated",
     "Undo",
     "decode_metrics",
     "decode_traces",

@@ -13,17 +13,25 @@ import uvicorn
 from clickhouse_connect.driver.client import Client
 from starlette.applications import Starlette
 
+from usagemeter_collector._auth import TokenCheck
 from usagemeter_collector._cumulative import CumulativeToDelta
+from usagemeter_collector._decoded import TimeWindow
 from usagemeter_collector._grpc import add_otlp_services
-from usagemeter_collector._http import build_http_app
+from usagemeter_collector._http import HttpOptions, build_http_app
 from usagemeter_collector._ingest import Ingest
 from usagemeter_collector._settings import CollectorSettings
-from usagemeter_collector._writer import BatchWriter
+from usagemeter_collector._spool import Spool, SpoolLimits
+from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._writer import SpoolWriter
 
 logger = logging.getLogger(__name__)
 
 #: How long stop() lets requests in flight finish before cutting them off.
 SHUTDOWN_GRACE_SECONDS = 10.0
+#: How long stop() keeps inserting spooled rows; what is left stays spooled for the next start.
+DRAIN_GRACE_SECONDS = 10.0
+#: What a refused sender is told to wait before retrying.
+RETRY_AFTER_SECONDS = 1
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -39,17 +47,29 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class Collector:
-    """Receives OTLP metrics and spans and stores them in ClickHouse.
+    """Receives OTLP metrics and spans, spools them durably and inserts them into ClickHouse.
 
     ``client_factory`` is called once, on the writer thread, which then owns the client.
+    The spool directory (``settings.resolved_spool_dir()``) belongs to one collector at a time.
     """
 
     def __init__(self, client_factory: Callable[[], Client], settings: CollectorSettings) -> None:
         self._settings = settings
         self.converter = CumulativeToDelta()
-        self._writer = BatchWriter(client_factory, settings.batch_max_rows, settings.batch_max_delay_seconds)
-        self._ingest = Ingest(self._writer, self.converter)
-        self._http_app = build_http_app(self._ingest, settings.max_request_bytes)
+        self.telemetry = Telemetry()
+        limits = SpoolLimits(
+            max_bytes=settings.spool_max_bytes,
+            segment_bytes=settings.spool_segment_bytes,
+            seal_after_seconds=settings.batch_max_delay_seconds,
+            dedup_window_seconds=settings.dedup_window_seconds,
+        )
+        self.spool = Spool(settings.resolved_spool_dir(), limits, self.telemetry)
+        backoff = (settings.retry_initial_seconds, settings.retry_max_seconds)
+        self._writer = SpoolWriter(client_factory, self.spool, self.telemetry, settings.batch_max_rows, backoff)
+        self._ingest = Ingest(self.spool, self.converter, self.telemetry, self._window)
+        self._tokens = TokenCheck(settings.tokens())
+        http_options = HttpOptions(self._tokens, settings.max_request_bytes, RETRY_AFTER_SECONDS)
+        self._http_app = build_http_app(self._ingest, self.telemetry, http_options)
         self._grpc_server: grpc.aio.Server | None = None
         self._http_server: _EmbeddedServer | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -75,9 +95,23 @@ class Collector:
             raise RuntimeError("collector is not started")
         return self._http_port
 
+    @property
+    def drained(self) -> bool:
+        """Whether every acknowledged item is committed to ClickHouse (the spool is empty)."""
+        return self.spool.empty
+
+    def _window(self) -> TimeWindow:
+        return TimeWindow.around_now(self._settings.raw_retention_days, self._settings.max_future_seconds)
+
     async def start(self) -> None:
-        """Open the writer's ClickHouse client, then start both receivers."""
-        await asyncio.to_thread(self._writer.start)
+        """Recover the spool, open the writer's ClickHouse client, then start both receivers."""
+        await asyncio.to_thread(self.spool.open)
+        self.converter.restore(self.spool.state.series)
+        try:
+            await asyncio.to_thread(self._writer.start)
+        except BaseException:
+            await asyncio.to_thread(self.spool.close)
+            raise
         try:
             await self._start_grpc()
             await self._start_http()
@@ -92,8 +126,7 @@ class Collector:
         )
 
     async def stop(self) -> None:
-        """Stop accepting, answer the requests in flight, insert everything pending, close."""
-        self._writer.drain()
+        """Stop accepting, answer the requests in flight, insert what the spool holds (for a while), close."""
         waits = []
         if self._http_server is not None and self._http_task is not None:
             self._http_server.should_exit = True
@@ -104,7 +137,8 @@ class Collector:
             if isinstance(outcome, BaseException):
                 logger.error("receiver did not stop cleanly: %r", outcome)
         self._http_server = self._http_task = self._grpc_server = None
-        await asyncio.to_thread(self._writer.stop)
+        await asyncio.to_thread(self.spool.close)
+        await asyncio.to_thread(self._writer.stop, DRAIN_GRACE_SECONDS)
         logger.info("collector stopped")
 
     async def _start_grpc(self) -> None:
@@ -114,7 +148,7 @@ class Collector:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(options=options)
-        add_otlp_services(server, self._ingest)
+        add_otlp_services(server, self._ingest, self._tokens, RETRY_AFTER_SECONDS)
         host = self._settings.host
         address = f"[{host}]:{self._settings.grpc_port}" if ":" in host else f"{host}:{self._settings.grpc_port}"
         self._grpc_port = server.add_insecure_port(address)

@@ -1,14 +1,15 @@
 """Cumulative monotonic sums turned into deltas, per series.
 
 The rollups only add up delta points, so a cumulative sender's running totals
-are differenced here before they are stored. The state lives in memory; it is
-its own class so that it can be made durable without touching the decoder.
+are differenced here before they are stored. The state lives in memory; the
+spool records every conversion, and :meth:`CumulativeToDelta.restore` seeds it
+from them on start.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -48,6 +49,11 @@ class CumulativeToDelta:
 
     def __len__(self) -> int:
         return len(self._series)
+
+    def restore(self, series: Mapping[Hashable, SeriesState]) -> None:
+        """Start from the series states recovered from the spool."""
+        with self._lock:
+            self._series = dict(series)
 
     def convert(self, key: Hashable, start_time: int, time: int, value: float, undo: Undo) -> Delta:
         """The increment a cumulative point adds to its series, recording it in ``undo``.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from usagemeter_collector._cumulative import Undo
 
@@ -39,3 +40,24 @@ class Decoded:
         if more > 0:
             parts.append(f"and {more} more reasons")
         return "; ".join(parts)
+
+
+class TimeWindow(NamedTuple):
+    """The accepted range of point timestamps, in Unix nanoseconds."""
+
+    earliest: int
+    latest: int
+
+    @classmethod
+    def around_now(cls, retention_days: int, max_future_seconds: int) -> TimeWindow:
+        """From the start of raw retention to ``max_future_seconds`` ahead."""
+        now = time.time_ns()
+        return cls(now - retention_days * 86_400 * 10**9, now + max_future_seconds * 10**9)
+
+    def problem(self, start_ns: int, time_ns: int) -> str | None:
+        """Why a point with these timestamps is refused, or None when it is in range."""
+        if time_ns < self.earliest:
+            return "timestamp older than the raw data retention"
+        if time_ns > self.latest or start_ns > self.latest:
+            return "timestamp too far in the future"
+        return None

@@ -17,3 +17,11 @@ class PayloadError(CollectorError):
 
 class StorageUnavailable(CollectorError):
     """The rows of a request were not committed to ClickHouse; the sender should retry."""
+
+
+class SpoolFull(StorageUnavailable):
+    """The spool reached its size limit; the sender should retry after a while."""
+
+
+class Unauthenticated(CollectorError):
+    """The request lacks a valid ingest bearer token."""

@@ -14,21 +14,24 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from usagemeter_collector._errors import PayloadError, StorageUnavailable
-from usagemeter_collector._ingest import Ingest
+from usagemeter_collector._auth import TokenCheck
+from usagemeter_collector._errors import PayloadError, StorageUnavailable, Unauthenticated
+from usagemeter_collector._ingest import METRICS_SIGNAL, TRACES_SIGNAL, Ingest, content_digest
 from usagemeter_collector._payload import Encoding, decompress, encoding_of, parse, serialize
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
 METRICS_PATH = "/v1/metrics"
 TRACES_PATH = "/v1/traces"
-RETRY_AFTER_SECONDS = 1
+TELEMETRY_PATH = "/metrics"
 
 _GRPC_CODES = {
     400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
     413: code_pb2.RESOURCE_EXHAUSTED,
     415: code_pb2.INVALID_ARGUMENT,
     503: code_pb2.UNAVAILABLE,
@@ -38,35 +41,56 @@ _GRPC_CODES = {
 @dataclass(frozen=True)
 class _Signal:
     request_type: type[Message]
-    export: Callable[[Any], Awaitable[Message]]
+    tag: bytes
+    export: Callable[[Any, bytes], Awaitable[Message]]
 
 
-def build_http_app(ingest: Ingest, max_request_bytes: int) -> Starlette:
-    """The OTLP/HTTP ASGI app storing through ``ingest``; bodies over ``max_request_bytes`` get 413."""
+@dataclass(frozen=True)
+class HttpOptions:
+    """How the OTLP/HTTP receiver authenticates, limits and refuses."""
+
+    tokens: TokenCheck
+    max_request_bytes: int
+    retry_after_seconds: int
+
+
+def build_http_app(ingest: Ingest, telemetry: Telemetry, options: HttpOptions) -> Starlette:
+    """The OTLP/HTTP ASGI app spooling through ``ingest``, with the collector's own metrics on GET /metrics."""
     signals = {
-        METRICS_PATH: _Signal(ExportMetricsServiceRequest, ingest.export_metrics),
-        TRACES_PATH: _Signal(ExportTraceServiceRequest, ingest.export_traces),
+        METRICS_PATH: _Signal(ExportMetricsServiceRequest, METRICS_SIGNAL, ingest.export_metrics),
+        TRACES_PATH: _Signal(ExportTraceServiceRequest, TRACES_SIGNAL, ingest.export_traces),
     }
 
     async def export(request: Request) -> Response:
-        return await _export(request, signals[request.url.path], max_request_bytes)
+        response = await _export(request, signals[request.url.path], options)
+        if response.status_code >= 400:
+            telemetry.requests_refused += 1
+        return response
 
-    return Starlette(routes=[Route(path, export, methods=["POST"]) for path in signals])
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(telemetry.render(), media_type="text/plain; version=0.0.4")
+
+    routes = [Route(path, export, methods=["POST"]) for path in signals]
+    return Starlette(routes=[*routes, Route(TELEMETRY_PATH, metrics, methods=["GET"])])
 
 
-async def _export(request: Request, signal: _Signal, max_bytes: int) -> Response:
+async def _export(request: Request, signal: _Signal, options: HttpOptions) -> Response:
     encoding = Encoding.JSON
     try:
         encoding = encoding_of(request.headers.get("content-type"))
-        body = await _read_body(request, max_bytes)
-        body = decompress(body, request.headers.get("content-encoding"), max_bytes)
+        options.tokens.check(request.headers.get("authorization"))
+        body = await _read_body(request, options.max_request_bytes)
+        body = decompress(body, request.headers.get("content-encoding"), options.max_request_bytes)
         message = await asyncio.to_thread(parse, body, encoding, signal.request_type)
-        response = await signal.export(message)
+        response = await signal.export(message, content_digest(signal.tag, body))
+    except Unauthenticated as exc:
+        return _error(401, str(exc), encoding, {"WWW-Authenticate": "Bearer"})
     except PayloadError as exc:
         logger.info("refused %s request: %s", request.url.path, exc)
         return _error(exc.status, str(exc), encoding)
     except StorageUnavailable as exc:
-        return _error(503, f"data not stored, retry later: {exc}", encoding, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        retry = {"Retry-After": str(options.retry_after_seconds)}
+        return _error(503, f"data not stored, retry later: {exc}", encoding, retry)
     return Response(serialize(response, encoding), media_type=encoding.value)
 
 

@@ -22,7 +22,7 @@ from usagemeter_clickhouse import tables
 from usagemeter_collector import _schema
 from usagemeter_collector._attributes import attribute_map
 from usagemeter_collector._cumulative import CumulativeToDelta
-from usagemeter_collector._decoded import Decoded, Row
+from usagemeter_collector._decoded import Decoded, Row, TimeWindow
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -32,17 +32,30 @@ _NO_EXEMPLARS: tuple[list[Any], ...] = ([], [], [], [], [])
 class _Context:
     """What the point handlers of one metric share."""
 
-    __slots__ = ("converter", "decoded", "head", "series")
+    __slots__ = ("converter", "decoded", "head", "series", "window")
 
-    def __init__(self, decoded: Decoded, converter: CumulativeToDelta, head: Row, series: Hashable) -> None:
+    def __init__(
+        self, decoded: Decoded, converter: CumulativeToDelta, head: Row, series: Hashable, window: TimeWindow | None
+    ) -> None:
         self.decoded = decoded
         self.converter = converter
         self.head = head
         self.series = series
+        self.window = window
+
+    def outside(self, start_ns: int, time_ns: int) -> bool:
+        """Reject a point whose timestamps are out of the accepted window."""
+        if self.window is None or (problem := self.window.problem(start_ns, time_ns)) is None:
+            return False
+        self.decoded.reject(problem)
+        return True
 
 
-def decode_metrics(request: ExportMetricsServiceRequest, converter: CumulativeToDelta) -> Decoded:
-    """Rows for every storable data point of ``request``; invalid usage points are counted as rejected."""
+def decode_metrics(
+    request: ExportMetricsServiceRequest, converter: CumulativeToDelta, window: TimeWindow | None = None
+) -> Decoded:
+    """Rows for every storable data point of ``request``; invalid usage points and points outside ``window``
+    are counted as rejected."""
     decoded = Decoded()
     for resource_metrics in request.resource_metrics:
         resource_attributes = attribute_map(resource_metrics.resource.attributes)
@@ -66,7 +79,7 @@ def decode_metrics(request: ExportMetricsServiceRequest, converter: CumulativeTo
                     continue
                 head = (*scope_head, metric.name, metric.description, metric.unit)
                 series = (resource_key, scope.name, scope.version, metric.name)
-                handler(metric, _Context(decoded, converter, head, series))
+                handler(metric, _Context(decoded, converter, head, series, window))
     return decoded
 
 
@@ -111,6 +124,8 @@ def _sum(metric: Metric, ctx: _Context) -> None:
     to_delta = monotonic and temporality == _CUMULATIVE
     rows = ctx.decoded.rows[_schema.METRICS_SUM]
     for point in data.data_points:
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+            continue
         attributes = attribute_map(point.attributes)
         value = _number(point)
         if is_usage and (problem := usage_problem(attributes, value, monotonic, temporality)):
@@ -142,6 +157,8 @@ def _sum(metric: Metric, ctx: _Context) -> None:
 def _gauge(metric: Metric, ctx: _Context) -> None:
     rows = ctx.decoded.rows[_schema.METRICS_GAUGE]
     for point in metric.gauge.data_points:
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+            continue
         rows.append(
             (
                 *ctx.head,
@@ -159,6 +176,8 @@ def _histogram(metric: Metric, ctx: _Context) -> None:
     data = metric.histogram
     rows = ctx.decoded.rows[_schema.METRICS_HISTOGRAM]
     for point in data.data_points:
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+            continue
         rows.append(
             (
                 *ctx.head,
@@ -182,6 +201,8 @@ def _exponential_histogram(metric: Metric, ctx: _Context) -> None:
     data = metric.exponential_histogram
     rows = ctx.decoded.rows[_schema.METRICS_EXPONENTIAL_HISTOGRAM]
     for point in data.data_points:
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+            continue
         rows.append(
             (
                 *ctx.head,
@@ -208,6 +229,8 @@ def _exponential_histogram(metric: Metric, ctx: _Context) -> None:
 def _summary(metric: Metric, ctx: _Context) -> None:
     rows = ctx.decoded.rows[_schema.METRICS_SUMMARY]
     for point in metric.summary.data_points:
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+            continue
         rows.append(
             (
                 *ctx.head,

@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class CollectorSettings(BaseSettings):
-    """Where the OTLP receivers listen and how rows are batched. Port 0 picks a free port."""
+    """Where the OTLP receivers listen, where the spool lives and how rows are batched. Port 0 picks a free port."""
 
     model_config = SettingsConfigDict(env_prefix="USAGEMETER_", extra="ignore")
 
     host: str = Field(default="127.0.0.1", description="Address both receivers bind.")
     grpc_port: int = Field(default=4317, ge=0, le=65535, description="OTLP/gRPC port.")
     http_port: int = Field(default=4318, ge=0, le=65535, description="OTLP/HTTP port.")
-    batch_max_rows: int = Field(default=50_000, ge=1, description="Rows of one table that trigger an insert.")
-    batch_max_delay_seconds: float = Field(default=0.5, gt=0, description="Longest wait of a row before insert.")
+    data_dir: Path = Field(default=Path(".usagemeter"), description="Data directory; the spool defaults to its spool/.")
+    spool_dir: Path | None = Field(
+        default=None, description="Directory of the durable spool (default <data_dir>/spool)."
+    )
+    spool_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1024 * 1024, description="Spool size past which requests get 503/UNAVAILABLE."
+    )
+    spool_segment_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Size at which a spool segment is sealed and handed to the writer.",
+    )
+    batch_max_delay_seconds: float = Field(
+        default=0.5, gt=0, description="Longest time a spooled record waits before its segment is sealed and inserted."
+    )
+    batch_max_rows: int = Field(default=100_000, ge=1, description="Most rows of one table in one insert.")
+    retry_initial_seconds: float = Field(default=0.2, gt=0, description="First wait after a failed insert.")
+    retry_max_seconds: float = Field(default=30.0, gt=0, description="Longest wait between insert attempts.")
+    dedup_window_seconds: float = Field(
+        default=600.0, ge=0, description="How long an acknowledged request's content hash makes its resend a no-op."
+    )
+    raw_retention_days: int = Field(default=30, ge=1, description="Points older than this are rejected.")
+    max_future_seconds: int = Field(default=86_400, ge=0, description="Points further ahead than this are rejected.")
+    ingest_tokens: str = Field(
+        default="", description="Comma-separated bearer tokens accepted on ingest; empty accepts every sender."
+    )
     max_request_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest accepted request, compressed or not."
     )
+
+    def resolved_spool_dir(self) -> Path:
+        """The spool directory: ``spool_dir``, or ``spool`` inside ``data_dir``."""
+        return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
+
+    def tokens(self) -> frozenset[str]:
+        """The accepted ingest bearer tokens (empty: no authentication)."""
+        return frozenset(token.strip() for token in self.ingest_tokens.split(",") if token.strip())

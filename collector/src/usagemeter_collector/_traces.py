@@ -12,7 +12,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from usagemeter_collector import _schema
 from usagemeter_collector._attributes import attribute_map
-from usagemeter_collector._decoded import Decoded
+from usagemeter_collector._decoded import Decoded, TimeWindow
 
 SPAN_KINDS: dict[int, str] = {
     Span.SPAN_KIND_UNSPECIFIED: "Unspecified",
@@ -43,8 +43,8 @@ def id_problem(span: Span) -> str | None:
     return None
 
 
-def decode_traces(request: ExportTraceServiceRequest) -> Decoded:
-    """Rows for every span of ``request`` with valid ids; the others are counted as rejected."""
+def decode_traces(request: ExportTraceServiceRequest, window: TimeWindow | None = None) -> Decoded:
+    """Rows for every span of ``request`` with valid ids starting inside ``window``; the others are rejected."""
     decoded = Decoded()
     rows = decoded.rows[_schema.TRACES]
     for resource_spans in request.resource_spans:
@@ -53,7 +53,10 @@ def decode_traces(request: ExportTraceServiceRequest) -> Decoded:
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             for span in scope_spans.spans:
-                if problem := id_problem(span):
+                problem = id_problem(span)
+                if problem is None and window is not None:
+                    problem = window.problem(span.start_time_unix_nano, span.start_time_unix_nano)
+                if problem:
                     decoded.reject(problem)
                     continue
                 events, links = span.events, span.links
