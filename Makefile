@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := clickhouse instrumentation collector api
 # Each distribution editable; the instrumentation with the extras its tests exercise.
-EDITABLE := -e ./clickhouse -e './instrumentation[zero-code]' -e ./collector -e ./api -e '.[dev]'
+EDITABLE := -e ./clickhouse -e './instrumentation[zero-code,fastapi,arq]' -e ./collector -e ./api -e '.[dev]'
 
 .PHONY: install system-deps up test lint format clean
 

@@ -14,6 +14,11 @@ from usagemeter.demo import (
     DEFAULT_SEED,
     DEFAULT_USERS,
     DEMO_SERVICE_NAME,
+    REPORTS_QUEUE,
+    REPORTS_WORKER_ID,
+    SIGNUP,
+    UPGRADE,
+    BusinessTraffic,
     ChatTraffic,
     demo_users,
     run_demo,
@@ -80,3 +85,46 @@ def test_users_differ_and_the_free_user_nears_her_limit_within_minutes() -> None
 def test_invalid_demo_settings_are_rejected(arguments: dict) -> None:
     with pytest.raises(ValueError, match="must"):
         run_demo("http://127.0.0.1:1", **arguments)
+
+
+def replay_business(users: list[str], seed: int, messages: int) -> tuple[Counter[str], Counter[tuple[str, str]]]:
+    """Conversions per name and jobs per (name, status) of the first ``messages`` chat messages."""
+    business = BusinessTraffic(users, seed)
+    conversions: Counter[str] = Counter()
+    jobs: Counter[tuple[str, str]] = Counter()
+    for _ in range(messages):
+        events = business.next_events()
+        conversions.update(conversion.name for conversion in events.conversions)
+        jobs.update((job.name, "failed" if job.fails else "completed") for job in events.jobs)
+    return conversions, jobs
+
+
+def test_run_demo_reports_conversions_and_the_reports_worker(grpc_receiver: GrpcReceiver) -> None:
+    run_demo(grpc_receiver.endpoint, rate_per_second=300.0, duration_seconds=1.0, log_every=0)
+
+    recorder = grpc_receiver.recorder
+    messages = chat_messages(recorder.usage_totals())
+    conversions, jobs = replay_business(list(DEFAULT_USERS), DEFAULT_SEED, messages)
+    received_conversions: Counter[str] = Counter()
+    for items, value in recorder.metric_totals("conversion.count").items():
+        received_conversions[dict(items)["conversion.name"]] += value
+    assert received_conversions == conversions
+
+    received_jobs: Counter[tuple[str, str]] = Counter()
+    for items, value in recorder.metric_totals("worker.jobs").items():
+        found = dict(items)
+        assert (found["worker.id"], found["messaging.destination.name"]) == (REPORTS_WORKER_ID, REPORTS_QUEUE)
+        received_jobs[(found["job.name"], found["job.status"])] += value
+    assert received_jobs == jobs
+
+    beats = recorder.gauge_points("worker.heartbeat")
+    assert beats and all(beat.attributes["worker.id"] == REPORTS_WORKER_ID for beat in beats)
+    depths = recorder.gauge_points("worker.queue.depth")
+    assert depths and all(point.attributes["messaging.destination.name"] == REPORTS_QUEUE for point in depths)
+
+
+def test_business_traffic_has_signups_upgrades_and_failing_jobs() -> None:
+    conversions, jobs = replay_business(list(DEFAULT_USERS), DEFAULT_SEED, 600)
+    assert conversions[SIGNUP] > 0 and conversions[UPGRADE] > 0
+    assert {status for _, status in jobs} == {"completed", "failed"}
+    assert sum(count for (_, status), count in jobs.items() if status == "failed") < sum(jobs.values()) / 3

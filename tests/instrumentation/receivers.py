@@ -39,6 +39,22 @@ class SumPoint:
 
 
 @dataclass
+class GaugePoint:
+    unit: str
+    value: int
+    attributes: dict[str, Any]
+
+
+@dataclass
+class HistogramPoint:
+    unit: str
+    count: int
+    sum: float
+    max: float
+    attributes: dict[str, Any]
+
+
+@dataclass
 class Recorder:
     """What a receiver was sent; ``hold`` cleared makes exports wait until it is set again.
 
@@ -96,6 +112,42 @@ class Recorder:
                                 value,
                                 attributes(point.attributes),
                             )
+
+    def metrics_of_kind(self, kind: str) -> Iterator[tuple[str | None, Any]]:
+        """(service.name, metric) of every received metric whose data is ``kind`` (gauge, histogram, …)."""
+        with self.lock:
+            requests = list(self.metrics)
+        for request in requests:
+            for resource_metrics in request.resource_metrics:
+                service = attributes(resource_metrics.resource.attributes).get("service.name")
+                for scope in resource_metrics.scope_metrics:
+                    for metric in scope.metrics:
+                        if metric.WhichOneof("data") == kind:
+                            yield service, metric
+
+    def gauge_points(self, metric: str) -> list[GaugePoint]:
+        """Every point of gauge ``metric``, in arrival order."""
+        found = []
+        for _, received in self.metrics_of_kind("gauge"):
+            if received.name == metric:
+                for point in received.gauge.data_points:
+                    assert point.WhichOneof("value") == "as_int", f"{metric} is an integer gauge"
+                    found.append(GaugePoint(received.unit, point.as_int, attributes(point.attributes)))
+        return found
+
+    def histogram_points(self, metric: str) -> list[HistogramPoint]:
+        """Every point of histogram ``metric``, in arrival order."""
+        found = []
+        for _, received in self.metrics_of_kind("histogram"):
+            if received.name == metric:
+                assert (
+                    received.histogram.aggregation_temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+                )
+                for point in received.histogram.data_points:
+                    found.append(
+                        HistogramPoint(received.unit, point.count, point.sum, point.max, attributes(point.attributes))
+                    )
+        return found
 
     def metric_totals(self, metric: str) -> Counter[tuple[tuple[str, Any], ...]]:
         """Sum of delta points of ``metric`` per sorted attribute items."""

@@ -9,6 +9,9 @@ Typical use::
 
 Each use adds one to the monotonic counter ``feature.usage`` with the attributes ``user.id``
 and ``feature.key``, exported with delta temporality; metadata goes on a ``feature.use`` span.
+Conversions go to ``conversion.count`` (:func:`track_conversion`) and background workers report
+heartbeats, queue depth and finished jobs through :class:`WorkerTelemetry`. Integrations with
+FastAPI and arq live in :mod:`usagemeter_instrumentation.fastapi` and :mod:`usagemeter_instrumentation.arq`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from usagemeter_instrumentation._names import (
     FEATURE_USAGE_METRIC,
     FEATURE_USAGE_UNIT,
     FEATURE_USE_SPAN,
+    JOB_COMPLETED,
+    JOB_FAILED,
     USER_ID,
 )
+from usagemeter_instrumentation._workers import WorkerTelemetry, default_worker_id
 
 __all__ = [
     "DEFAULT_CARDINALITY_LIMIT",
@@ -31,9 +37,13 @@ __all__ = [
     "FEATURE_USAGE_METRIC",
     "FEATURE_USAGE_UNIT",
     "FEATURE_USE_SPAN",
+    "JOB_COMPLETED",
+    "JOB_FAILED",
     "USER_ID",
+    "WorkerTelemetry",
     "configure",
     "current_user",
+    "default_worker_id",
     "feature",
     "force_flush",
     "reset_current_user",

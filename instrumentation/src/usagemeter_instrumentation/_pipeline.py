@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -36,9 +36,15 @@ from usagemeter_instrumentation._names import (
     INSTRUMENTATION_SCOPE,
     SERVICE_NAME,
     USER_ID,
+    WORKER_JOBS_METRIC,
 )
 from usagemeter_instrumentation._sampling import SpanSampler
 from usagemeter_instrumentation._tally import Tally, flush_into
+from usagemeter_instrumentation._worker_metrics import (
+    JOB_KEY_NAMES,
+    WorkerInstruments,
+    register_worker_instruments,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class Pipeline:
     usage: Tally
     conversions: Tally
     sampler: SpanSampler
+    workers: WorkerInstruments
 
     def force_flush(self, timeout_millis: int) -> bool:
         """Export what has been recorded; ``False`` when an export did not complete."""
@@ -84,8 +91,8 @@ class Pipeline:
             _logger.warning("usagemeter stopped with %d counted uses it could not export", lost)
 
     def pending(self) -> int:
-        """Counted uses and conversions not yet handed to an export."""
-        return self.usage.pending() + self.conversions.pending()
+        """Counted uses, conversions and finished jobs not yet handed to an export."""
+        return self.usage.pending() + self.conversions.pending() + self.workers.pending()
 
     def _flush_tallies(self, timeout_millis: int) -> bool:
         """Collect until the tallies are empty; each collection takes up to the cardinality limit of series."""
@@ -105,11 +112,9 @@ def build_pipeline(settings: PipelineSettings) -> Pipeline:
     resource = Resource.create(attributes)
     usage = Tally((USER_ID, FEATURE_KEY), settings.max_pending_series)
     conversions = Tally((), settings.max_pending_series)
-    exporter = RestoringExporter(
-        _metric_exporter(settings.metrics),
-        INSTRUMENTATION_SCOPE,
-        {FEATURE_USAGE_METRIC: usage, CONVERSION_COUNT_METRIC: conversions},
-    )
+    jobs = Tally(JOB_KEY_NAMES, settings.max_pending_series)
+    tallies = {FEATURE_USAGE_METRIC: usage, CONVERSION_COUNT_METRIC: conversions, WORKER_JOBS_METRIC: jobs}
+    exporter = RestoringExporter(_metric_exporter(settings.metrics), INSTRUMENTATION_SCOPE, tallies)
     metric_reader = PeriodicExportingMetricReader(
         exporter,
         export_interval_millis=settings.export_interval_millis,
@@ -120,11 +125,12 @@ def build_pipeline(settings: PipelineSettings) -> Pipeline:
     tracer_provider = _tracer_provider(settings, resource)
     scope_version = _package_version()
     meter = meter_provider.get_meter(INSTRUMENTATION_SCOPE, scope_version)
-    _register_tallies(meter, usage, conversions, settings.cardinality_limit)
+    workers, hand_over_jobs = register_worker_instruments(meter, jobs)
+    _register_tallies(meter, usage, conversions, hand_over_jobs, settings.cardinality_limit)
     tracer = tracer_provider.get_tracer(INSTRUMENTATION_SCOPE, scope_version)
     sampler = SpanSampler(settings.span_sampling)
     return Pipeline(
-        settings, meter_provider, metric_reader, tracer_provider, meter, tracer, usage, conversions, sampler
+        settings, meter_provider, metric_reader, tracer_provider, meter, tracer, usage, conversions, sampler, workers
     )
 
 
@@ -134,7 +140,9 @@ def _cardinality_limits(limit: int) -> dict[type, int]:
     return dict.fromkeys(kinds, limit)
 
 
-def _register_tallies(meter: Meter, usage: Tally, conversions: Tally, limit: int) -> None:
+def _register_tallies(
+    meter: Meter, usage: Tally, conversions: Tally, hand_over_jobs: Callable[[int], None], limit: int
+) -> None:
     """Create the counters fed from the tallies, and the collection hook that feeds them."""
     usage_counter = meter.create_counter(
         FEATURE_USAGE_METRIC, unit=FEATURE_USAGE_UNIT, description="Uses of a metered feature by a user"
@@ -148,6 +156,7 @@ def _register_tallies(meter: Meter, usage: Tally, conversions: Tally, limit: int
     def hand_over(options: CallbackOptions) -> Iterable[Observation]:
         flush_into(usage, usage_counter.add, limit)
         flush_into(conversions, conversion_counter.add, limit)
+        hand_over_jobs(limit)
         return ()
 
     meter.create_observable_gauge(COLLECTION_HOOK, callbacks=[hand_over])

@@ -3,10 +3,20 @@
 ``run_demo`` simulates a few users chatting (``chat_messages``), getting AI replies
 (``ai_content_generation`` with model and token metadata) and now and then exporting a
 document (``document_export``), and reports every use through usagemeter's instrumentation.
+Users also sign up and upgrade (``conversion.count``), and a "reports" worker runs background
+jobs, some of which fail, reporting heartbeats, queue depth and jobs (``worker.*``).
 """
 
 from __future__ import annotations
 
+from usagemeter.demo._operations import (
+    REPORTS_QUEUE,
+    REPORTS_WORKER_ID,
+    SIGNUP,
+    UPGRADE,
+    BusinessTraffic,
+    ReportJob,
+)
 from usagemeter.demo._runner import DEMO_SERVICE_NAME, run_demo
 from usagemeter.demo._traffic import (
     AI_CONTENT_GENERATION,
@@ -29,9 +39,15 @@ __all__ = [
     "DEMO_SERVICE_NAME",
     "DOCUMENT_EXPORT",
     "KNOWN_USERS",
+    "REPORTS_QUEUE",
+    "REPORTS_WORKER_ID",
+    "SIGNUP",
+    "UPGRADE",
+    "BusinessTraffic",
     "ChatTraffic",
     "DemoUser",
     "FeatureUse",
+    "ReportJob",
     "demo_users",
     "run_demo",
 ]

@@ -1,4 +1,8 @@
-"""The demo host service: a chat backend whose AI replies are metered through usagemeter."""
+"""The demo host service: a chat backend whose AI replies are metered through usagemeter.
+
+Besides the chat it signs up and upgrades users (``conversion.count``) and hands report jobs to
+a background worker whose heartbeats, queue depth and jobs are reported as ``worker.*`` metrics.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 from collections import Counter
 
 import usagemeter_instrumentation as instrumentation
+from usagemeter.demo._operations import BusinessTraffic, ReportsWorker, report_conversions
 from usagemeter.demo._traffic import (
     AI_CONTENT_GENERATION,
     DEFAULT_SEED,
@@ -39,6 +44,7 @@ def run_demo(
 ) -> None:
     """Simulate users chatting with an AI assistant and report their feature usage to ``endpoint``.
 
+    Alongside, users sign up and upgrade now and then, and report jobs go to a "reports" worker.
     Runs until ``duration_seconds`` have passed, ``stop`` is set, or the process is
     interrupted; pending usage is flushed before returning. The run owns this process's
     usagemeter instrumentation and shuts it down at the end.
@@ -47,19 +53,44 @@ def run_demo(
         raise ValueError(f"rate_per_second must be positive, got {rate_per_second}")
     if duration_seconds is not None and duration_seconds < 0:
         raise ValueError(f"duration_seconds must not be negative, got {duration_seconds}")
-    traffic = ChatTraffic(demo_users(users or list(DEFAULT_USERS)), seed)
+    user_ids = users or list(DEFAULT_USERS)
+    host = _DemoHost(ChatTraffic(demo_users(user_ids), seed), BusinessTraffic(user_ids, seed), ReportsWorker())
     instrumentation.configure(DEMO_SERVICE_NAME, endpoint, protocol=protocol, span_sampling=DEMO_SPAN_SAMPLING)
-    totals: Counter[tuple[str, str]] = Counter()
+    host.worker.start()
     try:
-        _chat(traffic, totals, rate_per_second, duration_seconds, stop or threading.Event(), log_every)
+        _chat(host, rate_per_second, duration_seconds, stop or threading.Event(), log_every)
     finally:
+        host.worker.stop()
         instrumentation.shutdown()
-        _logger.info("demo finished: %s", _summary(totals))
+        _logger.info("demo finished: %s", host.summary())
+
+
+class _DemoHost:
+    """The simulated traffic, the reports worker, and what has been reported so far."""
+
+    def __init__(self, traffic: ChatTraffic, business: BusinessTraffic, worker: ReportsWorker) -> None:
+        self.traffic = traffic
+        self.business = business
+        self.worker = worker
+        self.usage: Counter[tuple[str, str]] = Counter()
+        self.conversions: Counter[str] = Counter()
+
+    def next_message(self) -> None:
+        for use in self.traffic.next_message():
+            _report(use, self.usage)
+        events = self.business.next_events()
+        report_conversions(events.conversions, self.conversions)
+        for job in events.jobs:
+            self.worker.jobs.put(job)
+
+    def summary(self) -> str:
+        conversions = " ".join(f"{name}={count}" for name, count in sorted(self.conversions.items()))
+        jobs = " ".join(f"{name}:{status}={count}" for (name, status), count in sorted(self.worker.finished.items()))
+        return f"{_summary(self.usage)}; conversions {conversions or 'none'}; jobs {jobs or 'none'}"
 
 
 def _chat(
-    traffic: ChatTraffic,
-    totals: Counter[tuple[str, str]],
+    host: _DemoHost,
     rate_per_second: float,
     duration_seconds: float | None,
     stop: threading.Event,
@@ -69,11 +100,10 @@ def _chat(
     deadline = None if duration_seconds is None else start + duration_seconds
     messages = 0
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-        for use in traffic.next_message():
-            _report(use, totals)
+        host.next_message()
         messages += 1
         if log_every > 0 and messages % log_every == 0:
-            _logger.info("demo sent %d chat messages: %s", messages, _summary(totals))
+            _logger.info("demo sent %d chat messages: %s", messages, host.summary())
         # A fixed schedule keeps the average rate even when a message takes longer to report.
         pause = start + messages / rate_per_second - time.monotonic()
         if deadline is not None:
