@@ -35,6 +35,7 @@ RAW_TTL = {
 ROLLUP_TTL = {
     USAGE_MINUTE: "Minute",
     USAGE_DAY: "Day",
+    "conversions_day": "Day",
 }
 
 #: Plans and user -> plan assignments (ReplacingMergeTree; read the newest Version per key).
@@ -53,3 +54,8 @@ WORKER_ATTRIBUTE = "worker.id"
 QUEUE_ATTRIBUTE = "messaging.destination.name"
 MESSAGING_SYSTEM_ATTRIBUTE = "messaging.system"
 JOB_STATUS_ATTRIBUTE = "job.status"
+
+#: Spans of tracked uses (sampled) and the metadata attributes the API sums.
+FEATURE_USE_SPAN = "feature.use"
+PROMPT_TOKENS_ATTRIBUTE = "prompt_tokens"
+COMPLETION_TOKENS_ATTRIBUTE = "completion_tokens"
