@@ -31,18 +31,19 @@ RAW_TTL = {
     METRICS_SUMMARY: "toDateTime(TimeUnix)",
     TRACES: "toDateTime(Timestamp)",
 }
-#: Rollup tables whose TTL follows the rollup retention setting.
-ROLLUP_TTL = {
-    USAGE_MINUTE: "Minute",
-    USAGE_DAY: "Day",
-    "conversions_day": "Day",
-}
 
 #: Plans and user -> plan assignments (ReplacingMergeTree; read the newest Version per key).
 PLANS = "plans"
 PLAN_ASSIGNMENTS = "plan_assignments"
 #: Conversions per day, name and service.
 CONVERSIONS_DAY = "conversions_day"
+
+#: Rollup tables whose TTL follows the rollup retention setting.
+ROLLUP_TTL = {
+    USAGE_MINUTE: "Minute",
+    USAGE_DAY: "Day",
+    CONVERSIONS_DAY: "Day",
+}
 
 #: Metric names of the telemetry contract the API reads.
 CONVERSION_METRIC = "conversion.count"
