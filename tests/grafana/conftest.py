@@ -1,18 +1,31 @@
-"""Dashboards and provisioning files as shipped, and usage data to run their queries on."""
+"""Dashboards and provisioning files as shipped, and telemetry to run their queries on."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from usagemeter_clickhouse import Client, tables
+from tests.grafana import seed_quotas, seed_workers
+from tests.grafana.rows import (
+    CUMULATIVE,
+    MetricPoint,
+    UsagePoint,
+    insert_gauges,
+    insert_histograms,
+    insert_sums,
+    moments_today,
+    ns,
+    usage_as_metric,
+)
+from usagemeter_clickhouse import Client, connect, migrate, tables
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "grafana" / "provisioning"
@@ -60,15 +73,11 @@ FEATURES_BY_SERVICE = {
 USERS = ("alice", "bob", "carol")
 MODELS = ("gpt-4o-mini", "claude-haiku")
 MINUTES_AGO = tuple(range(5, 95, 10))
-
-
-@dataclass(frozen=True)
-class UsagePoint:
-    service: str
-    feature: str
-    user: str
-    time_ns: int
-    value: float
+#: (service, conversion name, conversions) reported today.
+CONVERSIONS = (("chat-api", "signup", 3.0), ("chat-api", "lead", 5.0), ("chat-api", "upgrade", 2.0))
+CONVERSIONS += (("batch-worker", "lead", 4.0),)
+#: Reported three days before this month began: in no current total.
+EARLIER_CONVERSIONS = (("chat-api", "signup", 100.0),)
 
 
 @dataclass(frozen=True)
@@ -87,14 +96,12 @@ class SeededData:
     """What was inserted, for computing expected panel values."""
 
     now: datetime
+    #: Metered uses inside the last two hours.
     usage: tuple[UsagePoint, ...]
     spans: tuple[UseSpan, ...]
-    other_metric_rows: int
+    #: Sum points other than usage inside the last two hours.
+    other_sums: tuple[MetricPoint, ...]
     other_spans: int
-
-
-def _ns(moment: datetime) -> int:
-    return int(moment.timestamp()) * 1_000_000_000
 
 
 def _usage_points(now: datetime) -> list[UsagePoint]:
@@ -104,7 +111,7 @@ def _usage_points(now: datetime) -> list[UsagePoint]:
             for u, user in enumerate(USERS):
                 for i, ago in enumerate(MINUTES_AGO):
                     moment = now - timedelta(minutes=ago, seconds=7 * u)
-                    points.append(UsagePoint(service, feature, user, _ns(moment), float((i + u) % 4 + 1)))
+                    points.append(UsagePoint(service, feature, user, ns(moment), float((i + u) % 4 + 1)))
     return points
 
 
@@ -116,42 +123,40 @@ def _use_spans(now: datetime) -> list[UseSpan]:
                 for i in range(3):
                     moment = now - timedelta(minutes=10 + 20 * i, seconds=u)
                     model = MODELS[(i + u) % len(MODELS)]
-                    spans.append(UseSpan(service, feature, user, _ns(moment), model, 100 + 10 * i, 200 + u))
+                    spans.append(UseSpan(service, feature, user, ns(moment), model, 100 + 10 * i, 200 + u))
     return spans
 
 
-def _insert_usage(client: Client, points: list[UsagePoint], now: datetime) -> int:
-    columns = ["ServiceName", "MetricName", "Attributes", "StartTimeUnix", "TimeUnix", "Value"]
-    columns += ["AggregationTemporality", "IsMonotonic"]
-    rows: list[list[Any]] = [
-        [
-            p.service,
-            tables.USAGE_METRIC,
-            {tables.USER_ATTRIBUTE: p.user, tables.FEATURE_ATTRIBUTE: p.feature},
-            p.time_ns - 60_000_000_000,
-            p.time_ns,
-            p.value,
-            1,
-            True,
-        ]
-        for p in points
-    ]
+def _requests(now: datetime) -> list[MetricPoint]:
     # A cumulative request counter next to usage: stored raw, never rolled up as usage.
-    others = [
-        [
-            "chat-api",
-            "http.server.requests",
-            {"http.route": "/chat"},
-            _ns(now - timedelta(hours=1)),
-            t,
-            10.0 * k,
-            2,
-            True,
-        ]
-        for k, t in enumerate(_ns(now - timedelta(minutes=m)) for m in (3, 33, 63))
+    return [
+        MetricPoint("chat-api", "http.server.requests", {"http.route": "/chat"}, t, 10.0 * k, CUMULATIVE)
+        for k, t in enumerate(ns(now - timedelta(minutes=m)) for m in (3, 33, 63))
     ]
-    client.insert(tables.METRICS_SUM, rows + others, column_names=columns)
-    return len(others)
+
+
+def _conversions(now: datetime) -> list[MetricPoint]:
+    moments = moments_today(now, len(CONVERSIONS))
+    return [
+        MetricPoint(service, tables.CONVERSION_METRIC, {tables.CONVERSION_ATTRIBUTE: name}, ns(moment), value)
+        for (service, name, value), moment in zip(CONVERSIONS, moments, strict=True)
+    ]
+
+
+def _earlier_conversions(now: datetime) -> list[MetricPoint]:
+    month_start = datetime.combine(now.date().replace(day=1), time(), tzinfo=UTC)
+    when = ns(month_start - timedelta(days=3))
+    return [
+        MetricPoint(service, tables.CONVERSION_METRIC, {tables.CONVERSION_ATTRIBUTE: name}, when, value)
+        for service, name, value in EARLIER_CONVERSIONS
+    ]
+
+
+def _insert_workers(client: Client, now: datetime) -> list[MetricPoint]:
+    workers = seed_workers.WORKERS
+    insert_gauges(client, [p for w in workers for p in seed_workers.heartbeats(w, now)] + seed_workers.depths(now))
+    insert_histograms(client, [p for w in workers for p in seed_workers.durations(w, now)])
+    return [p for w in workers for p in seed_workers.jobs(w, now)]
 
 
 def _insert_spans(client: Client, spans: list[UseSpan], now: datetime) -> int:
@@ -173,7 +178,7 @@ def _insert_spans(client: Client, spans: list[UseSpan], now: datetime) -> int:
     # Request spans around the uses: they carry no usage metadata.
     requests = [
         [
-            *(_ns(now - timedelta(minutes=m)), uuid.uuid4().hex, uuid.uuid4().hex[:16], "POST /chat", "Server"),
+            *(ns(now - timedelta(minutes=m)), uuid.uuid4().hex, uuid.uuid4().hex[:16], "POST /chat", "Server"),
             *("chat-api", {"http.route": "/chat", "prompt_tokens": "999"}, 9_000_000, "Error" if m == 12 else "Ok"),
         ]
         for m in (2, 12, 22)
@@ -182,11 +187,33 @@ def _insert_spans(client: Client, spans: list[UseSpan], now: datetime) -> int:
     return len(requests)
 
 
-@pytest.fixture
-def seeded(clickhouse: Client) -> SeededData:
-    """The ``clickhouse`` fixture's database with usage points and spans from the last ~90 minutes."""
+def _seed_time() -> datetime:
     now = datetime.now(UTC).replace(microsecond=0)
-    points, spans = _usage_points(now), _use_spans(now)
-    other_rows = _insert_usage(clickhouse, points, now)
+    # Queries run as of one second later; both must fall on the same UTC day.
+    return now - timedelta(seconds=1) if (now + timedelta(seconds=1)).date() != now.date() else now
+
+
+@pytest.fixture(scope="session")
+def clickhouse(chdb_url: str) -> Iterator[Client]:
+    """One migrated database for every test here: they only read, so they share it and its data."""
+    database = f"t_grafana_{uuid.uuid4().hex[:8]}"
+    client = connect(chdb_url, database, create_database=True)
+    migrate(client)
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def seeded(clickhouse: Client) -> SeededData:
+    """The shared database with usage, spans, plans, conversions and worker telemetry."""
+    now = _seed_time()
+    quota_usage = seed_quotas.period_usage(now)
+    usage = _usage_points(now) + quota_usage
+    spans = _use_spans(now) + [UseSpan(p.service, p.feature, p.user, p.time_ns, MODELS[0], 50, 60) for p in quota_usage]
+    seed_quotas.insert_plans(clickhouse)
+    others = _requests(now) + _conversions(now) + _insert_workers(clickhouse, now)
+    earlier = [usage_as_metric(p) for p in seed_quotas.earlier_usage(now)] + _earlier_conversions(now)
+    insert_sums(clickhouse, [usage_as_metric(p) for p in usage] + others + earlier)
     other_spans = _insert_spans(clickhouse, spans, now)
-    return SeededData(now, tuple(points), tuple(spans), other_rows, other_spans)
+    return SeededData(now, tuple(usage), tuple(spans), tuple(others), other_spans)
