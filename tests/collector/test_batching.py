@@ -21,13 +21,26 @@ def _post(port: int, request, timeout: float = 30) -> httpx.Response:
     )
 
 
-def test_full_segment_is_inserted_without_waiting_for_the_delay_in_chunks(start_collector, clickhouse):
-    collector = start_collector(batch_max_rows=100, spool_segment_bytes=1024, batch_max_delay_seconds=_LONG_DELAY)
+def test_full_segment_of_rows_is_inserted_without_waiting_for_the_delay_in_chunks(start_collector, clickhouse):
+    collector = start_collector(
+        batch_max_rows=100, spool_segment_bytes=1024, batch_max_delay_seconds=_LONG_DELAY, protobuf_metrics=False
+    )
     points = [usage_point(f"user-{i % 10}", 1.0, T0 + i) for i in range(250)]
     response = _post(collector.http_port, usage_request(points))
     assert response.status_code == 200
     assert count_rows(clickhouse, tables.METRICS_SUM) == 250
     assert usage_by_user(clickhouse) == {f"user-{i}": 25.0 for i in range(10)}
+    assert collector.telemetry.inserts == 3
+
+
+def test_full_segments_of_requests_are_inserted_without_waiting_for_the_delay(start_collector, clickhouse):
+    collector = start_collector(spool_segment_bytes=1024, batch_max_delay_seconds=_LONG_DELAY)
+    for number in range(3):
+        points = [usage_point(f"user-{i % 10}", 1.0, T0 + number * 100 + i) for i in range(100)]
+        assert _post(collector.http_port, usage_request(points)).status_code == 200
+    assert count_rows(clickhouse, tables.METRICS_SUM) == 300
+    assert usage_by_user(clickhouse) == {f"user-{i}": 30.0 for i in range(10)}
+    # Each request filled a segment of its own: one insert into the landing table per segment.
     assert collector.telemetry.inserts == 3
 
 

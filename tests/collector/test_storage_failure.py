@@ -63,7 +63,8 @@ def test_full_spool_refuses_with_retry_hints_then_accepts_again(start_collector,
         assert refused is not None and refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         with pytest.raises(grpc.RpcError) as err:
-            _grpc_export(collector, usage_request([usage_point(f"late-{i}", 1, T0) for i in range(500)]))
+            # As large as the request just refused, so it cannot fit into what is left either.
+            _grpc_export(collector, usage_request([usage_point(f"late-{batch}-{i}", 1, T0 + i) for i in range(500)]))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         status = rpc_status.from_call(err.value)
         assert status is not None

@@ -19,6 +19,7 @@ from usagemeter_collector._decoded import TimeWindow
 from usagemeter_collector._grpc import add_otlp_services
 from usagemeter_collector._http import HttpOptions, build_http_app
 from usagemeter_collector._ingest import Ingest
+from usagemeter_collector._landing import format_schema
 from usagemeter_collector._settings import CollectorSettings
 from usagemeter_collector._spool import Spool, SpoolLimits
 from usagemeter_collector._telemetry import Telemetry
@@ -65,8 +66,16 @@ class Collector:
         )
         self.spool = Spool(settings.resolved_spool_dir(), limits, self.telemetry)
         backoff = (settings.retry_initial_seconds, settings.retry_max_seconds)
-        self._writer = SpoolWriter(client_factory, self.spool, self.telemetry, settings.batch_max_rows, backoff)
-        self._ingest = Ingest(self.spool, self.converter, self.telemetry, self._window)
+        self._writer = SpoolWriter(
+            client_factory,
+            self.spool,
+            self.telemetry,
+            settings.batch_max_rows,
+            backoff,
+            format_schema(settings.clickhouse_format_schema or None),
+            settings.spool_segment_bytes,
+        )
+        self._ingest = Ingest(self.spool, self.converter, self.telemetry, self._window, settings.protobuf_metrics)
         self._tokens = TokenCheck(settings.tokens())
         http_options = HttpOptions(self._tokens, settings.max_request_bytes, RETRY_AFTER_SECONDS)
         self._http_app = build_http_app(self._ingest, self.telemetry, http_options)

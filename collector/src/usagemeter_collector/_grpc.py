@@ -54,7 +54,7 @@ class _Export:
         self,
         request_type: type[M],
         signal: bytes,
-        ingest: Callable[[M, bytes], Awaitable[R]],
+        ingest: Callable[[M, bytes, bytes], Awaitable[R]],
         tokens: TokenCheck,
         retry_after_seconds: int,
     ) -> None:
@@ -72,7 +72,7 @@ class _Export:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         message = await _parse(self._request_type, request, context)
         try:
-            return await self._ingest(message, content_digest(self._signal, request))
+            return await self._ingest(message, content_digest(self._signal, request), request)
         except PayloadError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise

@@ -42,7 +42,7 @@ _GRPC_CODES = {
 class _Signal:
     request_type: type[Message]
     tag: bytes
-    export: Callable[[Any, bytes], Awaitable[Message]]
+    export: Callable[[Any, bytes, bytes | None], Awaitable[Message]]
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,8 @@ async def _export(request: Request, signal: _Signal, options: HttpOptions) -> Re
         body = await _read_body(request, options.max_request_bytes)
         body = decompress(body, request.headers.get("content-encoding"), options.max_request_bytes)
         message = await asyncio.to_thread(parse, body, encoding, signal.request_type)
-        response = await signal.export(message, content_digest(signal.tag, body))
+        protobuf = body if encoding is Encoding.PROTOBUF else None
+        response = await signal.export(message, content_digest(signal.tag, body), protobuf)
     except Unauthenticated as exc:
         return _error(401, str(exc), encoding, {"WWW-Authenticate": "Bearer"})
     except PayloadError as exc:

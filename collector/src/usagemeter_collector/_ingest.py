@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import NamedTuple
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -25,8 +26,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from usagemeter_collector._cumulative import CumulativeToDelta
 from usagemeter_collector._decoded import Decoded, TimeWindow
 from usagemeter_collector._errors import StorageUnavailable
+from usagemeter_collector._fast import screen_metrics
 from usagemeter_collector._metrics import decode_metrics
-from usagemeter_collector._records import encode_record
+from usagemeter_collector._records import MetricsRequest, SeriesUpdate, encode_record, encode_request_record
 from usagemeter_collector._spool import Spool
 from usagemeter_collector._telemetry import Telemetry
 from usagemeter_collector._traces import decode_traces
@@ -42,42 +44,91 @@ def content_digest(signal: bytes, body: bytes) -> bytes:
     return hashlib.sha256(signal + b"\0" + body).digest()
 
 
+class Prepared(NamedTuple):
+    """A request ready for the spool: what was refused, how many items it keeps and its record body."""
+
+    decoded: Decoded
+    items: int
+    body: bytes | None
+
+
+def _updates(decoded: Decoded) -> list[SeriesUpdate]:
+    return [(key, current) for key, _, current in decoded.undo.entries]
+
+
+def prepare_rows(decoded: Decoded, digest: bytes) -> Prepared:
+    """A decoded request as a record of rows."""
+    if not decoded.row_count:
+        return Prepared(decoded, 0, None)
+    return Prepared(decoded, decoded.row_count, encode_record(digest, _updates(decoded), decoded.rows))
+
+
 class Ingest:
-    """Turns export requests into spooled records and OTLP responses."""
+    """Turns export requests into spooled records and OTLP responses.
+
+    Metrics requests are kept as protobuf for ClickHouse to decode (``protobuf_metrics``),
+    except those whose attributes hold arrays or maps, which are decoded into rows here.
+    """
 
     def __init__(
-        self, spool: Spool, converter: CumulativeToDelta, telemetry: Telemetry, window: Callable[[], TimeWindow]
+        self,
+        spool: Spool,
+        converter: CumulativeToDelta,
+        telemetry: Telemetry,
+        window: Callable[[], TimeWindow],
+        protobuf_metrics: bool = True,
     ) -> None:
         self._spool = spool
         self._converter = converter
         self._telemetry = telemetry
         self._window = window
+        self._protobuf_metrics = protobuf_metrics
 
-    async def export_metrics(self, request: ExportMetricsServiceRequest, digest: bytes) -> ExportMetricsServiceResponse:
-        """Spool the request's data points; raises StorageUnavailable when they could not be made durable."""
+    async def export_metrics(
+        self, request: ExportMetricsServiceRequest, digest: bytes, body: bytes | None = None
+    ) -> ExportMetricsServiceResponse:
+        """Spool the request's data points; raises StorageUnavailable when they could not be made durable.
+
+        ``body`` is the request's protobuf encoding when it arrived as one (it is spooled as is when
+        nothing in it had to change).
+        """
         response = ExportMetricsServiceResponse()
-        decoded = await self._ingest(lambda: decode_metrics(request, self._converter, self._window()), digest)
+        decoded = await self._ingest(lambda: self._prepare_metrics(request, body, digest), digest)
         if decoded is not None and decoded.rejected:
             response.partial_success.rejected_data_points = decoded.rejected
             response.partial_success.error_message = decoded.error_message()
         return response
 
-    async def export_traces(self, request: ExportTraceServiceRequest, digest: bytes) -> ExportTraceServiceResponse:
+    async def export_traces(
+        self, request: ExportTraceServiceRequest, digest: bytes, body: bytes | None = None
+    ) -> ExportTraceServiceResponse:
         """Spool the request's spans; raises StorageUnavailable when they could not be made durable."""
         response = ExportTraceServiceResponse()
-        decoded = await self._ingest(lambda: decode_traces(request, self._window()), digest)
+        decoded = await self._ingest(lambda: prepare_rows(decode_traces(request, self._window()), digest), digest)
         if decoded is not None and decoded.rejected:
             response.partial_success.rejected_spans = decoded.rejected
             response.partial_success.error_message = decoded.error_message()
         return response
 
-    async def _ingest(self, decode: Callable[[], Decoded], digest: bytes) -> Decoded | None:
+    def _prepare_metrics(self, request: ExportMetricsServiceRequest, body: bytes | None, digest: bytes) -> Prepared:
+        window = self._window()
+        screened = screen_metrics(request, body, self._converter, window) if self._protobuf_metrics else None
+        if screened is None:
+            return prepare_rows(decode_metrics(request, self._converter, window), digest)
+        decoded = screened.decoded
+        if not screened.points:
+            return Prepared(decoded, 0, None)
+        kept = MetricsRequest(screened.body, screened.kinds, screened.points)
+        return Prepared(decoded, screened.points, encode_request_record(digest, _updates(decoded), kept))
+
+    async def _ingest(self, prepare: Callable[[], Prepared], digest: bytes) -> Decoded | None:
         """The decoded request once spooled, or None when it is a resend of a spooled request."""
         self._telemetry.requests_received += 1
         if self._spool.is_duplicate(digest):
             self._telemetry.requests_duplicate += 1
             return None
-        decoded, pending = await asyncio.to_thread(self._spool_request, decode, digest)
+        prepared, pending = await asyncio.to_thread(self._spool_request, prepare, digest)
+        decoded = prepared.decoded
         self._telemetry.items_rejected += decoded.rejected
         if decoded.rejected:
             logger.info("rejected %d items: %s", decoded.rejected, decoded.error_message())
@@ -91,18 +142,16 @@ class Ingest:
         if not stored:
             self._telemetry.requests_duplicate += 1
             return None
-        self._telemetry.items_accepted += decoded.row_count
+        self._telemetry.items_accepted += prepared.items
         return decoded
 
-    def _spool_request(self, decode: Callable[[], Decoded], digest: bytes) -> tuple[Decoded, Future[bool] | None]:
-        decoded = decode()
-        if not decoded.row_count:
-            return decoded, None
-        updates = [(key, current) for key, _, current in decoded.undo.entries]
-        body = encode_record(digest, updates, decoded.rows)
+    def _spool_request(self, prepare: Callable[[], Prepared], digest: bytes) -> tuple[Prepared, Future[bool] | None]:
+        prepared = prepare()
+        if prepared.body is None:
+            return prepared, None
         try:
-            return decoded, self._spool.append(body, digest, updates)
+            return prepared, self._spool.append(prepared.body, digest, _updates(prepared.decoded))
         except StorageUnavailable:
             # None of the request's points are stored; a retry must convert them again.
-            self._converter.rollback(decoded.undo)
+            self._converter.rollback(prepared.decoded.undo)
             raise

@@ -103,6 +103,16 @@ def _exemplars(exemplars: Sequence[Exemplar]) -> tuple[list[Any], ...]:
 
 def usage_problem(attributes: dict[str, str], value: float, monotonic: bool, temporality: int) -> str | None:
     """Why a ``feature.usage`` point cannot be metered, or None when it can."""
+    problem = value_problem(value, monotonic, temporality)
+    if problem is None:
+        problem = attributes_problem(
+            bool(attributes.get(tables.USER_ATTRIBUTE)), bool(attributes.get(tables.FEATURE_ATTRIBUTE))
+        )
+    return problem
+
+
+def value_problem(value: float, monotonic: bool, temporality: int) -> str | None:
+    """Why a ``feature.usage`` value of a sum with this shape cannot be metered, or None when it can."""
     if not monotonic:
         return f"{tables.USAGE_METRIC} must be a monotonic sum"
     if temporality not in (_DELTA, _CUMULATIVE):
@@ -111,9 +121,15 @@ def usage_problem(attributes: dict[str, str], value: float, monotonic: bool, tem
         return f"{tables.USAGE_METRIC} value must be finite"
     if value < 0:
         return f"{tables.USAGE_METRIC} value must not be negative"
-    for name in (tables.USER_ATTRIBUTE, tables.FEATURE_ATTRIBUTE):
-        if not attributes.get(name):
-            return f"{tables.USAGE_METRIC} data point lacks attribute {name}"
+    return None
+
+
+def attributes_problem(has_user: bool, has_feature: bool) -> str | None:
+    """Why a ``feature.usage`` point lacking one of its identifying attributes cannot be metered."""
+    if not has_user:
+        return f"{tables.USAGE_METRIC} data point lacks attribute {tables.USER_ATTRIBUTE}"
+    if not has_feature:
+        return f"{tables.USAGE_METRIC} data point lacks attribute {tables.FEATURE_ATTRIBUTE}"
     return None
 
 

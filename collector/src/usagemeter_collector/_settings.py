@@ -42,6 +42,17 @@ class CollectorSettings(BaseSettings):
     ingest_tokens: str = Field(
         default="", description="Comma-separated bearer tokens accepted on ingest; empty accepts every sender."
     )
+    clickhouse_format_schema: str = Field(
+        default="",
+        description=(
+            "Format schema file ClickHouse decodes spooled metrics requests with: empty uses the absolute path of the "
+            "otlp_metrics.proto shipped with the collector (embedded engine); against a server, its name in the "
+            "server's format_schema_path."
+        ),
+    )
+    protobuf_metrics: bool = Field(
+        default=True, description="Let ClickHouse decode metrics requests (false decodes them into rows here)."
+    )
     max_request_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest accepted request, compressed or not."
     )

@@ -186,15 +186,19 @@ class Spool:
             raise
 
     def _seal_wait(self) -> float | None:
-        if self._active is None:
-            return None
+        if self._active is None or self._sealed:
+            return None  # woken by an append, or by release() once the writer caught up
         return max(0.0, self._active_since + self._limits.seal_after_seconds - time.monotonic())
 
     def _seal_due(self) -> bool:
         if self._active is None:
             return False
+        if self._active.tell() >= self._limits.segment_bytes:
+            return True
+        # While the writer still has sealed segments to insert, sealing by age would only make its
+        # batches smaller (and its inserts more numerous) without getting anything stored sooner.
         age = time.monotonic() - self._active_since
-        return age >= self._limits.seal_after_seconds or self._active.tell() >= self._limits.segment_bytes
+        return not self._sealed and age >= self._limits.seal_after_seconds
 
     def _write(self, batch: list[_Append]) -> None:
         outcomes: list[tuple[_Append, bool]] = []

@@ -1,8 +1,9 @@
 """Drains sealed spool segments into ClickHouse from one thread that owns its client.
 
-Each segment is one batch: its rows are inserted table by table, in chunks,
-each with an ``insert_deduplication_token`` derived from the segment name, the
-table and the chunk number. A retry of the same segment (after an error, or
+Each segment is one batch: its metrics requests are inserted as length-delimited
+protobuf into the landing table of each metric kind they hold, and its rows
+table by table, in chunks, each with an ``insert_deduplication_token`` derived
+from the segment name, the table and the chunk number. A retry of the same segment (after an error, or
 after a crash between commit and delete) is therefore a no-op in ClickHouse,
 and the segment is deleted only once every insert committed.
 """
@@ -20,7 +21,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DataError
 
 from usagemeter_collector import _schema
-from usagemeter_collector._records import decode_record
+from usagemeter_collector._landing import KIND_ORDER, LANDING_TABLES, length_delimited
+from usagemeter_collector._records import MetricsRequest, decode_record
 from usagemeter_collector._segments import read_records, write_durably
 from usagemeter_collector._spool import Spool
 from usagemeter_collector._telemetry import Telemetry
@@ -41,11 +43,15 @@ class SpoolWriter:
         telemetry: Telemetry,
         max_rows: int,
         backoff: tuple[float, float],
+        format_schema: str,
+        max_insert_bytes: int,
     ) -> None:
         self._client_factory = client_factory
         self._spool = spool
         self._telemetry = telemetry
         self._max_rows = max_rows
+        self._format_schema = format_schema
+        self._max_insert_bytes = max_insert_bytes
         self._initial_backoff, self._max_backoff = backoff
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,8 +101,10 @@ class SpoolWriter:
     def _drain(self, client: Client, name: str) -> bool:
         """Insert one segment and release it; False when ClickHouse failed and the segment must be retried."""
         try:
-            columns = _columns(self._spool, name)
+            columns, requests = _contents(self._spool, name)
             for table in _schema.INSERT_ORDER:
+                if table == _schema.METRICS_SUM:
+                    self._insert_requests(client, name, requests)
                 if table in columns:
                     self._insert(client, name, table, columns[table])
         except DataError as exc:
@@ -121,6 +129,23 @@ class SpoolWriter:
             self._telemetry.inserts += 1
             self._telemetry.rows_inserted += len(chunk[0])
 
+    def _insert_requests(self, client: Client, segment: str, requests: list[MetricsRequest]) -> None:
+        """Each kind's requests into its landing table, in chunks of at most ``max_insert_bytes``."""
+        for kind in KIND_ORDER:
+            table = LANDING_TABLES[kind]
+            holding = [request for request in requests if kind in request.kinds]
+            for number, chunk in enumerate(_chunks(holding, self._max_insert_bytes)):
+                settings = _DEDUP_SETTINGS | {
+                    "insert_deduplication_token": f"{segment}:{table}:{number}",
+                    "format_schema": self._format_schema,
+                }
+                started = time.perf_counter()
+                block = length_delimited(request.body for request in chunk)
+                client.raw_insert(table, insert_block=block, fmt="Protobuf", settings=settings)
+                self._telemetry.insert_seconds_total += time.perf_counter() - started
+                self._telemetry.inserts += 1
+                self._telemetry.rows_inserted += sum(request.points for request in chunk)
+
     def _quarantine(self, name: str) -> None:
         target = self._spool.directory / QUARANTINE_DIR
         target.mkdir(exist_ok=True)
@@ -130,14 +155,31 @@ class SpoolWriter:
         self._spool.release(name)
 
 
-def _columns(spool: Spool, name: str) -> dict[str, list[list[Any]]]:
-    """The rows of a segment, column by column per table, in record order."""
+def _chunks(requests: list[MetricsRequest], max_bytes: int) -> list[list[MetricsRequest]]:
+    """Consecutive runs of requests of at most ``max_bytes`` (a larger request is a chunk of its own)."""
+    chunks: list[list[MetricsRequest]] = []
+    size = max_bytes
+    for request in requests:
+        if size + len(request.body) > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(request)
+        size += len(request.body)
+    return chunks
+
+
+def _contents(spool: Spool, name: str) -> tuple[dict[str, list[list[Any]]], list[MetricsRequest]]:
+    """The rows of a segment, column by column per table, and its metrics requests, in record order."""
     merged: dict[str, list[list[Any]]] = {}
+    requests: list[MetricsRequest] = []
     for body in read_records(spool.segment_path(name)):
-        for table, columns in decode_record(body).columns.items():
+        record = decode_record(body)
+        if record.request is not None:
+            requests.append(record.request)
+        for table, columns in record.columns.items():
             if table not in merged:
                 merged[table] = [list(column) for column in columns]
             else:
                 for into, column in zip(merged[table], columns, strict=True):
                     into.extend(column)
-    return merged
+    return merged, requests

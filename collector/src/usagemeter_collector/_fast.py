@@ -1,0 +1,240 @@
+"""Metric requests checked in place and kept as protobuf, for ClickHouse to decode.
+
+Only what metering needs is looked at per point: timestamps inside the accepted
+window for every point and, for ``feature.usage``, a finite non-negative value
+of a monotonic sum with a temporality and both ``user.id`` and ``feature.key``.
+Rejected and duplicate points are removed from the message and monotonic
+cumulative sums are turned into deltas inside it (values, start times,
+temporality). A request nothing changed keeps its original bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
+
+from usagemeter_clickhouse import tables
+from usagemeter_collector._attributes import attribute_map
+from usagemeter_collector._cumulative import CumulativeToDelta
+from usagemeter_collector._decoded import Decoded, TimeWindow
+from usagemeter_collector._metrics import attributes_problem, value_problem
+
+_DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+_CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+#: AnyValue kinds ClickHouse's reading of the request does not render; such requests take the row path.
+_NESTED = frozenset(("array_value", "kvlist_value"))
+_USER, _FEATURE = tables.USER_ATTRIBUTE, tables.FEATURE_ATTRIBUTE
+
+
+class _RowPathNeeded(Exception):
+    """The request holds attribute values only the row path renders."""
+
+
+@dataclass
+class _Edits:
+    """Changes to the message, applied only once the whole request is known to stay on this path."""
+
+    removals: list[tuple[Any, list[int]]] = field(default_factory=list)
+    conversions: list[tuple[Any, int, float]] = field(default_factory=list)
+    to_delta: list[Any] = field(default_factory=list)
+
+    def remove(self, points: Any, indexes: list[int]) -> int:
+        if indexes:
+            self.removals.append((points, indexes))
+        return len(points) - len(indexes)
+
+    def apply(self) -> bool:
+        """Make the changes; True when there were any."""
+        for point, start_time, value in self.conversions:
+            point.start_time_unix_nano = start_time
+            point.as_double = value
+        for data in self.to_delta:
+            data.aggregation_temporality = _DELTA
+        for points, indexes in self.removals:
+            for index in reversed(indexes):
+                del points[index]
+        return bool(self.removals or self.conversions or self.to_delta)
+
+
+@dataclass
+class Screened:
+    """A checked request: its (possibly rewritten) bytes, the metric kinds it holds and its point count."""
+
+    decoded: Decoded
+    body: bytes = b""
+    kinds: tuple[str, ...] = ()
+    points: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def screen_metrics(
+    request: ExportMetricsServiceRequest, body: bytes | None, converter: CumulativeToDelta, window: TimeWindow
+) -> Screened | None:
+    """Check and convert ``request`` in place; None when it must take the row path (nothing is kept then)."""
+    screened = Screened(Decoded())
+    edits = _Edits()
+    try:
+        _screen(request, converter, window, screened, edits)
+    except _RowPathNeeded:
+        converter.rollback(screened.decoded.undo)
+        return None
+    changed = edits.apply()
+    screened.kinds = tuple(kind for kind, count in screened.counts.items() if count)
+    screened.points = sum(screened.counts.values())
+    screened.body = request.SerializeToString() if changed or body is None else body
+    return screened
+
+
+def _screen(
+    request: ExportMetricsServiceRequest,
+    converter: CumulativeToDelta,
+    window: TimeWindow,
+    screened: Screened,
+    edits: _Edits,
+) -> None:
+    for resource_metrics in request.resource_metrics:
+        _require_plain(resource_metrics.resource.attributes)
+        resource_key: tuple[Any, ...] | None = None
+        for scope_metrics in resource_metrics.scope_metrics:
+            scope = scope_metrics.scope
+            _require_plain(scope.attributes)
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is None:
+                    continue
+                if kind == "sum" and metric.sum.is_monotonic and metric.sum.aggregation_temporality == _CUMULATIVE:
+                    if resource_key is None:
+                        resource_key = tuple(sorted(attribute_map(resource_metrics.resource.attributes).items()))
+                    series = (resource_key, scope.name, scope.version, metric.name)
+                    kept = _to_delta(metric, series, converter, window, screened.decoded, edits)
+                else:
+                    kept = _check(metric, kind, window, screened.decoded, edits)
+                screened.counts[kind] = screened.counts.get(kind, 0) + kept
+
+
+def _require_plain(attributes: Iterable[KeyValue]) -> None:
+    for kv in attributes:
+        if kv.value.WhichOneof("value") in _NESTED:
+            raise _RowPathNeeded
+
+
+def _exemplars_plain(point: Any) -> None:
+    for exemplar in point.exemplars:
+        _require_plain(exemplar.filtered_attributes)
+
+
+def _usage_attributes(point: Any) -> tuple[bool, bool]:
+    """Whether ``user.id`` and ``feature.key`` render non-empty (the last of repeated keys counts)."""
+    has_user = has_feature = False
+    for kv in point.attributes:
+        value = kv.value
+        if value.string_value:
+            present = True
+        else:
+            kind = value.WhichOneof("value")
+            if kind in _NESTED:
+                raise _RowPathNeeded
+            present = kind not in (None, "string_value") and (kind != "bytes_value" or value.bytes_value != b"")
+        key = kv.key
+        if key == _USER:
+            has_user = present
+        elif key == _FEATURE:
+            has_feature = present
+    return has_user, has_feature
+
+
+def _point_problem(point: Any, usage: tuple[bool, int] | None, window: TimeWindow) -> str | None:
+    """Why ``point`` is refused; ``usage`` is (monotonic, temporality) for ``feature.usage`` points."""
+    time_ns = point.time_unix_nano
+    if time_ns < window.earliest or time_ns > window.latest or point.start_time_unix_nano > window.latest:
+        return window.problem(point.start_time_unix_nano, time_ns)
+    if usage is None:
+        _require_plain(point.attributes)
+        # Summary points carry no exemplars.
+        if getattr(point, "exemplars", None):
+            _exemplars_plain(point)
+        return None
+    if point.exemplars:
+        _exemplars_plain(point)
+    value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+    problem = value_problem(value, usage[0], usage[1])
+    if problem is None:
+        has_user, has_feature = _usage_attributes(point)
+        problem = attributes_problem(has_user, has_feature)
+    return problem
+
+
+def _check(metric: Metric, kind: str, window: TimeWindow, decoded: Decoded, edits: _Edits) -> int:
+    """Refuse the invalid points of a metric that needs no conversion; the number of points kept."""
+    data = getattr(metric, kind)
+    if kind == "sum" and metric.name == tables.USAGE_METRIC:
+        refused = _check_usage(data, window, decoded)
+    else:
+        refused = _refuse_each(data.data_points, None, window, decoded)
+    return edits.remove(data.data_points, refused)
+
+
+def _check_usage(data: Any, window: TimeWindow, decoded: Decoded) -> list[int]:
+    """Indexes of the refused points of a ``feature.usage`` sum (the hot loop of metering)."""
+    shape = (data.is_monotonic, data.aggregation_temporality)
+    if value_problem(0.0, *shape) is not None:
+        return _refuse_each(data.data_points, shape, window, decoded)
+    earliest, latest = window
+    refused = []
+    for index, point in enumerate(data.data_points):
+        time_ns = point.time_unix_nano
+        value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+        if (
+            time_ns < earliest
+            or time_ns > latest
+            or point.start_time_unix_nano > latest
+            or not 0 <= value < math.inf
+            or point.exemplars
+            or _usage_attributes(point) != (True, True)
+        ):
+            problem = _point_problem(point, shape, window)
+            if problem is not None:
+                decoded.reject(problem)
+                refused.append(index)
+    return refused
+
+
+def _refuse_each(points: Any, shape: tuple[bool, int] | None, window: TimeWindow, decoded: Decoded) -> list[int]:
+    refused = []
+    for index, point in enumerate(points):
+        problem = _point_problem(point, shape, window)
+        if problem is not None:
+            decoded.reject(problem)
+            refused.append(index)
+    return refused
+
+
+def _to_delta(
+    metric: Metric, series: Hashable, converter: CumulativeToDelta, window: TimeWindow, decoded: Decoded, edits: _Edits
+) -> int:
+    """Check a monotonic cumulative sum and turn its points into deltas; the number of points kept."""
+    data = metric.sum
+    usage = (True, _CUMULATIVE) if metric.name == tables.USAGE_METRIC else None
+    removed = []
+    for index, point in enumerate(data.data_points):
+        problem = _point_problem(point, usage, window)
+        if problem is not None:
+            decoded.reject(problem)
+            removed.append(index)
+            continue
+        value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+        key = (series, tuple(sorted(attribute_map(point.attributes).items())))
+        delta = converter.convert(key, point.start_time_unix_nano, point.time_unix_nano, value, decoded.undo)
+        if delta.value is None:
+            decoded.duplicates += 1
+            removed.append(index)
+            continue
+        edits.conversions.append((point, delta.start_time, delta.value))
+    edits.to_delta.append(data)
+    return edits.remove(data.data_points, removed)
