@@ -65,6 +65,11 @@ class DrainedClient:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
+    @property
+    def undrained(self) -> Client:
+        """The client itself, for tests that poll while a collector keeps spooling (its own telemetry)."""
+        return self._client
+
 
 @pytest.fixture
 def clickhouse(clickhouse: Client) -> DrainedClient:
@@ -88,6 +93,8 @@ def start_collector(
             "retry_initial_seconds": 0.05,
             "retry_max_seconds": 0.5,
             "spool_dir": tmp_path / "spool",
+            # Tests count rows exactly; the collector's own telemetry is switched on where it is tested.
+            "self_telemetry_interval_seconds": 0,
         }
         settings = CollectorSettings(**(values | overrides))
         collector = Collector(lambda: connect(chdb_url, database), settings)

@@ -193,6 +193,7 @@ def _collector(url: str, database: str, spool: Path, protobuf: bool) -> Collecto
         batch_max_delay_seconds=0.05,
         spool_dir=spool,
         protobuf_metrics=protobuf,
+        self_telemetry_interval_seconds=0,
     )
     return Collector(lambda: connect(url, database), settings)
 

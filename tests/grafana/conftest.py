@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.grafana import seed_quotas, seed_workers
+from tests.grafana import seed_collector, seed_quotas, seed_workers
 from tests.grafana.rows import (
     CUMULATIVE,
     MetricPoint,
@@ -216,4 +216,5 @@ def seeded(clickhouse: Client) -> SeededData:
     earlier = [usage_as_metric(p) for p in seed_quotas.earlier_usage(now)] + _earlier_conversions(now)
     insert_sums(clickhouse, [usage_as_metric(p) for p in usage] + others + earlier)
     other_spans = _insert_spans(clickhouse, spans, now)
+    seed_collector.insert(clickhouse, now)
     return SeededData(now, tuple(usage), tuple(spans), tuple(others), other_spans)

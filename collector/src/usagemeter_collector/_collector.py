@@ -20,6 +20,7 @@ from usagemeter_collector._grpc import add_otlp_services
 from usagemeter_collector._http import HttpOptions, build_http_app
 from usagemeter_collector._ingest import Ingest
 from usagemeter_collector._landing import format_schema
+from usagemeter_collector._self_telemetry import SelfReporter
 from usagemeter_collector._settings import CollectorSettings
 from usagemeter_collector._spool import Spool, SpoolLimits
 from usagemeter_collector._telemetry import Telemetry
@@ -76,6 +77,8 @@ class Collector:
             settings.spool_segment_bytes,
         )
         self._ingest = Ingest(self.spool, self.converter, self.telemetry, self._window, settings.protobuf_metrics)
+        interval = settings.self_telemetry_interval_seconds
+        self._reporter = SelfReporter(self.telemetry, self.spool, self._ingest, interval) if interval > 0 else None
         self._tokens = TokenCheck(settings.tokens())
         http_options = HttpOptions(self._tokens, settings.max_request_bytes, RETRY_AFTER_SECONDS)
         self._http_app = build_http_app(self._ingest, self.telemetry, http_options)
@@ -105,6 +108,11 @@ class Collector:
         return self._http_port
 
     @property
+    def instance_id(self) -> str | None:
+        """The ``service.instance.id`` of the collector's own telemetry (None when it reports none)."""
+        return self._reporter.instance if self._reporter is not None else None
+
+    @property
     def drained(self) -> bool:
         """Whether every acknowledged item is committed to ClickHouse (the spool is empty)."""
         return self.spool.empty
@@ -124,6 +132,8 @@ class Collector:
         try:
             await self._start_grpc()
             await self._start_http()
+            if self._reporter is not None:
+                self._reporter.start()
         except BaseException:
             await self.stop()
             raise
@@ -146,6 +156,8 @@ class Collector:
             if isinstance(outcome, BaseException):
                 logger.error("receiver did not stop cleanly: %r", outcome)
         self._http_server = self._http_task = self._grpc_server = None
+        if self._reporter is not None:
+            await self._reporter.stop()
         await asyncio.to_thread(self.spool.close)
         await asyncio.to_thread(self._writer.stop, DRAIN_GRACE_SECONDS)
         logger.info("collector stopped")

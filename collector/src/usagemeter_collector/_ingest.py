@@ -85,15 +85,17 @@ class Ingest:
         self._protobuf_metrics = protobuf_metrics
 
     async def export_metrics(
-        self, request: ExportMetricsServiceRequest, digest: bytes, body: bytes | None = None
+        self, request: ExportMetricsServiceRequest, digest: bytes, body: bytes | None = None, *, counted: bool = True
     ) -> ExportMetricsServiceResponse:
         """Spool the request's data points; raises StorageUnavailable when they could not be made durable.
 
         ``body`` is the request's protobuf encoding when it arrived as one (it is spooled as is when
-        nothing in it had to change).
+        nothing in it had to change). ``counted=False`` leaves the request out of the request and item
+        counters (the collector's own telemetry, which would otherwise report itself).
         """
         response = ExportMetricsServiceResponse()
-        decoded = await self._ingest(lambda: self._prepare_metrics(request, body, digest), digest)
+        telemetry = self._telemetry if counted else Telemetry()
+        decoded = await self._ingest(lambda: self._prepare_metrics(request, body, digest), digest, telemetry)
         if decoded is not None and decoded.rejected:
             response.partial_success.rejected_data_points = decoded.rejected
             response.partial_success.error_message = decoded.error_message()
@@ -104,7 +106,11 @@ class Ingest:
     ) -> ExportTraceServiceResponse:
         """Spool the request's spans; raises StorageUnavailable when they could not be made durable."""
         response = ExportTraceServiceResponse()
-        decoded = await self._ingest(lambda: prepare_rows(decode_traces(request, self._window()), digest), digest)
+
+        def prepare() -> Prepared:
+            return prepare_rows(decode_traces(request, self._window()), digest)
+
+        decoded = await self._ingest(prepare, digest, self._telemetry)
         if decoded is not None and decoded.rejected:
             response.partial_success.rejected_spans = decoded.rejected
             response.partial_success.error_message = decoded.error_message()
@@ -121,15 +127,15 @@ class Ingest:
         kept = MetricsRequest(screened.body, screened.kinds, screened.points)
         return Prepared(decoded, screened.points, encode_request_record(digest, _updates(decoded), kept))
 
-    async def _ingest(self, prepare: Callable[[], Prepared], digest: bytes) -> Decoded | None:
+    async def _ingest(self, prepare: Callable[[], Prepared], digest: bytes, telemetry: Telemetry) -> Decoded | None:
         """The decoded request once spooled, or None when it is a resend of a spooled request."""
-        self._telemetry.requests_received += 1
+        telemetry.requests_received += 1
         if self._spool.is_duplicate(digest):
-            self._telemetry.requests_duplicate += 1
+            telemetry.requests_duplicate += 1
             return None
         prepared, pending = await asyncio.to_thread(self._spool_request, prepare, digest)
         decoded = prepared.decoded
-        self._telemetry.items_rejected += decoded.rejected
+        telemetry.items_rejected += decoded.rejected
         if decoded.rejected:
             logger.info("rejected %d items: %s", decoded.rejected, decoded.error_message())
         if pending is None:
@@ -140,9 +146,9 @@ class Ingest:
             self._converter.rollback(decoded.undo)
             raise
         if not stored:
-            self._telemetry.requests_duplicate += 1
+            telemetry.requests_duplicate += 1
             return None
-        self._telemetry.items_accepted += prepared.items
+        telemetry.items_accepted += prepared.items
         return decoded
 
     def _spool_request(self, prepare: Callable[[], Prepared], digest: bytes) -> tuple[Prepared, Future[bool] | None]:

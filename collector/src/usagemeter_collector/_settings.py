@@ -53,6 +53,11 @@ class CollectorSettings(BaseSettings):
     protobuf_metrics: bool = Field(
         default=True, description="Let ClickHouse decode metrics requests (false decodes them into rows here)."
     )
+    self_telemetry_interval_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often the collector stores its own telemetry through its ingest; 0 disables it.",
+    )
     max_request_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest accepted request, compressed or not."
     )

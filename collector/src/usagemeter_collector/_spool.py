@@ -159,6 +159,12 @@ class Spool:
             return not self._queue and not self._sealed and self._active is None
 
     @property
+    def segments(self) -> int:
+        """Segments on disk not yet inserted: the sealed ones and the one being filled."""
+        with self._cond:
+            return len(self._sealed) + (self._active is not None)
+
+    @property
     def appending(self) -> bool:
         """Whether the append thread still runs (False once closed)."""
         return self._thread is not None and self._thread.is_alive()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import bisect
+import math
+import threading
+from dataclasses import dataclass, field
 
 _PREFIX = "usagemeter_collector_"
 
@@ -21,10 +24,28 @@ _HELP = {
     "spool_bytes": ("gauge", "Bytes currently held in the spool."),
 }
 
+#: Upper bounds (seconds) of the insert latency histogram's buckets.
+INSERT_DURATION_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class InsertStats:
+    """The committed inserts at one moment: cumulative counts, and the extremes since the previous reading."""
+
+    inserts: int
+    rows: int
+    seconds: float
+    bucket_counts: tuple[int, ...]
+    fastest: float
+    slowest: float
+
 
 @dataclass
 class Telemetry:
-    """Plain counters; each is written by one thread, so no lock is needed for exposition."""
+    """Plain counters; each is written by one thread, so no lock is needed for exposition.
+
+    The insert figures are updated together under a lock, so that one reading of them is consistent.
+    """
 
     requests_received: int = 0
     requests_duplicate: int = 0
@@ -38,12 +59,39 @@ class Telemetry:
     segments_quarantined: int = 0
     insert_seconds_total: float = 0.0
     spool_bytes: int = 0
+    _buckets: list[int] = field(default_factory=lambda: [0] * (len(INSERT_DURATION_BOUNDS) + 1), repr=False)
+    _fastest: float = field(default=math.inf, repr=False)
+    _slowest: float = field(default=-math.inf, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record_insert(self, seconds: float, rows: int) -> None:
+        """Count one committed insert of ``rows`` rows that took ``seconds``."""
+        with self._lock:
+            self.inserts += 1
+            self.rows_inserted += rows
+            self.insert_seconds_total += seconds
+            self._buckets[bisect.bisect_left(INSERT_DURATION_BOUNDS, seconds)] += 1
+            self._fastest = min(self._fastest, seconds)
+            self._slowest = max(self._slowest, seconds)
+
+    def take_insert_stats(self) -> InsertStats:
+        """The insert figures now; the fastest and slowest insert start over from here."""
+        with self._lock:
+            stats = InsertStats(
+                self.inserts,
+                self.rows_inserted,
+                self.insert_seconds_total,
+                tuple(self._buckets),
+                self._fastest,
+                self._slowest,
+            )
+            self._fastest, self._slowest = math.inf, -math.inf
+        return stats
 
     def render(self) -> str:
         """The counters as Prometheus text."""
         lines = []
-        for item in fields(self):
-            kind, help_text = _HELP[item.name]
-            name = _PREFIX + item.name
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {getattr(self, item.name)}"]
+        for key, (kind, help_text) in _HELP.items():
+            name = _PREFIX + key
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {getattr(self, key)}"]
         return "\n".join(lines) + "\n"

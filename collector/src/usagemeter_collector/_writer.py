@@ -125,9 +125,7 @@ class SpoolWriter:
             settings = _DEDUP_SETTINGS | {"insert_deduplication_token": f"{segment}:{table}:{number}"}
             started = time.perf_counter()
             client.insert(table, chunk, column_names=names, column_oriented=True, settings=settings)
-            self._telemetry.insert_seconds_total += time.perf_counter() - started
-            self._telemetry.inserts += 1
-            self._telemetry.rows_inserted += len(chunk[0])
+            self._telemetry.record_insert(time.perf_counter() - started, len(chunk[0]))
 
     def _insert_requests(self, client: Client, segment: str, requests: list[MetricsRequest]) -> None:
         """Each kind's requests into its landing table, in chunks of at most ``max_insert_bytes``."""
@@ -142,9 +140,9 @@ class SpoolWriter:
                 started = time.perf_counter()
                 block = length_delimited(request.body for request in chunk)
                 client.raw_insert(table, insert_block=block, fmt="Protobuf", settings=settings)
-                self._telemetry.insert_seconds_total += time.perf_counter() - started
-                self._telemetry.inserts += 1
-                self._telemetry.rows_inserted += sum(request.points for request in chunk)
+                # A request's points are counted once, with the last of its kinds' inserts.
+                completed = sum(request.points for request in chunk if _last_kind(request) == kind)
+                self._telemetry.record_insert(time.perf_counter() - started, completed)
 
     def _quarantine(self, name: str) -> None:
         target = self._spool.directory / QUARANTINE_DIR
@@ -153,6 +151,10 @@ class SpoolWriter:
         write_durably(target / source.name, source.read_bytes())
         self._telemetry.segments_quarantined += 1
         self._spool.release(name)
+
+
+def _last_kind(request: MetricsRequest) -> str:
+    return max(request.kinds, key=KIND_ORDER.index)
 
 
 def _chunks(requests: list[MetricsRequest], max_bytes: int) -> list[list[MetricsRequest]]:
