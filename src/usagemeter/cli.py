@@ -64,6 +64,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--endpoint", default="http://127.0.0.1:4317", help="OTLP/gRPC endpoint of the collector")
     demo.add_argument("--rate", type=float, default=5.0, help="chat messages per second")
     demo.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
+    demo.add_argument(
+        "--redis-url",
+        help="run report jobs on an arq worker over this Redis (env USAGEMETER_DEMO_REDIS_URL; default: in-process)",
+    )
     bench = sub.add_parser("bench", help="run a benchmark from the source tree's bench/ folder")
     bench.add_argument("name", help="benchmark name, e.g. ingest, track, api")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
@@ -148,12 +152,19 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from usagemeter.demo import run_demo
+    from usagemeter.demo import DemoSettings, ReportsQueueUnavailable, run_demo
 
+    redis_url = args.redis_url or DemoSettings().redis_url or None
+    if redis_url and not args.verbose:
+        logging.getLogger("arq").setLevel(logging.WARNING)  # arq logs every job at INFO
     try:
-        run_demo(args.endpoint, rate_per_second=args.rate, duration_seconds=args.duration)
+        run_demo(args.endpoint, rate_per_second=args.rate, duration_seconds=args.duration, redis_url=redis_url)
     except KeyboardInterrupt:
         logger.info("demo stopped")
+    except ModuleNotFoundError as exc:
+        raise CommandError(f"--redis-url needs {exc.name}: pip install 'usagemeter-instrumentation[arq]'") from exc
+    except (ReportsQueueUnavailable, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
     return 0
 
 

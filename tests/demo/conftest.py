@@ -1,4 +1,4 @@
-"""Fixtures: a real OTLP/gRPC receiver and no instrumentation pipeline left behind."""
+"""Fixtures: a real OTLP/gRPC receiver, a real redis-server, and no instrumentation pipeline left behind."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 import usagemeter_instrumentation
+from tests.instrumentation.conftest import redis_port
 from tests.instrumentation.receivers import GrpcReceiver
+
+__all__ = ["clean_instrumentation", "grpc_receiver", "redis_port"]
 
 
 @pytest.fixture(autouse=True)

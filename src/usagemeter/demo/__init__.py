@@ -4,7 +4,8 @@
 (``ai_content_generation`` with model and token metadata) and now and then exporting a
 document (``document_export``), and reports every use through usagemeter's instrumentation.
 Users also sign up and upgrade (``conversion.count``), and a "reports" worker runs background
-jobs, some of which fail, reporting heartbeats, queue depth and jobs (``worker.*``).
+jobs, some of which fail, reporting heartbeats, queue depth and jobs (``worker.*``): a real arq
+worker over Redis when ``redis_url`` is given (``USAGEMETER_DEMO_REDIS_URL``), else a thread.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from usagemeter.demo._operations import (
     UPGRADE,
     BusinessTraffic,
     ReportJob,
+    ReportsQueueUnavailable,
 )
 from usagemeter.demo._runner import DEMO_SERVICE_NAME, run_demo
+from usagemeter.demo._settings import DemoSettings
 from usagemeter.demo._traffic import (
     AI_CONTENT_GENERATION,
     CHAT_MESSAGES,
@@ -45,9 +48,11 @@ __all__ = [
     "UPGRADE",
     "BusinessTraffic",
     "ChatTraffic",
+    "DemoSettings",
     "DemoUser",
     "FeatureUse",
     "ReportJob",
+    "ReportsQueueUnavailable",
     "demo_users",
     "run_demo",
 ]

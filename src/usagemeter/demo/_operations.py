@@ -12,6 +12,7 @@ import random
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
 import usagemeter_instrumentation as instrumentation
 from usagemeter_instrumentation import JOB_COMPLETED, JOB_FAILED, WorkerTelemetry
@@ -89,6 +90,22 @@ class ReportFailed(RuntimeError):
     """A report job that failed, as some do in the demo."""
 
 
+class ReportsQueueUnavailable(RuntimeError):
+    """The reports queue cannot be served: its Redis cannot be reached."""
+
+
+class ReportsService(Protocol):
+    """Where the host hands its report jobs: started before the chat, stopped (queue drained) after it."""
+
+    finished: Counter[tuple[str, str]]
+
+    def start(self) -> None: ...
+
+    def submit(self, job: ReportJob) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class ReportsWorker:
     """A worker thread serving an in-process "reports" queue, reporting through :class:`WorkerTelemetry`."""
 
@@ -102,6 +119,9 @@ class ReportsWorker:
     def start(self) -> None:
         self.telemetry.start()
         self._thread.start()
+
+    def submit(self, job: ReportJob) -> None:
+        self.jobs.put(job)
 
     def stop(self) -> None:
         """Finish the queued jobs, then stop."""

@@ -1,7 +1,8 @@
 """The demo host service: a chat backend whose AI replies are metered through usagemeter.
 
 Besides the chat it signs up and upgrades users (``conversion.count``) and hands report jobs to
-a background worker whose heartbeats, queue depth and jobs are reported as ``worker.*`` metrics.
+a background worker whose heartbeats, queue depth and jobs are reported as ``worker.*`` metrics:
+an arq worker over Redis when a Redis URL is given, an in-process thread otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections import Counter
 
 import usagemeter_instrumentation as instrumentation
-from usagemeter.demo._operations import BusinessTraffic, ReportsWorker, report_conversions
+from usagemeter.demo._operations import BusinessTraffic, ReportsService, ReportsWorker, report_conversions
 from usagemeter.demo._traffic import (
     AI_CONTENT_GENERATION,
     DEFAULT_SEED,
@@ -25,6 +26,7 @@ from usagemeter.demo._traffic import (
 
 DEMO_SERVICE_NAME = "demo-chat-backend"
 DEFAULT_LOG_EVERY = 100
+FINAL_FLUSH_MILLIS = 2_000
 # Every AI reply and export is traced, so their model, tokens and format can be drilled into.
 DEMO_SPAN_SAMPLING = {AI_CONTENT_GENERATION: 1.0, DOCUMENT_EXPORT: 1.0}
 
@@ -41,10 +43,14 @@ def run_demo(
     protocol: str | None = None,
     seed: int = DEFAULT_SEED,
     log_every: int = DEFAULT_LOG_EVERY,
+    redis_url: str | None = None,
 ) -> None:
     """Simulate users chatting with an AI assistant and report their feature usage to ``endpoint``.
 
-    Alongside, users sign up and upgrade now and then, and report jobs go to a "reports" worker.
+    Alongside, users sign up and upgrade now and then, and report jobs go to a "reports" worker:
+    with ``redis_url``, an arq worker on that Redis instrumented by
+    :func:`usagemeter_instrumentation.arq.instrument_worker_settings` (raises
+    ``ReportsQueueUnavailable`` when Redis cannot be reached); without, an in-process thread.
     Runs until ``duration_seconds`` have passed, ``stop`` is set, or the process is
     interrupted; pending usage is flushed before returning. The run owns this process's
     usagemeter instrumentation and shuts it down at the end.
@@ -54,21 +60,36 @@ def run_demo(
     if duration_seconds is not None and duration_seconds < 0:
         raise ValueError(f"duration_seconds must not be negative, got {duration_seconds}")
     user_ids = users or list(DEFAULT_USERS)
-    host = _DemoHost(ChatTraffic(demo_users(user_ids), seed), BusinessTraffic(user_ids, seed), ReportsWorker())
+    worker = _reports_worker(redis_url)
+    host = _DemoHost(ChatTraffic(demo_users(user_ids), seed), BusinessTraffic(user_ids, seed), worker)
     instrumentation.configure(DEMO_SERVICE_NAME, endpoint, protocol=protocol, span_sampling=DEMO_SPAN_SAMPLING)
-    host.worker.start()
+    try:
+        host.worker.start()
+    except Exception:
+        instrumentation.shutdown()
+        raise
     try:
         _chat(host, rate_per_second, duration_seconds, stop or threading.Event(), log_every)
     finally:
+        # The worker's last heartbeat and queue depth go out before it stops reporting them.
+        instrumentation.force_flush(FINAL_FLUSH_MILLIS)
         host.worker.stop()
         instrumentation.shutdown()
         _logger.info("demo finished: %s", host.summary())
 
 
+def _reports_worker(redis_url: str | None) -> ReportsService:
+    if redis_url is None:
+        return ReportsWorker()
+    from usagemeter.demo._arq import ArqReportsWorker  # arq is needed only with Redis
+
+    return ArqReportsWorker(redis_url)
+
+
 class _DemoHost:
     """The simulated traffic, the reports worker, and what has been reported so far."""
 
-    def __init__(self, traffic: ChatTraffic, business: BusinessTraffic, worker: ReportsWorker) -> None:
+    def __init__(self, traffic: ChatTraffic, business: BusinessTraffic, worker: ReportsService) -> None:
         self.traffic = traffic
         self.business = business
         self.worker = worker
@@ -81,7 +102,7 @@ class _DemoHost:
         events = self.business.next_events()
         report_conversions(events.conversions, self.conversions)
         for job in events.jobs:
-            self.worker.jobs.put(job)
+            self.worker.submit(job)
 
     def summary(self) -> str:
         conversions = " ".join(f"{name}={count}" for name, count in sorted(self.conversions.items()))
