@@ -57,3 +57,12 @@ def distinct_insert() -> dict[str, str]:
     The raw tables deduplicate retried blocks; separate inserts of equal rows are separate uses.
     """
     return {"insert_deduplication_token": uuid.uuid4().hex}
+
+
+_SPAN_COLUMNS = ["Timestamp", "TraceId", "SpanId", "SpanName", "ServiceName", "SpanAttributes"]
+
+
+def record_spans(client: Client, spans: Sequence[tuple[datetime, dict[str, str]]], name: str = "feature.use") -> None:
+    """Insert spans (time, attributes) named ``name`` as the OTLP exporter path stores them."""
+    rows = [[ns(at), uuid.uuid4().hex, uuid.uuid4().hex[:16], name, "web", attributes] for at, attributes in spans]
+    client.insert(tables.TRACES, rows, column_names=_SPAN_COLUMNS, settings=distinct_insert())

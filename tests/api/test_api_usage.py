@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from tests.api.api_support import NOW, bearer, record_usage
 from usagemeter_api.periods import Window, period_window
 from usagemeter_api.usage import as_number, daily_usage, usage_totals
+from usagemeter_clickhouse import migrate, tables
 
 DAY = NOW.replace(hour=0)
 
@@ -91,3 +92,14 @@ def test_concurrent_requests_share_the_client_pool(make_api, clickhouse):
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(used, list(range(12)) * 3))
     assert results == list(range(12)) * 3
+
+
+def test_the_test_database_copy_is_fully_migrated(clickhouse):
+    assert migrate(clickhouse) == []
+    names = {
+        row[0]
+        for row in clickhouse.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
+    }
+    assert {tables.USAGE_MINUTE, tables.USAGE_DAY, tables.PLANS, "feature_usage_minute_mv"} <= names
+    record_usage(clickhouse, [("u", "f", NOW, 3)])
+    assert usage_totals(clickhouse, "u", ["f"], period_window("month", NOW)) == {"f": 3.0}

@@ -79,6 +79,12 @@ class PlanInfo(BaseModel):
 class PlanList(BaseModel):
     """Every plan."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"default_plan": "free", "plans": [{"id": "team", "default": False, **_PLAN_EXAMPLE}]}]
+        }
+    )
+
     default_plan: str
     plans: list[PlanInfo]
 

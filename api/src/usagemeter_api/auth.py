@@ -1,22 +1,43 @@
-"""Bearer tokens: HS256 JWTs whose ``sub`` is the user id and ``role: admin`` marks an admin."""
+"""Bearer tokens: JWTs whose ``sub`` is the user id and ``role: admin`` marks an admin.
+
+Tokens are HS256 with the shared secret, or RS256 with a key from a JWKS URL. Each kind of
+key accepts only its own algorithm, fixed server-side, so a token cannot choose how it is checked.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 
-__all__ = ["ALGORITHM", "MIN_SECRET_BYTES", "AuthError", "Principal", "TokenVerifier", "mint_token"]
+__all__ = [
+    "ALGORITHM",
+    "JWKS_ALGORITHM",
+    "MIN_SECRET_BYTES",
+    "AuthError",
+    "AuthUnavailable",
+    "Principal",
+    "TokenVerifier",
+    "jwks_client",
+    "mint_token",
+]
 
-#: The only algorithm accepted; fixed server-side so a token cannot choose it.
+#: The algorithm of tokens signed with the shared secret.
 ALGORITHM = "HS256"
+#: The algorithm of tokens signed with a key published at the JWKS URL.
+JWKS_ALGORITHM = "RS256"
 MIN_SECRET_BYTES = 32
 ADMIN_ROLE = "admin"
 
 
 class AuthError(Exception):
     """A bearer token is missing, malformed, forged or expired."""
+
+
+class AuthUnavailable(Exception):
+    """The keys to check a token with cannot be fetched from the JWKS URL."""
 
 
 @dataclass(frozen=True)
@@ -27,31 +48,56 @@ class Principal:
     admin: bool = False
 
 
+def jwks_client(url: str, cache_seconds: float = 300, timeout_seconds: float = 5) -> jwt.PyJWKClient:
+    """A client that fetches the JWKS at ``url`` and caches it (and each key) for ``cache_seconds``."""
+    # The cooldown bounds the refetches a stream of unknown key ids can cause.
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=cache_seconds, timeout=timeout_seconds, cooldown_duration=30)
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
-    """Checks tokens against the server's secret and optional audience and issuer."""
+    """Checks tokens against the shared secret and/or a JWKS, and the optional audience and issuer."""
 
-    secret: str
+    secret: str | None = None
     audience: str | None = None
     issuer: str | None = None
+    jwks: jwt.PyJWKClient | None = None
 
     def verify(self, token: str) -> Principal:
-        """Return the token's principal, or raise AuthError saying why it is refused."""
+        """Return the token's principal, or raise AuthError saying why it is refused.
+
+        Raises AuthUnavailable when the JWKS cannot be fetched to check an RS256 token.
+        """
         try:
+            key, algorithm = self._key_for(token)
             claims = jwt.decode(
                 token,
-                self.secret,
-                algorithms=[ALGORITHM],
+                key,
+                algorithms=[algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "sub"]},
             )
+        except jwt.PyJWKClientConnectionError as exc:
+            raise AuthUnavailable(f"cannot fetch the signing keys: {exc}") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise AuthError("invalid token: 'sub' must be a non-empty user id")
         return Principal(user_id=subject, admin=claims.get("role") == ADMIN_ROLE)
+
+    def _key_for(self, token: str) -> tuple[Any, str]:
+        algorithm = jwt.get_unverified_header(token).get("alg")
+        if algorithm == JWKS_ALGORITHM and self.jwks is not None:
+            return self.jwks.get_signing_key_from_jwt(token).key, JWKS_ALGORITHM
+        if algorithm == ALGORITHM and self.secret:
+            return self.secret, ALGORITHM
+        raise AuthError(f"invalid token: algorithm {str(algorithm)[:20]!r} is not accepted; use {self._accepted()}")
+
+    def _accepted(self) -> str:
+        accepted = ([ALGORITHM] if self.secret else []) + ([JWKS_ALGORITHM] if self.jwks is not None else [])
+        return " or ".join(accepted) or "nothing (no key is configured)"
 
 
 def mint_token(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from usagemeter_api.auth import MIN_SECRET_BYTES
@@ -23,18 +23,27 @@ class ApiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=_ENV_PREFIX, extra="ignore")
 
-    jwt_secret: SecretStr = Field(description=f"HS256 signing secret, at least {MIN_SECRET_BYTES} bytes.")
+    jwt_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description=f"HS256 signing secret, at least {MIN_SECRET_BYTES} bytes; may be unset when a JWKS URL is set.",
+    )
+    jwt_jwks_url: HttpUrl | None = Field(default=None, description="JWKS URL whose keys verify RS256 tokens.")
+    jwt_jwks_cache_seconds: float = Field(
+        default=300, gt=0, le=86400, description="How long the fetched JWKS is reused before it is fetched again."
+    )
     jwt_audience: str | None = Field(default=None, description="Required `aud` claim when set.")
     jwt_issuer: str | None = Field(default=None, description="Required `iss` claim when set.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     plans_file: Path | None = Field(default=None, description="Plans TOML file; the shipped plans when unset.")
-    clickhouse_pool_size: int = Field(default=4, ge=1, le=64, description="ClickHouse clients kept for requests.")
+    clickhouse_pool_size: int = Field(
+        default=16, ge=1, le=256, description="Idle ClickHouse clients kept for reuse by requests."
+    )
     plans_cache_seconds: float = Field(
         default=1.0, ge=0, le=60, description="How long a process trusts its copy of the plans before rechecking."
     )
     quota_cache_seconds: float = Field(
-        default=1.0, ge=0, le=60, description="How long the quota check reuses a period usage total (0 disables)."
+        default=0.5, ge=0, le=60, description="How long the quota check reuses a period usage total (0 disables)."
     )
     worker_degraded_after_seconds: float = Field(
         default=120, gt=0, description="A worker whose last heartbeat is older than this is degraded."
@@ -59,18 +68,29 @@ class ApiSettings(BaseSettings):
     @classmethod
     def _secret_is_long_enough(cls, value: SecretStr) -> SecretStr:
         # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
-        if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+        if value.get_secret_value() and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes long")
         return value
+
+    @model_validator(mode="after")
+    def _some_key_is_configured(self) -> ApiSettings:
+        if not self.jwt_secret.get_secret_value() and self.jwt_jwks_url is None:
+            raise ValueError(
+                f"{_ENV_PREFIX}JWT_SECRET is required (HS256), unless {_ENV_PREFIX}JWT_JWKS_URL is set (RS256)"
+            )
+        return self
 
 
 def load_settings() -> ApiSettings:
     """Read :class:`ApiSettings` from the environment, or raise SettingsError naming each bad variable."""
     try:
-        return ApiSettings()  # type: ignore[call-arg]  # the secret comes from the environment
+        return ApiSettings()
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
+            if not error["loc"]:  # a rule across several variables names them itself
+                problems.append(str(error["ctx"].get("error", error["msg"])) if "ctx" in error else error["msg"])
+                continue
             variable = _ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
             reason = "is required" if error["type"] == "missing" else error["msg"]
             problems.append(f"{variable} {reason}")

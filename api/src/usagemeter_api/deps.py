@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
@@ -9,13 +10,15 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from usagemeter_api.auth import AuthError, Principal, TokenVerifier
+from usagemeter_api.auth import AuthError, AuthUnavailable, Principal, TokenVerifier
 from usagemeter_api.plan_store import PlanStore
 from usagemeter_api.plans import PlanCatalog
 from usagemeter_api.pool import ClientPool
 from usagemeter_clickhouse import Client
 
 __all__ = ["Admin", "ClickHouse", "Clock", "CurrentUser", "Plans", "Store", "TargetUser", "utc_now"]
+
+logger = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT minted with `usagemeter token`.")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -36,6 +39,13 @@ def current_principal(
         return verifier.verify(credentials.credentials)
     except AuthError as exc:
         raise _unauthorized(str(exc)) from exc
+    except AuthUnavailable as exc:
+        logger.warning("cannot verify an RS256 token: %s", exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="the token's signing keys cannot be fetched right now",
+            headers={"Retry-After": "5"},
+        ) from exc
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

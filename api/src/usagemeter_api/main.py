@@ -10,7 +10,7 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from usagemeter_api.auth import TokenVerifier
+from usagemeter_api.auth import TokenVerifier, jwks_client
 from usagemeter_api.config import ApiSettings
 from usagemeter_api.plan_store import PlanStore
 from usagemeter_api.plans import load_plans
@@ -37,6 +37,7 @@ def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> F
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool.reopen()
         yield
         pool.close()
 
@@ -50,9 +51,7 @@ def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> F
     app.state.settings = settings
     app.state.usage_cache = UsageCache(settings.quota_cache_seconds)
     app.state.clickhouse_pool = pool
-    app.state.token_verifier = TokenVerifier(
-        settings.jwt_secret.get_secret_value(), audience=settings.jwt_audience, issuer=settings.jwt_issuer
-    )
+    app.state.token_verifier = _token_verifier(settings)
     for router in (quotas.router, analytics.router, operations.router, health.router, admin.router):
         app.include_router(router, prefix=API_PREFIX)
     # The end-user page lives at the root so a host can link or embed it as is.
@@ -60,6 +59,16 @@ def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> F
     app.add_exception_handler(ClickHouseUnavailable, _clickhouse_unavailable)
     app.add_exception_handler(ClickHouseError, _clickhouse_failed)
     return app
+
+
+def _token_verifier(settings: ApiSettings) -> TokenVerifier:
+    url = settings.jwt_jwks_url
+    return TokenVerifier(
+        settings.jwt_secret.get_secret_value() or None,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        jwks=None if url is None else jwks_client(str(url), cache_seconds=settings.jwt_jwks_cache_seconds),
+    )
 
 
 def _service_unavailable(detail: str) -> JSONResponse:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from usagemeter_api.schemas import PlanSummary, QuotaItem
+from usagemeter_api.schemas import QUOTA_EXAMPLE, PlanSummary, QuotaItem
 
 __all__ = [
     "ConversionTotals",
@@ -83,40 +83,37 @@ _WORKER_EXAMPLE: JsonDict = {
 }
 
 
+_WORKERS_EXAMPLE: JsonDict = {
+    "status": "healthy",
+    "generated_at": "2026-11-15T12:00:00Z",
+    "thresholds": {
+        "degraded_after_seconds": 120,
+        "down_after_seconds": 300,
+        "failure_ratio": 0.2,
+        "queue_growth": 100,
+        "window_seconds": 900,
+    },
+    "workers": [_WORKER_EXAMPLE],
+    "queues": [
+        {
+            "queue": "emails",
+            "messaging_system": "arq",
+            "status": "healthy",
+            "reasons": [],
+            "depth": 3,
+            "depth_change": -4,
+            "workers_live": 1,
+            "throughput_per_minute": 8.13,
+            "failure_rate": 0.0164,
+        }
+    ],
+}
+
+
 class WorkersReport(BaseModel):
     """Every worker and queue seen in the last day, with status and the thresholds used."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "healthy",
-                    "generated_at": "2026-11-15T12:00:00Z",
-                    "thresholds": {
-                        "degraded_after_seconds": 120,
-                        "down_after_seconds": 300,
-                        "failure_ratio": 0.2,
-                        "queue_growth": 100,
-                        "window_seconds": 900,
-                    },
-                    "workers": [_WORKER_EXAMPLE],
-                    "queues": [
-                        {
-                            "queue": "emails",
-                            "messaging_system": "arq",
-                            "status": "healthy",
-                            "reasons": [],
-                            "depth": 3,
-                            "depth_change": -4,
-                            "workers_live": 1,
-                            "throughput_per_minute": 8.13,
-                            "failure_rate": 0.0164,
-                        }
-                    ],
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_WORKERS_EXAMPLE]})
 
     status: Status = Field(description="The worst status of any worker or queue; healthy when there are none.")
     generated_at: datetime
@@ -133,27 +130,24 @@ class ServiceHealth(BaseModel):
     detail: str
 
 
+_HEALTH_EXAMPLE: JsonDict = {
+    "status": "degraded",
+    "summary": "2/3 services healthy",
+    "healthy": 2,
+    "total": 3,
+    "newest_point_age_seconds": 4.2,
+    "services": [
+        {"name": "clickhouse", "status": "healthy", "detail": "answers queries"},
+        {"name": "ingest", "status": "healthy", "detail": "newest point 4.2 s old"},
+        {"name": "worker worker-1 (emails)", "status": "degraded", "detail": "heartbeat 150 s old"},
+    ],
+}
+
+
 class HealthDetails(BaseModel):
     """ClickHouse, ingest freshness and every worker, as ``X/Y services healthy``."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "degraded",
-                    "summary": "2/3 services healthy",
-                    "healthy": 2,
-                    "total": 3,
-                    "newest_point_age_seconds": 4.2,
-                    "services": [
-                        {"name": "clickhouse", "status": "healthy", "detail": "answers queries"},
-                        {"name": "ingest", "status": "healthy", "detail": "newest point 4.2 s old"},
-                        {"name": "worker worker-1 (emails)", "status": "degraded", "detail": "heartbeat 150 s old"},
-                    ],
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_HEALTH_EXAMPLE]})
 
     status: Status
     summary: str
@@ -178,6 +172,30 @@ class Conversions(ConversionTotals):
 
 class DashboardMetrics(BaseModel):
     """Everything the dashboard shows, in one call."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "user-123",
+                    "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
+                    "period_start": "2026-11-01T00:00:00Z",
+                    "period_end": "2026-12-01T00:00:00Z",
+                    "quotas": [QUOTA_EXAMPLE],
+                    "conversions": {
+                        "total": 310,
+                        "this_month": 42,
+                        "by_name": {
+                            "signup": {"total": 250, "this_month": 30},
+                            "lead": {"total": 60, "this_month": 12},
+                        },
+                    },
+                    "workers": _WORKERS_EXAMPLE,
+                    "health": _HEALTH_EXAMPLE,
+                }
+            ]
+        }
+    )
 
     user_id: str
     plan: PlanSummary

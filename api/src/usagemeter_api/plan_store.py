@@ -63,6 +63,10 @@ class PlanStore:
         if snapshot is not None and time.monotonic() - snapshot.checked_at < self._ttl:
             return snapshot.catalog
         with self._lock:
+            # Requests that queued behind the one refreshing use its result instead of querying again.
+            snapshot = self._snapshot
+            if snapshot is not None and time.monotonic() - snapshot.checked_at < self._ttl:
+                return snapshot.catalog
             return self._refresh(client).catalog
 
     def invalidate(self) -> None:

@@ -1,7 +1,11 @@
-"""A small pool of ClickHouse clients shared by the request threads.
+"""A pool of ClickHouse clients shared by the request threads.
 
-A chDB client serialises its calls on one engine handle, so concurrent
-requests each borrow a client of their own; the pool caps how many exist.
+A chDB client serialises its calls on one engine handle, so concurrent requests
+each borrow a client of their own. Borrowing never waits: a request that finds no
+idle client opens one, and at most ``size`` idle clients are kept. Nothing is
+reserved across a request's awaits, so a request cancelled mid-way (its client
+disconnected) can lose at most its own client, never the pool's capacity; the
+server's thread pool is what bounds concurrency.
 """
 
 from __future__ import annotations
@@ -20,44 +24,39 @@ logger = logging.getLogger(__name__)
 
 
 class ClickHouseUnavailable(Exception):
-    """No ClickHouse client could be had: the pool is busy or the server cannot be reached."""
+    """No ClickHouse client could be had: the pool is closed or the server cannot be reached."""
 
 
 class ClientPool:
-    """At most ``size`` clients from ``factory``, opened on first need and reused."""
+    """Clients from ``factory``, opened on first need and reused; at most ``size`` kept idle."""
 
-    def __init__(self, factory: Callable[[], Client], size: int = 4, acquire_timeout: float = 10.0) -> None:
+    def __init__(self, factory: Callable[[], Client], size: int = 4) -> None:
         if size < 1:
             raise ValueError(f"pool size must be at least 1, got {size}")
         self._factory = factory
-        self._acquire_timeout = acquire_timeout
-        self._slots = threading.BoundedSemaphore(size)
+        self._size = size
         self._idle: queue.LifoQueue[Client] = queue.LifoQueue()
+        self._lock = threading.Lock()
         self._closed = False
 
     @contextmanager
-    def client(self, timeout: float | None = None) -> Iterator[Client]:
+    def client(self) -> Iterator[Client]:
         """Borrow a client for the duration of the ``with`` block."""
         if self._closed:
             raise ClickHouseUnavailable("the ClickHouse client pool is closed")
-        if not self._slots.acquire(timeout=self._acquire_timeout if timeout is None else timeout):
-            raise ClickHouseUnavailable("all ClickHouse clients are busy")
-        try:
-            borrowed = self._take_or_open()
-        except BaseException:
-            self._slots.release()
-            raise
+        borrowed = self._take_or_open()
         try:
             yield borrowed
         finally:
             self._give_back(borrowed)
-            self._slots.release()
 
     def _give_back(self, borrowed: Client) -> None:
-        if self._closed:
+        with self._lock:
+            keep = not self._closed and self._idle.qsize() < self._size
+            if keep:
+                self._idle.put(borrowed)
+        if not keep:
             borrowed.close()
-        else:
-            self._idle.put(borrowed)
 
     def _take_or_open(self) -> Client:
         try:
@@ -70,11 +69,20 @@ class ClientPool:
             logger.warning("cannot open a ClickHouse client: %s", exc)
             raise ClickHouseUnavailable(f"cannot connect to ClickHouse: {exc}") from exc
 
+    def idle(self) -> int:
+        """Clients kept for reuse now."""
+        return self._idle.qsize()
+
+    def reopen(self) -> None:
+        """Lend clients again after :meth:`close`, so an app can be started more than once."""
+        self._closed = False
+
     def close(self) -> None:
         """Close every idle client now and every borrowed one when it comes back."""
-        self._closed = True
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+        with self._lock:
+            self._closed = True
+            idle = []
+            while not self._idle.empty():
+                idle.append(self._idle.get_nowait())
+        for client in idle:
+            client.close()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-__all__ = ["DailyUsage", "FeatureQuota", "Health", "PlanSummary", "QuotaCheck", "QuotaItem", "QuotaList", "UsageReport"]
+__all__ = ["QUOTA_EXAMPLE", "FeatureQuota", "Health", "PlanSummary", "QuotaCheck", "QuotaItem", "QuotaList"]
 
-AnalyticsPeriod = Literal["today", "week", "month"]
-
-_QUOTA_EXAMPLE: JsonDict = {
+QUOTA_EXAMPLE: JsonDict = {
     "feature_key": "ai_content_generation",
     "used": 42,
     "limit": 50,
@@ -29,7 +27,7 @@ _QUOTA_EXAMPLE: JsonDict = {
 class QuotaItem(BaseModel):
     """A user's usage of one feature against the plan's limit in the current period."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [_QUOTA_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [QUOTA_EXAMPLE]})
 
     feature_key: str
     used: int | float = Field(description="Uses counted in the period.")
@@ -47,7 +45,7 @@ class FeatureQuota(QuotaItem):
     """One feature's quota, with whose it is."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **_QUOTA_EXAMPLE}]}
+        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **QUOTA_EXAMPLE}]}
     )
 
     user_id: str
@@ -74,7 +72,7 @@ class QuotaList(BaseModel):
                     "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
                     "period_start": "2026-11-01T00:00:00Z",
                     "period_end": "2026-12-01T00:00:00Z",
-                    "quotas": [_QUOTA_EXAMPLE],
+                    "quotas": [QUOTA_EXAMPLE],
                 }
             ]
         }
@@ -85,41 +83,6 @@ class QuotaList(BaseModel):
     period_start: datetime
     period_end: datetime
     quotas: list[QuotaItem]
-
-
-class DailyUsage(BaseModel):
-    """Uses on one UTC day."""
-
-    day: date
-    used: int | float
-
-
-class UsageReport(BaseModel):
-    """A user's usage of one feature over the current day, week or month, day by day up to today."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "user_id": "user-123",
-                    "feature_key": "chat_messages",
-                    "period": "week",
-                    "period_start": "2026-11-23T00:00:00Z",
-                    "period_end": "2026-11-30T00:00:00Z",
-                    "total": 17,
-                    "series": [{"day": "2026-11-23", "used": 5}, {"day": "2026-11-24", "used": 12}],
-                }
-            ]
-        }
-    )
-
-    user_id: str
-    feature_key: str
-    period: AnalyticsPeriod
-    period_start: datetime
-    period_end: datetime
-    total: int | float = Field(description="Uses from period_start to the end of today.")
-    series: list[DailyUsage] = Field(description="One entry per day from period_start to today, zeros included.")
 
 
 class Health(BaseModel):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 from usagemeter_api.periods import Window, day_start, to_utc
 from usagemeter_clickhouse import Client, tables
 
-__all__ = ["as_number", "daily_usage", "usage_totals"]
+__all__ = ["as_number", "daily_usage", "usage_series", "usage_totals"]
 
 _TOTALS_SQL = f"""
 SELECT FeatureKey, sum(Uses) FROM (
@@ -30,12 +31,42 @@ SELECT FeatureKey, sum(Uses) FROM (
 GROUP BY FeatureKey
 """
 
+# Periods are whole UTC days, so the common case reads the day rollup alone.
+_WHOLE_DAYS_SQL = f"""
+SELECT FeatureKey, sum(Uses) FROM {tables.USAGE_DAY}
+WHERE UserId = {{user:String}} AND FeatureKey IN {{keys:Array(String)}}
+  AND Day >= {{first_day:Date}} AND Day < {{end_day:Date}}
+GROUP BY FeatureKey
+"""
+
 _DAILY_SQL = f"""
 SELECT Day, sum(Uses) FROM {tables.USAGE_DAY}
 WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}}
   AND Day >= {{first_day:Date}} AND Day <= {{last_day:Date}}
 GROUP BY Day
 ORDER BY Day
+"""
+
+
+_HOURLY_SQL = f"""
+SELECT toStartOfHour(Minute) AS Bucket, sum(Uses) FROM {tables.USAGE_MINUTE}
+WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}}
+  AND Minute >= {{start:DateTime('UTC')}} AND Minute < {{end:DateTime('UTC')}}
+GROUP BY Bucket
+"""
+
+_DAY_BUCKETS_SQL = f"""
+SELECT Bucket, sum(Uses) FROM (
+    SELECT Day AS Bucket, Uses FROM {tables.USAGE_DAY}
+    WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}}
+      AND Day >= {{first_day:Date}} AND Day < {{end_day:Date}}
+    UNION ALL
+    SELECT toDate(Minute) AS Bucket, Uses FROM {tables.USAGE_MINUTE}
+    WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}}
+      AND ((Minute >= {{head_start:DateTime('UTC')}} AND Minute < {{head_end:DateTime('UTC')}})
+        OR (Minute >= {{tail_start:DateTime('UTC')}} AND Minute < {{tail_end:DateTime('UTC')}}))
+)
+GROUP BY Bucket
 """
 
 
@@ -59,14 +90,9 @@ def _split(window: Window) -> _Split:
     return _Split(Window(start, day_start(first_day)), first_day, end_day, Window(day_start(end_day), end))
 
 
-def usage_totals(client: Client, user_id: str, feature_keys: Sequence[str], window: Window) -> dict[str, float]:
-    """Uses per feature key of ``user_id`` in ``window`` (to the minute); keys without usage are absent."""
-    if not feature_keys:
-        return {}
+def _split_parameters(window: Window) -> dict[str, object]:
     split = _split(window)
-    parameters: dict[str, object] = {
-        "user": user_id,
-        "keys": list(feature_keys),
+    return {
         "first_day": split.first_day,
         "end_day": split.end_day,
         "head_start": _naive(split.head.start),
@@ -74,8 +100,33 @@ def usage_totals(client: Client, user_id: str, feature_keys: Sequence[str], wind
         "tail_start": _naive(split.tail.start),
         "tail_end": _naive(split.tail.end),
     }
-    rows = client.query(_TOTALS_SQL, parameters=parameters).result_rows
+
+
+def usage_totals(client: Client, user_id: str, feature_keys: Sequence[str], window: Window) -> dict[str, float]:
+    """Uses per feature key of ``user_id`` in ``window`` (to the minute); keys without usage are absent."""
+    if not feature_keys:
+        return {}
+    split = _split(window)
+    whole_days = split.head.start == split.head.end and split.tail.start == split.tail.end
+    parameters = {"user": user_id, "keys": list(feature_keys), **_split_parameters(window)}
+    rows = client.query(_WHOLE_DAYS_SQL if whole_days else _TOTALS_SQL, parameters=parameters).result_rows
     return {str(key): float(total) for key, total in rows}
+
+
+def usage_series(
+    client: Client, user_id: str, feature_key: str, window: Window, interval: Literal["hour", "day"]
+) -> dict[datetime, float]:
+    """Uses of one feature in ``window`` (to the minute) per UTC hour or day, keyed by the bucket's start.
+
+    Buckets without usage are absent; the edge buckets count only their part inside ``window``.
+    """
+    if interval == "hour":
+        parameters: dict[str, object] = {"start": _naive(window.start), "end": _naive(window.end)}
+        rows = client.query(_HOURLY_SQL, parameters={"user": user_id, "feature": feature_key, **parameters})
+        return {bucket.replace(tzinfo=UTC): float(total) for bucket, total in rows.result_rows}
+    parameters = {"user": user_id, "feature": feature_key, **_split_parameters(window)}
+    rows = client.query(_DAY_BUCKETS_SQL, parameters=parameters)
+    return {day_start(day): float(total) for day, total in rows.result_rows}
 
 
 def daily_usage(client: Client, user_id: str, feature_key: str, first_day: date, last_day: date) -> dict[date, float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
@@ -16,31 +16,34 @@ from usagemeter_api.admin_schemas import (
     PlanList,
 )
 from usagemeter_api.deps import Admin, ClickHouse, Clock, Plans, Store
+from usagemeter_api.errors import error_responses
 from usagemeter_api.near_limit import near_limit_users
 from usagemeter_api.plan_store import PlanConflict, UnknownPlan
 from usagemeter_api.plans import PlanCatalog
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
-_AUTH: dict[int | str, dict[str, Any]] = {
-    status.HTTP_401_UNAUTHORIZED: {"description": "Missing, expired or invalid bearer token."},
-    status.HTTP_403_FORBIDDEN: {"description": "The token does not carry role admin."},
+_AUTH: dict[int, str] = {
+    status.HTTP_401_UNAUTHORIZED: "Missing, expired or invalid bearer token.",
+    status.HTTP_403_FORBIDDEN: "The token does not carry role admin.",
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {status.HTTP_404_NOT_FOUND: {"description": "No such plan."}}
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    status.HTTP_409_CONFLICT: {"description": "The plan exists already, or the change would leave no default plan."}
+_NOT_FOUND: dict[int, str] = {status.HTTP_404_NOT_FOUND: "No such plan."}
+_CONFLICT: dict[int, str] = {
+    status.HTTP_409_CONFLICT: "The plan exists already, or the change would leave no default plan."
 }
 PathPlanId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 PathUserId = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-@router.get("/plans", response_model=PlanList, responses=_AUTH)
+@router.get("/plans", response_model=PlanList, responses=error_responses(_AUTH))
 def list_plans(_: Admin, plans: Plans) -> PlanList:
     """Every plan with its limits, and which one unassigned users get."""
     return _plan_list(plans)
 
 
-@router.post("/plans", response_model=PlanInfo, status_code=status.HTTP_201_CREATED, responses=_AUTH | _CONFLICT)
+@router.post(
+    "/plans", response_model=PlanInfo, status_code=status.HTTP_201_CREATED, responses=error_responses(_AUTH | _CONFLICT)
+)
 def create_plan(_: Admin, body: PlanCreateBody, store: Store, client: ClickHouse) -> PlanInfo:
     """Create a plan; it is usable at once."""
     try:
@@ -50,7 +53,7 @@ def create_plan(_: Admin, body: PlanCreateBody, store: Store, client: ClickHouse
     return _plan_info(catalog, body.id)
 
 
-@router.put("/plans/{plan_id}", response_model=PlanInfo, responses=_AUTH | _NOT_FOUND | _CONFLICT)
+@router.put("/plans/{plan_id}", response_model=PlanInfo, responses=error_responses(_AUTH | _NOT_FOUND | _CONFLICT))
 def update_plan(_: Admin, plan_id: PathPlanId, body: PlanBody, store: Store, client: ClickHouse) -> PlanInfo:
     """Replace a plan's name, period, threshold, enforcement and limits; users on it see the change at once.
 
@@ -65,7 +68,7 @@ def update_plan(_: Admin, plan_id: PathPlanId, body: PlanBody, store: Store, cli
     return _plan_info(catalog, plan_id)
 
 
-@router.put("/users/{user_id}/plan", response_model=Assignment, responses=_AUTH | _NOT_FOUND)
+@router.put("/users/{user_id}/plan", response_model=Assignment, responses=error_responses(_AUTH | _NOT_FOUND))
 def assign_plan(_: Admin, user_id: PathUserId, body: AssignmentBody, store: Store, client: ClickHouse) -> Assignment:
     """Put a user on a plan from now on."""
     try:
@@ -75,13 +78,13 @@ def assign_plan(_: Admin, user_id: PathUserId, body: AssignmentBody, store: Stor
     return Assignment(user_id=user_id, plan_id=body.plan_id)
 
 
-@router.get("/users/{user_id}/plan", response_model=Assignment, responses=_AUTH)
+@router.get("/users/{user_id}/plan", response_model=Assignment, responses=error_responses(_AUTH))
 def get_assignment(_: Admin, user_id: PathUserId, plans: Plans) -> Assignment:
     """The plan a user is on (the default plan when unassigned)."""
     return Assignment(user_id=user_id, plan_id=plans.plan_for(user_id)[0])
 
 
-@router.get("/users/near-limit", response_model=NearLimitUsers, responses=_AUTH)
+@router.get("/users/near-limit", response_model=NearLimitUsers, responses=error_responses(_AUTH))
 def users_near_limit(
     _: Admin,
     plans: Plans,

@@ -1,53 +1,98 @@
-"""``/analytics``: a user's day-by-day usage of a feature."""
+"""``/analytics/usage``: a user's bucketed usage of a feature, and its span metadata breakdown."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from usagemeter_api.deps import ClickHouse, Clock, Plans, TargetUser
-from usagemeter_api.periods import Window, day_start, period_window, to_utc
-from usagemeter_api.plans import PeriodKind
-from usagemeter_api.schemas import AnalyticsPeriod, DailyUsage, UsageReport
-from usagemeter_api.usage import as_number, daily_usage
+from usagemeter_api.analytics_schemas import BreakdownGroup, UsageBreakdown, UsageBucket, UsageReport
+from usagemeter_api.breakdown import span_breakdown
+from usagemeter_api.deps import ClickHouse, Plans, TargetUser
+from usagemeter_api.errors import error_responses
+from usagemeter_api.plans import PlanCatalog
+from usagemeter_api.ranges import UsageRange, buckets, usage_range
+from usagemeter_api.usage import as_number, usage_series
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
-_PERIOD_KIND: dict[str, PeriodKind] = {"today": "day", "week": "week", "month": "month"}
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status.HTTP_401_UNAUTHORIZED: {"description": "Missing, expired or invalid bearer token."},
-    status.HTTP_403_FORBIDDEN: {"description": "A non-admin asked for another user's usage."},
-    status.HTTP_404_NOT_FOUND: {"description": "No plan meters this feature."},
+_RESPONSES: dict[int, str] = {
+    status.HTTP_401_UNAUTHORIZED: "Missing, expired or invalid bearer token.",
+    status.HTTP_403_FORBIDDEN: "A non-admin asked for another user's usage.",
+    status.HTTP_404_NOT_FOUND: "No plan meters this feature.",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "Bad period, range or interval.",
 }
+ByAttribute = Annotated[
+    str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description="Span attribute to group by.")
+]
+Range = Annotated[UsageRange, Depends(usage_range)]
 
 
-@router.get("/usage/{feature_key}", response_model=UsageReport, responses=_RESPONSES)
-def feature_usage(
+@router.get("/usage/{feature_key}", response_model=UsageReport, responses=error_responses(_RESPONSES))
+def feature_usage(feature_key: str, user_id: TargetUser, plans: Plans, client: ClickHouse, asked: Range) -> UsageReport:
+    """Usage of one feature per UTC hour or day, over the current period (up to now) or a ``from``/``to`` range.
+
+    Exact: read from the usage rollups, ``total`` is the sum of the series.
+    """
+    _require_metered(plans, feature_key)
+    per_bucket = usage_series(client, user_id, feature_key, asked.window, asked.interval)
+    series = [
+        UsageBucket(start=part.start, end=part.end, day=part.start.date(), used=as_number(per_bucket.get(start, 0.0)))
+        for start, part in buckets(asked.window, asked.interval)
+    ]
+    return UsageReport(
+        user_id=user_id,
+        feature_key=feature_key,
+        period=asked.period,
+        interval=asked.interval,
+        period_start=asked.reported.start,
+        period_end=asked.reported.end,
+        total=as_number(sum((float(bucket.used) for bucket in series), 0.0)),
+        series=series,
+    )
+
+
+@router.get("/usage/{feature_key}/breakdown", response_model=UsageBreakdown, responses=error_responses(_RESPONSES))
+def feature_usage_breakdown(
     feature_key: str,
     user_id: TargetUser,
     plans: Plans,
     client: ClickHouse,
-    now: Clock,
-    period: Annotated[AnalyticsPeriod, Query(description="The current UTC day, ISO week or calendar month.")] = "month",
-) -> UsageReport:
-    """Usage of one feature in the current period: the total so far and one entry per day up to today."""
+    asked: Range,
+    by: ByAttribute = "model",
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many groups.")] = 100,
+) -> UsageBreakdown:
+    """Sampled ``feature.use`` spans grouped by a metadata attribute, with their token sums.
+
+    Spans can be sampled, so the counts describe usage but are not quota-exact; use
+    ``/analytics/usage`` or ``/quotas`` for exact counts. ``interval`` is ignored here.
+    """
+    _require_metered(plans, feature_key)
+    groups = span_breakdown(client, user_id, feature_key, by, asked.window, limit + 1)
+    return UsageBreakdown(
+        user_id=user_id,
+        feature_key=feature_key,
+        by=by,
+        period=asked.period,
+        period_start=asked.reported.start,
+        period_end=asked.reported.end,
+        groups=[
+            BreakdownGroup(
+                value=group.value or None,
+                spans=group.spans,
+                prompt_tokens=as_number(group.prompt_tokens),
+                completion_tokens=as_number(group.completion_tokens),
+            )
+            for group in groups[:limit]
+        ],
+        truncated=len(groups) > limit,
+    )
+
+
+def _require_metered(plans: PlanCatalog, feature_key: str) -> None:
     known = plans.feature_keys()
     if feature_key not in known:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             detail=f"unknown feature {feature_key[:100]!r}; known features: {', '.join(known) or 'none'}",
         )
-    window = period_window(_PERIOD_KIND[period], now)
-    days = Window(window.start, day_start(to_utc(now).date() + timedelta(days=1))).days()
-    per_day = daily_usage(client, user_id, feature_key, days[0], days[-1])
-    return UsageReport(
-        user_id=user_id,
-        feature_key=feature_key,
-        period=period,
-        period_start=window.start,
-        period_end=window.end,
-        total=as_number(sum(per_day.values(), 0.0)),
-        series=[DailyUsage(day=day, used=as_number(per_day.get(day, 0.0))) for day in days],
-    )

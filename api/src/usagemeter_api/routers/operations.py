@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
 from usagemeter_api.config import ApiSettings
 from usagemeter_api.deps import ClickHouse, Clock, CurrentUser, Plans, TargetUser
+from usagemeter_api.errors import error_responses
 from usagemeter_api.operations import conversions, health_details, newest_point
 from usagemeter_api.ops_schemas import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
 from usagemeter_api.periods import period_window
@@ -18,8 +19,8 @@ from usagemeter_api.workers import worker_report
 
 router = APIRouter(tags=["operations"])
 
-_AUTH: dict[int | str, dict[str, Any]] = {
-    status.HTTP_401_UNAUTHORIZED: {"description": "Missing, expired or invalid bearer token."},
+_AUTH: dict[int, str] = {
+    status.HTTP_401_UNAUTHORIZED: "Missing, expired or invalid bearer token.",
 }
 
 
@@ -45,13 +46,13 @@ Thresholds = Annotated[WorkerThresholds, Depends(worker_thresholds)]
 StaleAfter = Annotated[float, Depends(ingest_stale_after)]
 
 
-@router.get("/workers", response_model=WorkersReport, responses=_AUTH)
+@router.get("/workers", response_model=WorkersReport, responses=error_responses(_AUTH, validated=False))
 def workers(_: CurrentUser, client: ClickHouse, now: Clock, thresholds: Thresholds) -> WorkersReport:
     """Each worker instance and queue: healthy, degraded or down, with queue size, throughput and failure rate."""
     return worker_report(client, now, thresholds)
 
 
-@router.get("/health/details", response_model=HealthDetails, responses=_AUTH)
+@router.get("/health/details", response_model=HealthDetails, responses=error_responses(_AUTH, validated=False))
 def detailed_health(
     _: CurrentUser, client: ClickHouse, now: Clock, thresholds: Thresholds, stale_after: StaleAfter
 ) -> HealthDetails:
@@ -62,7 +63,7 @@ def detailed_health(
 @router.get(
     "/analytics/dashboard-metrics",
     response_model=DashboardMetrics,
-    responses=_AUTH | {status.HTTP_403_FORBIDDEN: {"description": "A non-admin asked for another user's data."}},
+    responses=error_responses(_AUTH | {status.HTTP_403_FORBIDDEN: "A non-admin asked for another user's data."}),
     tags=["analytics"],
 )
 def dashboard_metrics(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from usagemeter_api.deps import ClickHouse, Clock, Plans, TargetUser
+from usagemeter_api.errors import error_responses
 from usagemeter_api.periods import period_window
 from usagemeter_api.plans import Plan
 from usagemeter_api.quota import evaluate_quota
@@ -16,16 +17,14 @@ from usagemeter_api.usage_cache import UsageCache
 
 router = APIRouter(prefix="/quotas", tags=["quotas"])
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    status.HTTP_404_NOT_FOUND: {"description": "The plan does not meter this feature."}
-}
-_AUTH: dict[int | str, dict[str, Any]] = {
-    status.HTTP_401_UNAUTHORIZED: {"description": "Missing, expired or invalid bearer token."},
-    status.HTTP_403_FORBIDDEN: {"description": "A non-admin asked for another user's quotas."},
+_NOT_FOUND: dict[int, str] = {status.HTTP_404_NOT_FOUND: "The plan does not meter this feature."}
+_AUTH: dict[int, str] = {
+    status.HTTP_401_UNAUTHORIZED: "Missing, expired or invalid bearer token.",
+    status.HTTP_403_FORBIDDEN: "A non-admin asked for another user's quotas.",
 }
 
 
-@router.get("", response_model=QuotaList, responses=_AUTH)
+@router.get("", response_model=QuotaList, responses=error_responses(_AUTH))
 def list_quotas(user_id: TargetUser, plans: Plans, client: ClickHouse, now: Clock) -> QuotaList:
     """Every metered feature of the user's plan with its usage in the current period."""
     plan_id, plan = plans.plan_for(user_id)
@@ -43,7 +42,7 @@ def list_quotas(user_id: TargetUser, plans: Plans, client: ClickHouse, now: Cloc
     )
 
 
-@router.get("/{feature_key}", response_model=FeatureQuota, responses=_AUTH | _NOT_FOUND)
+@router.get("/{feature_key}", response_model=FeatureQuota, responses=error_responses(_AUTH | _NOT_FOUND))
 def get_quota(feature_key: str, user_id: TargetUser, plans: Plans, client: ClickHouse, now: Clock) -> FeatureQuota:
     """One feature's usage against its limit in the current period."""
     plan_id, plan = plans.plan_for(user_id)
@@ -54,7 +53,7 @@ def get_quota(feature_key: str, user_id: TargetUser, plans: Plans, client: Click
     return FeatureQuota(user_id=user_id, plan_id=plan_id, **item.model_dump())
 
 
-@router.get("/{feature_key}/check", response_model=QuotaCheck, responses=_AUTH | _NOT_FOUND)
+@router.get("/{feature_key}/check", response_model=QuotaCheck, responses=error_responses(_AUTH | _NOT_FOUND))
 def check_quota(
     feature_key: str,
     user_id: TargetUser,
