@@ -42,6 +42,8 @@ def test_uses_beyond_the_pending_bound_are_dropped_with_a_warning(
         usagemeter.shutdown()
 
     assert grpc_receiver.recorder.usage_totals() == {(f"user-{n}", "chat_messages"): 2 for n in range(5)}
+    dropped = grpc_receiver.recorder.metric_totals("usagemeter.instrumentation.dropped")
+    assert dropped == {(("metric.name", "feature.usage"),): 6}
 
 
 def test_conversions_are_counted_with_and_without_a_user(grpc_receiver: GrpcReceiver) -> None:

@@ -10,6 +10,10 @@ FEATURE_KEY = "feature.key"
 SERVICE_NAME = "service.name"
 INSTRUMENTATION_SCOPE = "usagemeter_instrumentation"
 COLLECTION_HOOK = "usagemeter.collection"
+#: Counts the library refused to hold (its pending bound was full), per metric they belonged to.
+DROPPED_METRIC = "usagemeter.instrumentation.dropped"
+DROPPED_UNIT = "{count}"
+DROPPED_OF = "metric.name"
 
 CONVERSION_COUNT_METRIC = "conversion.count"
 CONVERSION_COUNT_UNIT = "{conversion}"

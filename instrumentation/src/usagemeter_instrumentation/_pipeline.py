@@ -30,6 +30,9 @@ from usagemeter_instrumentation._names import (
     CONVERSION_COUNT_METRIC,
     CONVERSION_COUNT_UNIT,
     CONVERSION_NAME,
+    DROPPED_METRIC,
+    DROPPED_OF,
+    DROPPED_UNIT,
     FEATURE_KEY,
     FEATURE_USAGE_METRIC,
     FEATURE_USAGE_UNIT,
@@ -127,6 +130,7 @@ def build_pipeline(settings: PipelineSettings) -> Pipeline:
     meter = meter_provider.get_meter(INSTRUMENTATION_SCOPE, scope_version)
     workers, hand_over_jobs = register_worker_instruments(meter, jobs)
     _register_tallies(meter, usage, conversions, hand_over_jobs, settings.cardinality_limit)
+    _register_dropped(meter, tallies)
     tracer = tracer_provider.get_tracer(INSTRUMENTATION_SCOPE, scope_version)
     sampler = SpanSampler(settings.span_sampling)
     return Pipeline(
@@ -160,6 +164,18 @@ def _register_tallies(
         return ()
 
     meter.create_observable_gauge(COLLECTION_HOOK, callbacks=[hand_over])
+
+
+def _register_dropped(meter: Meter, tallies: dict[str, Tally]) -> None:
+    """Report what the pending bound refused, so a loss is visible to operators and not only in a log."""
+
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        # Cumulative totals; the delta temporality preference turns them into per-interval increments.
+        return [Observation(tally.dropped, {DROPPED_OF: name}) for name, tally in tallies.items() if tally.dropped]
+
+    meter.create_observable_counter(
+        DROPPED_METRIC, callbacks=[observe], unit=DROPPED_UNIT, description="Counts dropped before export"
+    )
 
 
 def _tracer_provider(settings: PipelineSettings, resource: Resource) -> TracerProvider:
