@@ -34,8 +34,13 @@ def ns(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
 
 
-def record_usage(client: Client, uses: Sequence[tuple[str, str, datetime, float]], service: str = "web") -> None:
-    """Insert delta ``feature.usage`` points (user, feature, time, value) as an OTLP sender's would arrive."""
+def record_usage(
+    client: Client, uses: Sequence[tuple[str, str, datetime, float]], service: str = "web", token: str | None = None
+) -> None:
+    """Insert delta ``feature.usage`` points (user, feature, time, value) as an OTLP sender's would arrive.
+
+    With ``token`` the insert is deduplicated like the collector's retried ones.
+    """
     rows = [
         [
             service,
@@ -48,7 +53,12 @@ def record_usage(client: Client, uses: Sequence[tuple[str, str, datetime, float]
         ]
         for user, feature, at, value in uses
     ]
-    client.insert(tables.METRICS_SUM, rows, column_names=_COLUMNS, settings=distinct_insert())
+    settings = distinct_insert() if token is None else _retried_insert(token)
+    client.insert(tables.METRICS_SUM, rows, column_names=_COLUMNS, settings=settings)
+
+
+def _retried_insert(token: str) -> dict[str, object]:
+    return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
 def distinct_insert() -> dict[str, str]:

@@ -65,6 +65,8 @@ def make_api(chdb_url: str, database: str, clickhouse: Client) -> Iterator[AppFa
         **settings: object,
     ) -> TestClient:
         settings.setdefault("jwt_secret", SecretStr(SECRET))
+        # Most tests read right after inserting; the live view is tested on its own.
+        settings.setdefault("quota_live_usage", False)
         api_settings = ApiSettings(plans_file=plans_file, **settings)  # type: ignore[arg-type]
         app = create_app(api_settings, client_factory or (lambda: connect(chdb_url, database)))
         app.dependency_overrides[utc_now] = lambda: now

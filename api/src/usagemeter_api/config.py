@@ -45,6 +45,13 @@ class ApiSettings(BaseSettings):
     quota_cache_seconds: float = Field(
         default=0.5, ge=0, le=60, description="How long the quota check reuses a period usage total (0 disables)."
     )
+    quota_live_usage: bool = Field(
+        default=True,
+        description="Answer quotas from an in-memory view of the current periods kept current from ClickHouse.",
+    )
+    quota_live_refresh_seconds: float = Field(
+        default=0.25, gt=0, le=10, description="How often the in-memory quota view reads newly ingested usage."
+    )
     worker_degraded_after_seconds: float = Field(
         default=120, gt=0, description="A worker whose last heartbeat is older than this is degraded."
     )

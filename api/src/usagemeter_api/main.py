@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from usagemeter_api.auth import TokenVerifier, jwks_client
 from usagemeter_api.config import ApiSettings
+from usagemeter_api.live_usage import LiveUsage
 from usagemeter_api.plan_store import PlanStore
 from usagemeter_api.plans import load_plans
 from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
@@ -34,11 +35,14 @@ def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> F
     The plans file is read here, so a bad one fails before the server starts.
     """
     pool = ClientPool(client_factory, size=settings.clickhouse_pool_size)
+    live = _live_usage(settings, client_factory)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool.reopen()
         yield
+        if live is not None:
+            live.close()
         pool.close()
 
     app = FastAPI(
@@ -50,6 +54,7 @@ def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> F
     app.state.plan_store = PlanStore(load_plans(settings.plans_file), ttl_seconds=settings.plans_cache_seconds)
     app.state.settings = settings
     app.state.usage_cache = UsageCache(settings.quota_cache_seconds)
+    app.state.live_usage = live
     app.state.clickhouse_pool = pool
     app.state.token_verifier = _token_verifier(settings)
     for router in (quotas.router, analytics.router, operations.router, health.router, admin.router):
@@ -59,6 +64,13 @@ def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> F
     app.add_exception_handler(ClickHouseUnavailable, _clickhouse_unavailable)
     app.add_exception_handler(ClickHouseError, _clickhouse_failed)
     return app
+
+
+def _live_usage(settings: ApiSettings, client_factory: Callable[[], Client]) -> LiveUsage | None:
+    # Loaded lazily on the first quota read, so the server starts at once.
+    if not settings.quota_live_usage:
+        return None
+    return LiveUsage(client_factory, refresh_seconds=settings.quota_live_refresh_seconds)
 
 
 def _token_verifier(settings: ApiSettings) -> TokenVerifier:

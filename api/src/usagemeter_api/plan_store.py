@@ -62,12 +62,18 @@ class PlanStore:
         snapshot = self._snapshot
         if snapshot is not None and time.monotonic() - snapshot.checked_at < self._ttl:
             return snapshot.catalog
-        with self._lock:
-            # Requests that queued behind the one refreshing use its result instead of querying again.
+        # While one request revalidates, the others keep using the catalog it is revalidating
+        # instead of queueing behind its query; with nothing cached yet they wait for it.
+        if not self._lock.acquire(blocking=snapshot is None):
+            assert snapshot is not None
+            return snapshot.catalog
+        try:
             snapshot = self._snapshot
             if snapshot is not None and time.monotonic() - snapshot.checked_at < self._ttl:
                 return snapshot.catalog
             return self._refresh(client).catalog
+        finally:
+            self._lock.release()
 
     def invalidate(self) -> None:
         """Forget the cached catalog, so the next read sees every change."""

@@ -14,6 +14,8 @@ TRACES = "otel_traces"
 
 USAGE_MINUTE = "feature_usage_minute"
 USAGE_DAY = "feature_usage_day"
+#: Usage per ingest minute and event day (kept a few days), for incremental readers.
+USAGE_INGEST = "feature_usage_ingest"
 
 SCHEMA_MIGRATIONS = "usagemeter_schema_migrations"
 

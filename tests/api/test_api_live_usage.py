@@ -1,0 +1,134 @@
+"""The in-memory view of current-period usage answers exactly what ClickHouse answers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.api.api_support import bearer, record_usage
+from tests.api.conftest import AppFactory
+from usagemeter_api.live_usage import LiveUsage
+from usagemeter_api.periods import Window, period_window
+from usagemeter_api.usage import usage_totals
+from usagemeter_clickhouse import Client, connect
+
+FEATURE = "ai_content_generation"
+_DEADLINE_SECONDS = 30
+
+
+def _server_now(client: Client) -> datetime:
+    moment: datetime = client.query("SELECT now('UTC')").result_rows[0][0]
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + _DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _clickhouse_used(client: Client, user: str, window: Window) -> float:
+    return usage_totals(client, user, [FEATURE], window).get(FEATURE, 0.0)
+
+
+def _live_used(live: LiveUsage, user: str, window: Window) -> float | None:
+    totals = live.used(user, [FEATURE], window)
+    return None if totals is None else totals[FEATURE]
+
+
+def _period_points(user: str, now: datetime) -> list[tuple[str, str, datetime, float]]:
+    month = period_window("month", now)
+    return [
+        (user, FEATURE, now, 3),
+        (user, FEATURE, month.start, 5),  # late: the first day of the period, inserted now
+        (user, FEATURE, month.start - timedelta(seconds=1), 100),  # the previous period: not counted
+    ]
+
+
+@pytest.fixture
+def shifted_live(chdb_url: str, database: str, clickhouse: Client) -> Iterator[tuple[LiveUsage, list[timedelta]]]:
+    """A started view whose idea of ClickHouse's clock can be moved forward."""
+    offset = [timedelta()]
+    live = LiveUsage(
+        lambda: connect(chdb_url, database), refresh_seconds=0.02, clock=lambda client: _server_now(client) + offset[0]
+    )
+    live.start()
+    _wait_for(lambda: live.ready, "the live view to load")
+    yield live, offset
+    live.close()
+
+
+def test_check_falls_back_to_clickhouse_until_loaded_then_answers_live(
+    make_api: AppFactory, clickhouse: Client
+) -> None:
+    now = _server_now(clickhouse)
+    api = make_api(quota_live_usage=True, quota_cache_seconds=0, now=now)
+    live: LiveUsage = api.app.state.live_usage
+    record_usage(clickhouse, [("alice", FEATURE, now, 2)])
+    assert not live.ready
+    first = api.get(f"/api/v1/quotas/{FEATURE}/check", headers=bearer("alice"))
+    assert first.status_code == 200, first.text
+    assert first.json()["used"] == 2
+    _wait_for(lambda: live.ready, "the live view to load")
+    record_usage(clickhouse, _period_points("alice", now))
+    window = period_window("month", now)
+    _wait_for(lambda: _live_used(live, "alice", window) == 10, "the live view to count the new points")
+    assert _clickhouse_used(clickhouse, "alice", window) == 10
+    for path in (f"/api/v1/quotas/{FEATURE}/check", f"/api/v1/quotas/{FEATURE}"):
+        assert api.get(path, headers=bearer("alice")).json()["used"] == 10
+    listed = api.get("/api/v1/quotas", headers=bearer("alice")).json()["quotas"]
+    assert {item["feature_key"]: item["used"] for item in listed}[FEATURE] == 10
+
+
+def test_retried_insert_counts_once(shifted_live: tuple[LiveUsage, list[timedelta]], clickhouse: Client) -> None:
+    live, _ = shifted_live
+    now = _server_now(clickhouse)
+    window = period_window("month", now)
+    token = uuid.uuid4().hex
+    for _ in range(2):
+        record_usage(clickhouse, [("bob", FEATURE, now, 7)], token=token)
+    record_usage(clickhouse, [("bob", FEATURE, now, 1)])
+    _wait_for(lambda: _live_used(live, "bob", window) == 8, "the live view to count the inserts")
+    assert _clickhouse_used(clickhouse, "bob", window) == 8
+    refreshes = live.refreshes
+    _wait_for(lambda: live.refreshes >= refreshes + 3, "more refresh cycles")
+    assert _live_used(live, "bob", window) == 8
+
+
+def test_settled_minutes_fold_into_the_base_once(
+    shifted_live: tuple[LiveUsage, list[timedelta]], clickhouse: Client
+) -> None:
+    live, offset = shifted_live
+    now = _server_now(clickhouse)
+    window = period_window("month", now)
+    record_usage(clickhouse, _period_points("carol", now))
+    _wait_for(lambda: _live_used(live, "carol", window) == 8, "the live view to count the new points")
+    watermark = live.watermark
+    assert watermark is not None
+    # Three minutes on, the minutes just read have settled: they move into the base.
+    offset[0] = timedelta(minutes=3)
+    _wait_for(lambda: (live.watermark or watermark) > watermark, "the view to freeze the settled minutes")
+    refreshes = live.refreshes
+    _wait_for(lambda: live.refreshes >= refreshes + 2, "more refresh cycles")
+    assert _live_used(live, "carol", window) == _clickhouse_used(clickhouse, "carol", window) == 8
+
+
+def test_usage_before_the_load_is_in_the_base(chdb_url: str, database: str, clickhouse: Client) -> None:
+    now = _server_now(clickhouse)
+    record_usage(clickhouse, _period_points("dave", now))
+    live = LiveUsage(lambda: connect(chdb_url, database), refresh_seconds=0.02)
+    try:
+        live.start()
+        _wait_for(lambda: live.ready, "the live view to load")
+        for kind in ("month", "week", "day"):
+            window = period_window(kind, now)
+            assert _live_used(live, "dave", window) == _clickhouse_used(clickhouse, "dave", window)
+        assert _live_used(live, "dave", Window(now - timedelta(days=400), now)) is None
+    finally:
+        live.close()
