@@ -106,3 +106,37 @@ def test_dashboard_metrics_combine_everything(api, clickhouse):
     assert body["health"]["summary"] == "3/3 services healthy"
     other = api.get("/api/v1/analytics/dashboard-metrics?user_id=bob", headers=bearer("alice"))
     assert other.status_code == 403
+
+
+def collector_report(client: Client, instance: str, age_seconds: float, backlog_bytes: float) -> None:
+    """A collector's self-reported spool backlog, stored as the collector stores it."""
+    client.insert(
+        tables.METRICS_GAUGE,
+        [
+            [
+                {"service.name": "usagemeter-collector", "service.instance.id": instance},
+                "usagemeter-collector",
+                "usagemeter.collector.spool_bytes",
+                {},
+                ns(NOW - timedelta(seconds=age_seconds)),
+                backlog_bytes,
+            ]
+        ],
+        column_names=["ResourceAttributes", *_GAUGE],
+        settings=distinct_insert(),
+    )
+
+
+def test_health_details_report_each_collectors_backlog(api, clickhouse):
+    record_usage(clickhouse, [("alice", "chat_messages", NOW - timedelta(seconds=30), 1)])
+    collector_report(clickhouse, "c-busy", 20, 4096)
+    collector_report(clickhouse, "c-busy", 5, 512 * 1024 * 1024)  # the latest report counts
+    collector_report(clickhouse, "c-ok", 3, 0)
+    collector_report(clickhouse, "c-silent", 300, 0)
+    collector_report(clickhouse, "c-gone", 2 * 3600, 0)  # older than an hour: not listed
+    body = api.get("/api/v1/health/details", headers=bearer("ops")).json()
+    statuses = {s["name"]: s["status"] for s in body["services"] if s["name"].startswith("collector")}
+    assert statuses == {"collector c-busy": "degraded", "collector c-ok": "healthy", "collector c-silent": "down"}
+    assert (body["summary"], body["status"]) == ("3/5 services healthy", "degraded")
+    busy = next(s for s in body["services"] if s["name"] == "collector c-busy")
+    assert "512.0 MiB" in busy["detail"]

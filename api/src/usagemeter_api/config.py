@@ -70,6 +70,12 @@ class ApiSettings(BaseSettings):
     ingest_stale_after_seconds: float = Field(
         default=300, gt=0, description="Ingest is unhealthy when the newest stored point is older than this."
     )
+    collector_stale_after_seconds: float = Field(
+        default=60, gt=0, description="A collector whose last self-report is older than this is down."
+    )
+    collector_backlog_degraded_bytes: float = Field(
+        default=256 * 1024 * 1024, gt=0, description="A collector whose spool backlog exceeds this is degraded."
+    )
 
     @field_validator("jwt_secret")
     @classmethod

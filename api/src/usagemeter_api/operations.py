@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from usagemeter_api.ops_schemas import (
@@ -15,7 +16,10 @@ from usagemeter_api.ops_schemas import (
 from usagemeter_api.usage import as_number
 from usagemeter_clickhouse import Client, tables
 
-__all__ = ["conversions", "health_details", "newest_point"]
+__all__ = ["CollectorReport", "collector_reports", "conversions", "health_details", "newest_point"]
+
+COLLECTOR_SERVICE = "usagemeter-collector"
+SPOOL_BYTES_METRIC = "usagemeter.collector.spool_bytes"
 
 # Only the last two days' partitions are read: older data is stale whatever it holds.
 _NEWEST_SQL = f"""
@@ -32,6 +36,44 @@ GROUP BY ConversionName ORDER BY ConversionName
 """
 
 
+# Collectors store their own telemetry every few seconds; one silent for an hour is gone, not down.
+_COLLECTORS_SQL = f"""
+SELECT ResourceAttributes['service.instance.id'] AS instance, max(TimeUnix), argMax(Value, TimeUnix)
+FROM {tables.METRICS_GAUGE}
+WHERE ServiceName = {{service:String}} AND MetricName = {{metric:String}} AND TimeUnix >= {{since:DateTime('UTC')}}
+GROUP BY instance ORDER BY instance
+"""
+
+
+@dataclass(frozen=True)
+class CollectorReport:
+    """A collector instance's latest self-report: when it was taken and the spool backlog then."""
+
+    instance: str
+    reported_at: datetime
+    backlog_bytes: float
+
+
+def collector_reports(client: Client, now: datetime) -> list[CollectorReport]:
+    """The latest backlog of every collector that reported in the last hour."""
+    since = now.astimezone(UTC).replace(tzinfo=None) - timedelta(hours=1)
+    parameters = {"service": COLLECTOR_SERVICE, "metric": SPOOL_BYTES_METRIC, "since": since}
+    rows = client.query(_COLLECTORS_SQL, parameters=parameters).result_rows
+    return [
+        CollectorReport(str(instance), at if at.tzinfo else at.replace(tzinfo=UTC), float(backlog))
+        for instance, at, backlog in rows
+    ]
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When ingest is stale, and when a collector is down (silent) or degraded (backlog)."""
+
+    ingest_stale_after_seconds: float
+    collector_stale_after_seconds: float
+    collector_backlog_bytes: float
+
+
 def newest_point(client: Client, now: datetime) -> datetime | None:
     """When the newest raw metric point or span stored in the last two days was taken; None when there is none."""
     since = now.astimezone(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
@@ -42,14 +84,19 @@ def newest_point(client: Client, now: datetime) -> datetime | None:
 
 
 def health_details(
-    newest: datetime | None, now: datetime, stale_after_seconds: float, workers: WorkersReport
+    newest: datetime | None,
+    now: datetime,
+    thresholds: HealthThresholds,
+    workers: WorkersReport,
+    collectors: list[CollectorReport],
 ) -> HealthDetails:
-    """ClickHouse (which answered), ingest freshness and each worker instance as services."""
+    """ClickHouse (which answered), ingest freshness, each collector's backlog and each worker instance."""
     age = None if newest is None else max((now - newest).total_seconds(), 0.0)
     services = [
         ServiceHealth(name="clickhouse", status="healthy", detail="answers queries"),
-        _ingest(age, stale_after_seconds),
+        _ingest(age, thresholds.ingest_stale_after_seconds),
     ]
+    services += [_collector(report, now, thresholds) for report in collectors]
     services += [
         ServiceHealth(
             name=f"worker {item.worker_id} ({item.queue})",
@@ -68,6 +115,18 @@ def health_details(
         newest_point_age_seconds=None if age is None else round(age, 3),
         services=services,
     )
+
+
+def _collector(report: CollectorReport, now: datetime, thresholds: HealthThresholds) -> ServiceHealth:
+    name = f"collector {report.instance}"
+    age = max((now - report.reported_at).total_seconds(), 0.0)
+    backlog = f"spool backlog {report.backlog_bytes / 1_048_576:.1f} MiB"
+    if age > thresholds.collector_stale_after_seconds:
+        return ServiceHealth(name=name, status="down", detail=f"last report {age:.0f} s ago; {backlog}")
+    if report.backlog_bytes > thresholds.collector_backlog_bytes:
+        limit = thresholds.collector_backlog_bytes / 1_048_576
+        return ServiceHealth(name=name, status="degraded", detail=f"{backlog} (degraded above {limit:g} MiB)")
+    return ServiceHealth(name=name, status="healthy", detail=backlog)
 
 
 def _ingest(age: float | None, stale_after_seconds: float) -> ServiceHealth:

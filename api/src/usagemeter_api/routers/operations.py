@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, status
 from usagemeter_api.config import ApiSettings
 from usagemeter_api.deps import ClickHouse, Clock, CurrentUser, Plans, TargetUser
 from usagemeter_api.errors import error_responses
-from usagemeter_api.operations import conversions, health_details, newest_point
+from usagemeter_api.operations import HealthThresholds, collector_reports, conversions, health_details, newest_point
 from usagemeter_api.ops_schemas import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
 from usagemeter_api.periods import period_window
 from usagemeter_api.quota import evaluate_quota
@@ -36,14 +36,18 @@ def worker_thresholds(request: Request) -> WorkerThresholds:
     )
 
 
-def ingest_stale_after(request: Request) -> float:
-    """Seconds after which the newest stored point makes ingest unhealthy."""
+def health_thresholds(request: Request) -> HealthThresholds:
+    """When ingest is stale and when a collector counts as down or degraded."""
     settings: ApiSettings = request.app.state.settings
-    return settings.ingest_stale_after_seconds
+    return HealthThresholds(
+        ingest_stale_after_seconds=settings.ingest_stale_after_seconds,
+        collector_stale_after_seconds=settings.collector_stale_after_seconds,
+        collector_backlog_bytes=settings.collector_backlog_degraded_bytes,
+    )
 
 
 Thresholds = Annotated[WorkerThresholds, Depends(worker_thresholds)]
-StaleAfter = Annotated[float, Depends(ingest_stale_after)]
+HealthLimits = Annotated[HealthThresholds, Depends(health_thresholds)]
 
 
 @router.get("/workers", response_model=WorkersReport, responses=error_responses(_AUTH, validated=False))
@@ -54,10 +58,11 @@ def workers(_: CurrentUser, client: ClickHouse, now: Clock, thresholds: Threshol
 
 @router.get("/health/details", response_model=HealthDetails, responses=error_responses(_AUTH, validated=False))
 def detailed_health(
-    _: CurrentUser, client: ClickHouse, now: Clock, thresholds: Thresholds, stale_after: StaleAfter
+    _: CurrentUser, client: ClickHouse, now: Clock, thresholds: Thresholds, limits: HealthLimits
 ) -> HealthDetails:
-    """ClickHouse, ingest freshness (age of the newest raw point) and workers, as ``X/Y services healthy``."""
-    return health_details(newest_point(client, now), now, stale_after, worker_report(client, now, thresholds))
+    """ClickHouse, ingest freshness, collector backlogs and workers, as ``X/Y services healthy``."""
+    report = worker_report(client, now, thresholds)
+    return health_details(newest_point(client, now), now, limits, report, collector_reports(client, now))
 
 
 @router.get(
@@ -72,7 +77,7 @@ def dashboard_metrics(
     client: ClickHouse,
     now: Clock,
     thresholds: Thresholds,
-    stale_after: StaleAfter,
+    limits: HealthLimits,
 ) -> DashboardMetrics:
     """Conversions, worker status, the user's feature usage against quotas, their plan and system health."""
     plan_id, plan = plans.plan_for(user_id)
@@ -90,5 +95,5 @@ def dashboard_metrics(
         ],
         conversions=conversions(client, now),
         workers=report,
-        health=health_details(newest_point(client, now), now, stale_after, report),
+        health=health_details(newest_point(client, now), now, limits, report, collector_reports(client, now)),
     )
