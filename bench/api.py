@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from _common import free_port, wait_ready
 
 USERS = 100_000
 FEATURES = 10
@@ -298,26 +299,6 @@ def _start(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, *args])
 
 
-def _wait_ready(url: str, deadline_seconds: float = 120) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _profile(pid: int, seconds: int, run: object) -> list[tuple[str, float]]:
     """Share of the busy samples under each API or engine frame (py-spy) while ``run()`` loads the server."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -358,12 +339,12 @@ def run(load_seconds: float, duration: float) -> str:
             text=True,
         ).stdout.splitlines()[-1]
     )
-    api_port, bare_port = _free_port(), _free_port()
+    api_port, bare_port = free_port(), free_port()
     api, bare = _start(["_serve", str(work), str(api_port)]), _start(["_bare", str(bare_port)])
     try:
         api_base, bare_base = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{bare_port}"
-        _wait_ready(api_base + "/api/v1/health", deadline_seconds=400)
-        _wait_ready(bare_base + BARE_PATH)
+        wait_ready(api_base + "/api/v1/health", deadline_seconds=400)
+        wait_ready(bare_base + BARE_PATH)
         loaded.update({f"live_{name}": value for name, value in json.loads((work / "live.json").read_text()).items()})
         return _measure(api_base, bare_base, api.pid, loaded, duration)
     finally:

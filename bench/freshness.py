@@ -16,7 +16,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,30 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from _common import free_port, wait_ready
 
 import usagemeter_instrumentation as usagemeter
 
 FEATURE = "chat_messages"
 POLL_SECONDS = 0.01
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "freshness.md"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, deadline_seconds: float = 120) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def _token(data_dir: Path, user: str) -> str:
@@ -135,13 +117,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="usagemeter-bench-fresh-"))
-    grpc_port, http_port, api_port = _free_port(), _free_port(), _free_port()
+    grpc_port, http_port, api_port = free_port(), free_port(), free_port()
     command = [sys.executable, "-m", "usagemeter", "up", "--data-dir", str(data_dir)]
     command += ["--grpc-port", str(grpc_port), "--http-port", str(http_port), "--api-port", str(api_port)]
     up = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         api = f"http://127.0.0.1:{api_port}"
-        _wait_ready(api + "/api/v1/health")
+        wait_ready(api + "/api/v1/health")
         usagemeter.configure("bench-freshness", f"http://127.0.0.1:{grpc_port}")
         checked, flushed = measure(api, data_dir, args.samples)
         usagemeter.shutdown()

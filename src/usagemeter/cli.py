@@ -176,7 +176,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not script.is_file():
         known = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")) if folder.is_dir() else []
         raise CommandError(f"no benchmark {args.name!r} (known: {', '.join(known) or 'none: needs the source tree'})")
+    # As `python bench/NAME.py` would: the script's folder first on the path, for its shared helpers.
     sys.argv = [str(script), *args.args]
+    sys.path.insert(0, str(folder))
     runpy.run_path(str(script), run_name="__main__")
     return 0
 
