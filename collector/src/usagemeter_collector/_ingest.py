@@ -27,6 +27,7 @@ from usagemeter_collector._cumulative import CumulativeToDelta
 from usagemeter_collector._decoded import Decoded, TimeWindow
 from usagemeter_collector._errors import StorageUnavailable
 from usagemeter_collector._fast import screen_metrics
+from usagemeter_collector._lean import valid_usage_points
 from usagemeter_collector._metrics import decode_metrics
 from usagemeter_collector._records import MetricsRequest, SeriesUpdate, encode_record, encode_request_record
 from usagemeter_collector._spool import Spool
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 METRICS_SIGNAL = b"metrics"
 TRACES_SIGNAL = b"traces"
+#: The metric kinds of a request that holds only ``feature.usage`` sums.
+_USAGE_KINDS = ("sum",)
 
 
 def content_digest(signal: bytes, body: bytes) -> bytes:
@@ -118,6 +121,11 @@ class Ingest:
 
     def _prepare_metrics(self, request: ExportMetricsServiceRequest, body: bytes | None, digest: bytes) -> Prepared:
         window = self._window()
+        if self._protobuf_metrics and body is not None:
+            points = valid_usage_points(body, window)
+            if points is not None:
+                kept = MetricsRequest(body, _USAGE_KINDS, points)
+                return Prepared(Decoded(), points, encode_request_record(digest, [], kept))
         screened = screen_metrics(request, body, self._converter, window) if self._protobuf_metrics else None
         if screened is None:
             return prepare_rows(decode_metrics(request, self._converter, window), digest)

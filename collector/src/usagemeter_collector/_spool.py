@@ -209,18 +209,18 @@ class Spool:
     def _write(self, batch: list[_Append]) -> None:
         outcomes: list[tuple[_Append, bool]] = []
         try:
-            out = self._active_segment()
             written = 0
-            with self._cond:
-                for item in batch:
+            for item in batch:
+                with self._cond:
                     fresh = not self.state.is_duplicate(item.digest)
-                    if fresh:
-                        out.write(item.body)
-                        written += len(item.body)
+                if fresh:
+                    self._segment_for(len(item.body)).write(item.body)
+                    written += len(item.body)
+                    with self._cond:
                         self.state.add(item.digest, item.updates)
-                    outcomes.append((item, fresh))
-            out.flush()
-            os.fsync(out.fileno())
+                outcomes.append((item, fresh))
+            if self._active is not None:
+                _sync(self._active)
         except OSError as exc:
             logger.exception("spool write failed")
             for item in batch:
@@ -232,6 +232,17 @@ class Spool:
         self._telemetry.spooled_bytes += written
         for item, fresh in outcomes:
             _resolve(item.future, fresh)
+
+    def _segment_for(self, size: int) -> BinaryIO:
+        """The segment a record of ``size`` bytes goes to: a new one when it would overfill the active one.
+
+        A segment is inserted as one batch, so one that ran over its size would end in a small extra insert.
+        """
+        active = self._active
+        if active is not None and active.tell() and active.tell() + size > self._limits.segment_bytes:
+            _sync(active)
+            self._seal()
+        return self._active_segment()
 
     def _active_segment(self) -> BinaryIO:
         if self._active is None:
@@ -255,6 +266,11 @@ class Spool:
             batch, self._queue = self._queue, []
         for item in batch:
             _resolve(item.future, StorageUnavailable(f"spool stopped: {exc}"))
+
+
+def _sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
 
 
 def _resolve(future: Future[bool], outcome: bool | Exception) -> None:

@@ -30,7 +30,14 @@ from usagemeter_collector._telemetry import Telemetry
 logger = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "unstorable"
-_DEDUP_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+#: Settings of every insert: retries are deduplicated down to the views' tables; the raw tables' skip
+#: indexes are built when ClickHouse merges parts rather than on the ingest path; and the rollups' rows,
+#: which their views already grouped, are not collapsed a second time at insert (readers sum them anyway).
+INSERT_SETTINGS = {
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+    "materialize_skip_indexes_on_insert": 0,
+    "optimize_on_insert": 0,
+}
 
 
 class SpoolWriter:
@@ -122,7 +129,7 @@ class SpoolWriter:
         rows = len(columns[0])
         for number, offset in enumerate(range(0, rows, self._max_rows)):
             chunk = [column[offset : offset + self._max_rows] for column in columns]
-            settings = _DEDUP_SETTINGS | {"insert_deduplication_token": f"{segment}:{table}:{number}"}
+            settings = INSERT_SETTINGS | {"insert_deduplication_token": f"{segment}:{table}:{number}"}
             started = time.perf_counter()
             client.insert(table, chunk, column_names=names, column_oriented=True, settings=settings)
             self._telemetry.record_insert(time.perf_counter() - started, len(chunk[0]))
@@ -133,7 +140,7 @@ class SpoolWriter:
             table = LANDING_TABLES[kind]
             holding = [request for request in requests if kind in request.kinds]
             for number, chunk in enumerate(_chunks(holding, self._max_insert_bytes)):
-                settings = _DEDUP_SETTINGS | {
+                settings = INSERT_SETTINGS | {
                     "insert_deduplication_token": f"{segment}:{table}:{number}",
                     "format_schema": self._format_schema,
                 }

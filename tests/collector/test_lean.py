@@ -1,0 +1,130 @@
+"""The lean pass vouches only for requests the full checks keep whole, and counts their points alike."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Gauge, Metric, NumberDataPoint
+
+from tests.collector.conftest import T0, usage_point, usage_request
+from usagemeter_collector._cumulative import CumulativeToDelta
+from usagemeter_collector._decoded import TimeWindow
+from usagemeter_collector._fast import screen_metrics
+from usagemeter_collector._lean import valid_usage_points
+
+_WINDOW = TimeWindow.around_now(30, 86_400)
+_CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+Edit = Callable[[ExportMetricsServiceRequest], None]
+
+
+def _request(points: int = 3) -> ExportMetricsServiceRequest:
+    return usage_request([usage_point(f"user-{n}", float(n), T0 + n) for n in range(points)])
+
+
+def _points(request: ExportMetricsServiceRequest) -> list[NumberDataPoint]:
+    return list(request.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points)
+
+
+def _kept_whole(request: ExportMetricsServiceRequest) -> bool:
+    """What the full checks decide: True when they keep every point and the request's bytes as they are."""
+    body = request.SerializeToString()
+    parsed = ExportMetricsServiceRequest.FromString(body)
+    screened = screen_metrics(parsed, body, CumulativeToDelta(), _WINDOW)
+    return screened is not None and not screened.decoded.rejected and screened.body == body
+
+
+def _set_attribute(index: int, key: str, value: AnyValue) -> Edit:
+    def edit(request: ExportMetricsServiceRequest) -> None:
+        _points(request)[index].attributes.append(KeyValue(key=key, value=value))
+
+    return edit
+
+
+def _set_point(index: int, **fields: float) -> Edit:
+    def edit(request: ExportMetricsServiceRequest) -> None:
+        point = _points(request)[index]
+        for name, value in fields.items():
+            setattr(point, name, value)
+
+    return edit
+
+
+def _add_exemplar(request: ExportMetricsServiceRequest) -> None:
+    _points(request)[1].exemplars.add()
+
+
+def _nested_resource(request: ExportMetricsServiceRequest) -> None:
+    nested = AnyValue(array_value=ArrayValue(values=[AnyValue(string_value="a")]))
+    request.resource_metrics[0].resource.attributes.append(KeyValue(key="tags", value=nested))
+
+
+def _add_gauge(request: ExportMetricsServiceRequest) -> None:
+    gauge = Metric(name="temperature", gauge=Gauge(data_points=[NumberDataPoint(time_unix_nano=T0, as_double=1)]))
+    request.resource_metrics[0].scope_metrics[0].metrics.append(gauge)
+
+
+def _cumulative(request: ExportMetricsServiceRequest) -> None:
+    request.resource_metrics[0].scope_metrics[0].metrics[0].sum.aggregation_temporality = _CUMULATIVE
+
+
+def _rename(request: ExportMetricsServiceRequest) -> None:
+    request.resource_metrics[0].scope_metrics[0].metrics[0].name = "tokens"
+
+
+_EDITS: dict[str, Edit] = {
+    "nan": _set_point(1, as_double=math.nan),
+    "infinite": _set_point(1, as_double=math.inf),
+    "negative": _set_point(1, as_double=-0.5),
+    "negative int": _set_point(1, as_int=-1),
+    "int value": _set_point(1, as_int=7),
+    "old": _set_point(1, time_unix_nano=_WINDOW.earliest - 1),
+    "future": _set_point(1, time_unix_nano=_WINDOW.latest + 1),
+    "future start": _set_point(1, start_time_unix_nano=_WINDOW.latest + 1),
+    "no time": _set_point(1, time_unix_nano=0),
+    "empty user": _set_attribute(1, "user.id", AnyValue(string_value="")),
+    "unset user": _set_attribute(1, "user.id", AnyValue()),
+    "int user": _set_attribute(1, "user.id", AnyValue(int_value=0)),
+    "bytes feature": _set_attribute(1, "feature.key", AnyValue(bytes_value=b"x")),
+    "long user": _set_attribute(1, "user.id", AnyValue(string_value="u" * 200)),
+    "last user wins": _set_attribute(1, "user.id", AnyValue(string_value="other")),
+    "extra attribute": _set_attribute(1, "plan", AnyValue(string_value="pro")),
+    "array attribute": _set_attribute(1, "tags", AnyValue(array_value=ArrayValue())),
+    "exemplar": _add_exemplar,
+    "nested resource attribute": _nested_resource,
+    "gauge beside": _add_gauge,
+    "cumulative": _cumulative,
+    "other metric": _rename,
+}
+
+
+@pytest.mark.parametrize("edit", _EDITS.values(), ids=_EDITS.keys())
+def test_the_lean_pass_vouches_only_for_what_the_full_checks_keep_whole(edit: Edit) -> None:
+    request = _request()
+    edit(request)
+    points = valid_usage_points(request.SerializeToString(), _WINDOW)
+    if points is not None:
+        assert _kept_whole(request)
+        assert points == len(_points(request))
+
+
+def test_valid_usage_requests_are_vouched_for_with_their_point_count() -> None:
+    request = _request(50)
+    request.resource_metrics.append(_request(7).resource_metrics[0])
+    assert valid_usage_points(request.SerializeToString(), _WINDOW) == 57
+    assert _kept_whole(request)
+
+
+@pytest.mark.parametrize("edit", ["nan", "negative", "old", "empty user", "exemplar", "gauge beside", "cumulative"])
+def test_requests_needing_a_decision_are_left_to_the_full_checks(edit: str) -> None:
+    request = _request()
+    _EDITS[edit](request)
+    assert valid_usage_points(request.SerializeToString(), _WINDOW) is None
+
+
+def test_empty_and_undecodable_bodies_are_left_to_the_full_checks() -> None:
+    assert valid_usage_points(b"", _WINDOW) is None
+    assert valid_usage_points(b"\x0a\xff", _WINDOW) is None
