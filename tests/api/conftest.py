@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from tests.api.api_support import NOW, SECRET
-from usagemeter_api import ApiSettings, create_app, utc_now
+from usagemeter_api import ApiSettings, create_app
 from usagemeter_clickhouse import Client, connect, migrate, tables
 
 AppFactory = Callable[..., TestClient]
@@ -68,8 +68,7 @@ def make_api(chdb_url: str, database: str, clickhouse: Client) -> Iterator[AppFa
         # Most tests read right after inserting; the live view is tested on its own.
         settings.setdefault("quota_live_usage", False)
         api_settings = ApiSettings(plans_file=plans_file, **settings)  # type: ignore[arg-type]
-        app = create_app(api_settings, client_factory or (lambda: connect(chdb_url, database)))
-        app.dependency_overrides[utc_now] = lambda: now
+        app = create_app(api_settings, client_factory or (lambda: connect(chdb_url, database)), clock=lambda: now)
         test_client = TestClient(app, raise_server_exceptions=False)
         test_client.__enter__()
         started.append(test_client)
@@ -104,8 +103,7 @@ def shared_api(chdb_url: str) -> Iterator[TestClient]:
     database = f"t_{uuid.uuid4().hex[:12]}"
     client = connect(chdb_url, database, create_database=True)
     migrate(client)
-    app = create_app(ApiSettings(jwt_secret=SecretStr(SECRET)), lambda: connect(chdb_url, database))
-    app.dependency_overrides[utc_now] = lambda: NOW
+    app = create_app(ApiSettings(jwt_secret=SecretStr(SECRET)), lambda: connect(chdb_url, database), clock=lambda: NOW)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
     client.command(f"DROP DATABASE IF EXISTS `{database}`")

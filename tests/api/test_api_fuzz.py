@@ -16,7 +16,7 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.schemas import APIOperation, BaseSchema
 
 from tests.api.api_support import NOW, SECRET, bearer, record_spans, record_usage
-from usagemeter_api import ApiSettings, create_app, utc_now
+from usagemeter_api import ApiSettings, create_app
 from usagemeter_clickhouse import connect, migrate
 
 
@@ -28,8 +28,7 @@ def fuzzed_schema(chdb_url: str) -> Iterator[BaseSchema]:
     migrate(client)
     record_usage(client, [("alice", "chat_messages", NOW - timedelta(hours=hours), 1) for hours in range(30)])
     record_spans(client, [(NOW, {"user.id": "alice", "feature.key": "ai_content_generation", "model": "m"})])
-    app = create_app(ApiSettings(jwt_secret=SecretStr(SECRET)), lambda: connect(chdb_url, database))
-    app.dependency_overrides[utc_now] = lambda: NOW
+    app = create_app(ApiSettings(jwt_secret=SecretStr(SECRET)), lambda: connect(chdb_url, database), clock=lambda: NOW)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     client.command(f"DROP DATABASE IF EXISTS `{database}`")
     client.close()

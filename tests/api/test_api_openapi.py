@@ -42,3 +42,16 @@ def _models():
 def test_examples_are_valid_instances_of_their_model(model):
     for example in model.model_json_schema().get("examples", []):
         model.model_validate(example)
+
+
+def test_every_operation_but_liveness_declares_the_bearer_scheme(shared_api):
+    document = shared_api.get("/openapi.json").json()
+    assert list(document["components"]["securitySchemes"]) == ["HTTPBearer"]
+    unsecured = [
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        if path.startswith("/api/v1/") and path != "/api/v1/health"
+        for method, operation in operations.items()
+        if operation.get("security") != [{"HTTPBearer": []}]
+    ]
+    assert unsecured == []

@@ -6,11 +6,13 @@ key accepts only its own algorithm, fixed server-side, so a token cannot choose 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+
+from usagemeter_api._token_cache import VerifiedTokens
 
 __all__ = [
     "ALGORITHM",
@@ -62,12 +64,27 @@ class TokenVerifier:
     audience: str | None = None
     issuer: str | None = None
     jwks: jwt.PyJWKClient | None = None
+    #: Tokens already verified, reused until their ``exp`` without checking the signature again.
+    verified: VerifiedTokens[Principal] = field(default_factory=VerifiedTokens, compare=False, repr=False)
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of ``token`` if it was verified before and has not expired since, else None."""
+        return self.verified.get(token)
 
     def verify(self, token: str) -> Principal:
         """Return the token's principal, or raise AuthError saying why it is refused.
 
         Raises AuthUnavailable when the JWKS cannot be fetched to check an RS256 token.
+        A verified token is remembered until its ``exp``, so repeating it costs a lookup.
         """
+        principal = self.verified.get(token)
+        if principal is not None:
+            return principal
+        principal, expires_at = self._check(token)
+        self.verified.put(token, principal, expires_at)
+        return principal
+
+    def _check(self, token: str) -> tuple[Principal, float]:
         try:
             key, algorithm = self._key_for(token)
             claims = jwt.decode(
@@ -85,7 +102,7 @@ class TokenVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise AuthError("invalid token: 'sub' must be a non-empty user id")
-        return Principal(user_id=subject, admin=claims.get("role") == ADMIN_ROLE)
+        return Principal(user_id=subject, admin=claims.get("role") == ADMIN_ROLE), float(claims["exp"])
 
     def _key_for(self, token: str) -> tuple[Any, str]:
         algorithm = jwt.get_unverified_header(token).get("alg")

@@ -45,6 +45,12 @@ class ApiSettings(BaseSettings):
     quota_cache_seconds: float = Field(
         default=0.5, ge=0, le=60, description="How long the quota check reuses a period usage total (0 disables)."
     )
+    dashboard_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long dashboards reuse conversions, worker status and system health (0 reads them each time).",
+    )
     quota_live_usage: bool = Field(
         default=True,
         description="Answer quotas from an in-memory view of the current periods kept current from ClickHouse.",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPBearer
 
 from usagemeter_api.auth import AuthError, AuthUnavailable, Principal, TokenVerifier
 from usagemeter_api.plan_store import PlanStore
@@ -16,11 +17,26 @@ from usagemeter_api.plans import PlanCatalog
 from usagemeter_api.pool import ClientPool
 from usagemeter_clickhouse import Client
 
-__all__ = ["Admin", "ClickHouse", "Clock", "CurrentUser", "Plans", "Store", "TargetUser", "utc_now"]
+__all__ = [
+    "BEARER_SECURITY",
+    "Admin",
+    "ClickHouse",
+    "Clock",
+    "CurrentUser",
+    "OtherUserId",
+    "Plans",
+    "Store",
+    "TargetUser",
+    "authenticate",
+    "plan_catalog",
+    "request_time",
+    "system_clock",
+    "utc_now",
+    "whose_data",
+]
 
 logger = logging.getLogger(__name__)
 
-_bearer = HTTPBearer(auto_error=False, description="A JWT minted with `usagemeter token`.")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -28,15 +44,31 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers=_CHALLENGE)
 
 
-def current_principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
+class _BearerPrincipal(HTTPBearer):
+    """The bearer scheme (as documented in the OpenAPI) resolved straight to the verified caller.
+
+    One dependency rather than a scheme and a verifier on top of it: every request pays
+    for each dependency resolved, and this one is on every authenticated request.
+    """
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        return await authenticate(request)
+
+
+async def authenticate(request: Request) -> Principal:
     """The caller named by the request's bearer token; 401 when it is missing or refused."""
-    if credentials is None or not credentials.credentials:
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise _unauthorized("missing bearer token: send 'Authorization: Bearer <JWT>'")
     verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier.cached(token) or await _verified(verifier, token)
+
+
+async def _verified(verifier: TokenVerifier, token: str) -> Principal:
     try:
-        return verifier.verify(credentials.credentials)
+        # A first sight may fetch signing keys over the network, so it runs off the event loop.
+        return await run_in_threadpool(verifier.verify, token)
     except AuthError as exc:
         raise _unauthorized(str(exc)) from exc
     except AuthUnavailable as exc:
@@ -48,16 +80,25 @@ def current_principal(
         ) from exc
 
 
+#: The caller named by the request's bearer token; 401 when it is missing or refused.
+current_principal = _BearerPrincipal(
+    auto_error=False, scheme_name="HTTPBearer", description="A JWT minted with `usagemeter token`."
+)
+
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
+#: The OpenAPI security requirement of an operation that calls :func:`authenticate` itself.
+BEARER_SECURITY: dict[str, object] = {"security": [{"HTTPBearer": []}]}
 
-def target_user(
-    principal: CurrentUser,
-    user_id: Annotated[
-        str | None,
-        Query(min_length=1, max_length=256, description="Another user's id (admins only); the caller by default."),
-    ] = None,
-) -> str:
+
+#: The ``user_id`` query parameter: whose data to read.
+OtherUserId = Annotated[
+    str | None,
+    Query(min_length=1, max_length=256, description="Another user's id (admins only); the caller by default."),
+]
+
+
+def whose_data(principal: Principal, user_id: str | None) -> str:
     """The user whose data the request reads; 403 when a non-admin asks for someone else."""
     if user_id is None or user_id == principal.user_id:
         return principal.user_id
@@ -66,12 +107,28 @@ def target_user(
     return user_id
 
 
+async def target_user(principal: CurrentUser, user_id: OtherUserId = None) -> str:
+    """The user whose data the request reads (``user_id`` for admins, else the caller)."""
+    return whose_data(principal, user_id)
+
+
 TargetUser = Annotated[str, Depends(target_user)]
 
 
-def utc_now() -> datetime:
-    """The current time in UTC (overridable, so periods can be tested at any moment)."""
+def system_clock() -> datetime:
+    """The current time in UTC."""
     return datetime.now(UTC)
+
+
+def request_time(request: Request) -> datetime:
+    """The app's clock (``create_app(clock=...)``, so periods can be tested at any moment) read now."""
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+async def utc_now(request: Request) -> datetime:
+    """The current time in UTC by the app's clock."""
+    return request_time(request)
 
 
 Clock = Annotated[datetime, Depends(utc_now)]
@@ -87,7 +144,7 @@ def clickhouse_client(request: Request) -> Iterator[Client]:
 ClickHouse = Annotated[Client, Depends(clickhouse_client)]
 
 
-def plan_store(request: Request) -> PlanStore:
+async def plan_store(request: Request) -> PlanStore:
     """The app's plans and assignments in ClickHouse."""
     store: PlanStore = request.app.state.plan_store
     return store
@@ -96,15 +153,25 @@ def plan_store(request: Request) -> PlanStore:
 Store = Annotated[PlanStore, Depends(plan_store)]
 
 
-def plan_catalog(store: Store, client: ClickHouse) -> PlanCatalog:
-    """The current plans and assignments (cached for about a second)."""
-    return store.catalog(client)
+async def plan_catalog(request: Request) -> PlanCatalog:
+    """The current plans and assignments: the store's snapshot, revalidated off the event loop when stale."""
+    store: PlanStore = request.app.state.plan_store
+    snapshot = store.snapshot()
+    if snapshot is not None:
+        return snapshot
+    pool: ClientPool = request.app.state.clickhouse_pool
+    return await run_in_threadpool(_revalidated_catalog, store, pool)
+
+
+def _revalidated_catalog(store: PlanStore, pool: ClientPool) -> PlanCatalog:
+    with pool.client() as client:
+        return store.catalog(client)
 
 
 Plans = Annotated[PlanCatalog, Depends(plan_catalog)]
 
 
-def require_admin(principal: CurrentUser) -> Principal:
+async def require_admin(principal: CurrentUser) -> Principal:
     """The caller, who must be an admin; 403 otherwise."""
     if not principal.admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this endpoint needs a token with role admin")

@@ -29,6 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
+
+from usagemeter_api._pair_totals import PairTotals, pair_key
 from usagemeter_api.periods import Window, period_window
 from usagemeter_clickhouse import Client, tables
 
@@ -66,7 +70,6 @@ WHERE IngestMinute >= {{watermark:DateTime('UTC')}} AND Day >= {{hold_start:Date
 GROUP BY Settled, UserId, FeatureKey
 """
 
-Totals = dict[tuple[str, str], list[float]]
 _KINDS = ("month", "week", "day")
 
 
@@ -77,8 +80,8 @@ class _State:
     today: date
     windows: tuple[Window, Window, Window]
     watermark: datetime
-    base: Totals
-    recent: Totals = field(default_factory=dict)
+    base: PairTotals
+    recent: PairTotals = field(default_factory=PairTotals)
 
 
 class LiveUsage:
@@ -145,7 +148,7 @@ class LiveUsage:
         except ValueError:
             return None
         with self._lock:
-            return {key: _total(state, (user_id, key), index) for key in feature_keys}
+            return {key: _total(state, pair_key(user_id, key), index) for key in feature_keys}
 
     def _run(self) -> None:
         client = self._client_factory()
@@ -174,19 +177,21 @@ class LiveUsage:
 
     def _refresh(self, client: Client, state: _State, now: datetime) -> None:
         settled = _minute(now - _SETTLE)
-        frozen: Totals = {}
-        recent: Totals = {}
         parameters = {
             **_window_parameters(state.today, state.windows),
             "watermark": _naive(state.watermark),
             "settled": _naive(settled),
         }
-        for is_settled, user_id, feature_key, *sums in client.query(_INGEST_SQL, parameters=parameters).result_rows:
-            target = frozen if is_settled else recent
-            _add(target, (str(user_id), str(feature_key)), [float(value) for value in sums])
+        columns = client.query(_INGEST_SQL, parameters=parameters).result_columns
+        is_settled = np.asarray(columns[0] if columns else [], dtype=bool)
+        keys, sums = _pairs(columns[1:])
+        frozen_keys = [key for key, done in zip(keys, is_settled, strict=True) if done]
+        recent_keys = [key for key, done in zip(keys, is_settled, strict=True) if not done]
+        # Rows for new pairs are added outside the lock: until the fold below they hold zero.
+        frozen_rows = state.base.rows_for(frozen_keys)
+        recent = PairTotals.of(recent_keys, sums[~is_settled])
         with self._lock:
-            for key, sums in frozen.items():
-                _add(state.base, key, sums)
+            state.base.add_rows(frozen_rows, sums[is_settled])
             state.recent = recent
             state.watermark = max(state.watermark, settled)
 
@@ -198,10 +203,17 @@ def _load(client: Client, now: datetime) -> _State:
     # lacks nothing of it, and every minute from it on is read from the ingest rollup.
     watermark = _minute(now - _SETTLE)
     parameters = {**_window_parameters(today, windows), "watermark": _naive(watermark)}
-    base: Totals = {}
-    for user_id, feature_key, *sums in client.query(_BASE_SQL, parameters=parameters).result_rows:
-        base[(str(user_id), str(feature_key))] = [float(value) for value in sums]
-    return _State(today=today, windows=windows, watermark=watermark, base=base)
+    keys, sums = _pairs(client.query(_BASE_SQL, parameters=parameters).result_columns)
+    return _State(today=today, windows=windows, watermark=watermark, base=PairTotals.of(keys, sums))
+
+
+def _pairs(columns: Sequence[Sequence[object]]) -> tuple[list[str], npt.NDArray[np.float64]]:
+    """Pair keys and their (month, week, day) sums from result columns user, feature, sums..."""
+    if not columns or not columns[0]:
+        return [], np.zeros((0, len(_KINDS)))
+    users, features, *sums = columns
+    keys = [pair_key(str(user), str(feature)) for user, feature in zip(users, features, strict=True)]
+    return keys, np.column_stack([np.asarray(column, dtype=np.float64) for column in sums])
 
 
 def _window_parameters(today: date, windows: tuple[Window, Window, Window]) -> dict[str, object]:
@@ -212,19 +224,8 @@ def _window_parameters(today: date, windows: tuple[Window, Window, Window]) -> d
     return parameters
 
 
-def _total(state: _State, key: tuple[str, str], index: int) -> float:
-    base = state.base.get(key)
-    recent = state.recent.get(key)
-    return (base[index] if base else 0.0) + (recent[index] if recent else 0.0)
-
-
-def _add(totals: Totals, key: tuple[str, str], sums: list[float]) -> None:
-    current = totals.get(key)
-    if current is None:
-        totals[key] = list(sums)
-    else:
-        for index, value in enumerate(sums):
-            current[index] += value
+def _total(state: _State, key: str, period: int) -> float:
+    return state.base.total(key, period) + state.recent.total(key, period)
 
 
 def _server_now(client: Client) -> datetime:

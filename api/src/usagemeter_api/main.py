@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import FastAPI, Request, status
@@ -12,11 +13,13 @@ from fastapi.responses import JSONResponse
 
 from usagemeter_api.auth import TokenVerifier, jwks_client
 from usagemeter_api.config import ApiSettings
+from usagemeter_api.deps import system_clock
 from usagemeter_api.live_usage import LiveUsage
 from usagemeter_api.plan_store import PlanStore
 from usagemeter_api.plans import load_plans
 from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
 from usagemeter_api.routers import admin, analytics, health, operations, quotas
+from usagemeter_api.system_view import SystemViews
 from usagemeter_api.usage_cache import UsageCache
 from usagemeter_api.web import router as web_router
 from usagemeter_clickhouse import Client
@@ -29,18 +32,24 @@ _RETRY_AFTER_SECONDS = "5"
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> FastAPI:
+def create_app(
+    settings: ApiSettings, client_factory: Callable[[], Client], *, clock: Callable[[], datetime] = system_clock
+) -> FastAPI:
     """Build the API; ``client_factory`` opens a ClickHouse client on the usagemeter database.
 
+    ``clock`` tells the current UTC time (periods and ages are computed from it).
     The plans file is read here, so a bad one fails before the server starts.
     """
     pool = ClientPool(client_factory, size=settings.clickhouse_pool_size)
     live = _live_usage(settings, client_factory)
+    store = PlanStore(load_plans(settings.plans_file), ttl_seconds=settings.plans_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool.reopen()
+        store.start(client_factory)
         yield
+        store.close()
         if live is not None:
             live.close()
         pool.close()
@@ -51,11 +60,13 @@ def create_app(settings: ApiSettings, client_factory: Callable[[], Client]) -> F
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.plan_store = PlanStore(load_plans(settings.plans_file), ttl_seconds=settings.plans_cache_seconds)
+    app.state.plan_store = store
     app.state.settings = settings
+    app.state.clock = clock
     app.state.usage_cache = UsageCache(settings.quota_cache_seconds)
     app.state.live_usage = live
     app.state.clickhouse_pool = pool
+    app.state.system_views = SystemViews(pool, settings.dashboard_cache_seconds)
     app.state.token_verifier = _token_verifier(settings)
     for router in (quotas.router, analytics.router, operations.router, health.router, admin.router):
         app.include_router(router, prefix=API_PREFIX)

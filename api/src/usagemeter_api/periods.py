@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 
 __all__ = ["Window", "day_start", "period_window", "to_utc"]
@@ -37,7 +38,12 @@ def day_start(day: date) -> datetime:
 
 def period_window(kind: Literal["day", "week", "month"], now: datetime) -> Window:
     """The period of ``kind`` that contains ``now``: the UTC day, ISO week (Monday first) or calendar month."""
-    today = to_utc(now).date()
+    return _period_of_day(kind, to_utc(now).date())
+
+
+@lru_cache(maxsize=64)
+def _period_of_day(kind: Literal["day", "week", "month"], today: date) -> Window:
+    # Every quota check asks for the period of the same few days.
     if kind == "day":
         return Window(day_start(today), day_start(today + timedelta(days=1)))
     if kind == "week":

@@ -1,9 +1,10 @@
 """Plans and assignments kept in ClickHouse, seeded from the plans file on a fresh install.
 
 Each change inserts a row with a newer ``Version``; readers take the newest row
-per key. The catalog is cached per process and revalidated at most every
-``ttl_seconds`` by comparing the tables' newest versions, so a change made by
-any process takes effect within that time, and at once in the process that made it.
+per key. The catalog is cached per process and revalidated by comparing the tables'
+newest versions, so a change made by any process takes effect within ``ttl_seconds``,
+and at once in the process that made it. A started store revalidates in a background
+thread twice per ``ttl_seconds``, so requests read its snapshot without waiting for ClickHouse.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from usagemeter_api.plans import Plan, PlanCatalog
@@ -56,6 +58,47 @@ class PlanStore:
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self) -> PlanCatalog | None:
+        """The cached catalog if it was revalidated within ``ttl_seconds``, else None (call :meth:`catalog`)."""
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - snapshot.checked_at < self._ttl:
+            return snapshot.catalog
+        return None
+
+    def start(self, client_factory: Callable[[], Client]) -> None:
+        """Keep the snapshot revalidated in a background thread (with a positive ``ttl_seconds``)."""
+        if self._ttl <= 0 or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._keep_fresh, args=(client_factory,), name="usagemeter-plan-store", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the background revalidation."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=30)
+
+    def _keep_fresh(self, client_factory: Callable[[], Client]) -> None:
+        client: Client | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    client = client or client_factory()
+                    with self._lock:
+                        self._refresh(client)
+                except Exception:
+                    logger.exception("revalidating the plan catalog failed; retrying")
+                self._stop.wait(self._ttl / 2)
+        finally:
+            if client is not None:
+                client.close()
 
     def catalog(self, client: Client) -> PlanCatalog:
         """The current plans, default plan and assignments."""
@@ -102,7 +145,8 @@ class PlanStore:
         if plan_id not in current.plans:
             raise UnknownPlan(_unknown(plan_id, current))
         client.insert(tables.PLAN_ASSIGNMENTS, [[user_id, plan_id, time.time_ns()]], column_names=_ASSIGNMENT_COLUMNS)
-        self.invalidate()
+        # Revalidated under the lock, so a background revalidation that read before the insert cannot win.
+        self._fresh(client)
 
     def _write_plan(self, client: Client, current: PlanCatalog, plan_id: str, plan: Plan, default: bool) -> PlanCatalog:
         version = time.time_ns()
@@ -111,7 +155,6 @@ class PlanStore:
         if default and previous != plan_id:
             rows.append(_plan_row(previous, current.plans[previous], False, version))
         client.insert(tables.PLANS, rows, column_names=_PLAN_COLUMNS)
-        self.invalidate()
         return self._fresh(client)
 
     def _fresh(self, client: Client) -> PlanCatalog:

@@ -2,29 +2,56 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from usagemeter_api.periods import Window
 from usagemeter_api.schemas import QuotaItem
 from usagemeter_api.usage import as_number
 
-__all__ = ["evaluate_quota"]
+__all__ = ["QuotaFigures", "evaluate_quota", "quota_figures"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaFigures:
+    """``used`` uses against a limit: what remains and whether it is near, over or still open."""
+
+    used: int | float
+    remaining: int | float | None
+    percent_used: float | None
+    near_limit: bool
+    exceeded: bool
+    has_access: bool
+
+
+def quota_figures(used: float, limit: int | None, near_limit_ratio: float) -> QuotaFigures:
+    """The figures of ``used`` uses against ``limit`` (None = unlimited)."""
+    if limit is None:
+        return QuotaFigures(as_number(used), None, None, near_limit=False, exceeded=False, has_access=True)
+    return QuotaFigures(
+        used=as_number(used),
+        remaining=as_number(max(limit - used, 0.0)),
+        percent_used=_percent(used, limit),
+        near_limit=_near(used, limit, near_limit_ratio),
+        exceeded=used > limit,
+        has_access=used < limit,
+    )
 
 
 def evaluate_quota(
     feature_key: str, used: float, limit: int | None, near_limit_ratio: float, window: Window
 ) -> QuotaItem:
     """The quota of one feature: ``used`` uses against ``limit`` (None = unlimited) over ``window``."""
-    unlimited = limit is None
+    figures = quota_figures(used, limit, near_limit_ratio)
     return QuotaItem(
         feature_key=feature_key,
-        used=as_number(used),
+        used=figures.used,
         limit=limit,
-        remaining=None if limit is None else as_number(max(limit - used, 0.0)),
-        percent_used=None if limit is None else _percent(used, limit),
-        near_limit=not unlimited and _near(used, limit, near_limit_ratio),
-        exceeded=not unlimited and used > (limit or 0),
-        has_access=unlimited or used < (limit or 0),
+        remaining=figures.remaining,
+        percent_used=figures.percent_used,
+        near_limit=figures.near_limit,
+        exceeded=figures.exceeded,
+        has_access=figures.has_access,
         period_start=window.start,
         period_end=window.end,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
@@ -9,12 +10,13 @@ from fastapi import APIRouter, Depends, Request, status
 from usagemeter_api.config import ApiSettings
 from usagemeter_api.deps import ClickHouse, Clock, CurrentUser, Plans, TargetUser
 from usagemeter_api.errors import error_responses
-from usagemeter_api.operations import HealthThresholds, collector_reports, conversions, health_details, newest_point
+from usagemeter_api.operations import HealthThresholds, collector_reports, health_details, newest_point
 from usagemeter_api.ops_schemas import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
+from usagemeter_api.period_usage import Live, period_used
 from usagemeter_api.periods import period_window
 from usagemeter_api.quota import evaluate_quota
 from usagemeter_api.schemas import PlanSummary
-from usagemeter_api.usage import usage_totals
+from usagemeter_api.system_view import SystemViews
 from usagemeter_api.workers import worker_report
 
 router = APIRouter(tags=["operations"])
@@ -71,19 +73,26 @@ def detailed_health(
     responses=error_responses(_AUTH | {status.HTTP_403_FORBIDDEN: "A non-admin asked for another user's data."}),
     tags=["analytics"],
 )
-def dashboard_metrics(
+async def dashboard_metrics(
+    request: Request,
     user_id: TargetUser,
     plans: Plans,
-    client: ClickHouse,
     now: Clock,
     thresholds: Thresholds,
     limits: HealthLimits,
+    live: Live,
 ) -> DashboardMetrics:
-    """Conversions, worker status, the user's feature usage against quotas, their plan and system health."""
+    """Conversions, worker status, the user's feature usage against quotas, their plan and system health.
+
+    Conversions, workers and health are shared by every user's dashboard and may be up to
+    ``dashboard_cache_seconds`` old; the user's quotas are current.
+    """
     plan_id, plan = plans.plan_for(user_id)
     window = period_window(plan.period, now)
-    used = usage_totals(client, user_id, list(plan.limits), window)
-    report = worker_report(client, now, thresholds)
+    views: SystemViews = request.app.state.system_views
+    used, system = await asyncio.gather(
+        period_used(request, live, user_id, list(plan.limits), window), views.current(now, thresholds, limits)
+    )
     return DashboardMetrics(
         user_id=user_id,
         plan=PlanSummary(id=plan_id, name=plan.name, period=plan.period, near_limit_ratio=plan.near_limit_ratio),
@@ -93,7 +102,7 @@ def dashboard_metrics(
             evaluate_quota(key, used.get(key, 0.0), limit, plan.near_limit_ratio, window)
             for key, limit in plan.limits.items()
         ],
-        conversions=conversions(client, now),
-        workers=report,
-        health=health_details(newest_point(client, now), now, limits, report, collector_reports(client, now)),
+        conversions=system.conversions,
+        workers=system.workers,
+        health=system.health,
     )
