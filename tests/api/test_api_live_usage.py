@@ -25,6 +25,16 @@ def _server_now(client: Client) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _clear_of_a_month_change(client: Client, span: timedelta) -> datetime:
+    """The server's time once the next ``span`` stays within one month (waiting out a month change)."""
+    now = _server_now(client)
+    month_end = period_window("month", now).end
+    if now + span >= month_end:
+        time.sleep((month_end - now).total_seconds() + 1)
+        now = _server_now(client)
+    return now
+
+
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + _DEADLINE_SECONDS
     while not condition():
@@ -105,7 +115,7 @@ def test_settled_minutes_fold_into_the_base_once(
     shifted_live: tuple[LiveUsage, list[timedelta]], clickhouse: Client
 ) -> None:
     live, offset = shifted_live
-    now = _server_now(clickhouse)
+    now = _clear_of_a_month_change(clickhouse, timedelta(minutes=4))
     window = period_window("month", now)
     record_usage(clickhouse, _period_points("carol", now))
     _wait_for(lambda: _live_used(live, "carol", window) == 8, "the live view to count the new points")
