@@ -27,10 +27,10 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 from _common import free_port, wait_ready
+from _load import CONNECTIONS, closed_loop, open_loop, percentile
 
 USERS = 100_000
 FEATURES = 10
@@ -43,14 +43,10 @@ BARE_PATH = "/bare"
 #: The dataset's floor whatever the load budget (about 50 M usage points in all), so runs compare.
 _MIN_DAYS = 43
 _MIN_RAW_POINTS = 2_000_000
-#: Keep-alive connections of the open-loop client; each carries one request at a time.
-_CONNECTIONS = 96
 #: Dashboard requests per second: a refresh of its shared part (every 2 s) falls on about 1 in 40.
 _DASHBOARD_RPS = 20
 #: Alternating wrk runs per endpoint for the throughput comparison.
 _THROUGHPUT_ROUNDS = 3
-#: Seconds a request may wait for its answer before it counts as failed.
-_REQUEST_TIMEOUT = 30
 #: uvicorn settings of both servers: what `uvicorn[standard]` deploys.
 _UVICORN = {"host": "127.0.0.1", "log_level": "warning", "access_log": False, "loop": "uvloop", "http": "httptools"}
 #: Frames the profile summary reports (request handling, serialisation, the view and the engine).
@@ -246,110 +242,6 @@ def _token(user: str, admin: bool) -> str:
     return mint_token(SECRET, user, admin=admin, ttl_seconds=3600)
 
 
-def open_loop(
-    base: str, paths: list[str], rate: float, seconds: float, token: str
-) -> tuple[list[float], dict[str, int]]:
-    """Latencies (ms) at ``rate`` requests/s for ``seconds``, measured by the lean client in its own process."""
-    spec = {"base": base, "paths": paths, "rate": rate, "seconds": seconds, "token": token}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(spec, handle)
-    try:
-        output = subprocess.run(
-            [sys.executable, __file__, "_client", handle.name], check=True, capture_output=True, text=True
-        ).stdout
-    finally:
-        os.unlink(handle.name)
-    result = json.loads(output.splitlines()[-1])
-    return result["latencies"], result["failures"]
-
-
-def _encoded_requests(base: str, paths: list[str], token: str) -> list[bytes]:
-    host = base.removeprefix("http://")
-    return [f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n".encode() for path in paths]
-
-
-async def lean_open_loop(spec: dict[str, Any]) -> dict[str, Any]:
-    """Send pre-encoded GETs on a fixed schedule over ``_CONNECTIONS`` keep-alive connections.
-
-    Each request is timed from its scheduled send time, so waiting for a free connection
-    (queueing in the client because the server is slow) counts in its latency; a request
-    unanswered ``_REQUEST_TIMEOUT`` s after its schedule counts as failed.
-    """
-    requests = _encoded_requests(spec["base"], spec["paths"], spec["token"])
-    host, port = spec["base"].removeprefix("http://").split(":")
-    rate, total = float(spec["rate"]), int(spec["rate"] * spec["seconds"])
-    due: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
-    latencies: list[float] = []
-    failures: dict[str, int] = {}
-    connections = [await asyncio.open_connection(host, int(port)) for _ in range(_CONNECTIONS)]
-
-    async def sender(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (item := await due.get()) is not None:
-            scheduled, request = item
-            writer.write(request)
-            status, body = await _response(reader)
-            if status != 200:
-                reason = f"HTTP {status}: {body[:80]!r}"
-                failures[reason] = failures.get(reason, 0) + 1
-            else:
-                latencies.append((time.perf_counter() - scheduled) * 1000)
-
-    senders = [asyncio.create_task(sender(reader, writer)) for reader, writer in connections]
-    start = time.perf_counter() + 0.05
-    sent = 0
-    while sent < total:
-        now = time.perf_counter()
-        # Everything due by now goes out together, so a late wake-up does not shift the schedule.
-        while sent < total and start + sent / rate <= now:
-            due.put_nowait((start + sent / rate, requests[sent % len(requests)]))
-            sent += 1
-        if sent < total:
-            await asyncio.sleep(max(0.0, start + sent / rate - time.perf_counter()))
-    for _ in senders:
-        due.put_nowait(None)
-    _, pending = await asyncio.wait(senders, timeout=_REQUEST_TIMEOUT)
-    for task in pending:
-        task.cancel()
-    unanswered = total - len(latencies) - sum(failures.values())
-    if unanswered:
-        failures["timed out"] = unanswered
-    for _, writer in connections:
-        writer.close()
-    return {"latencies": latencies, "failures": failures}
-
-
-async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    body = await reader.readexactly(length) if length else b""
-    return int(lines[0].split()[1]), body
-
-
-def _run_client(spec_path: str) -> None:
-    import uvloop
-
-    spec = json.loads(Path(spec_path).read_text())
-    result = uvloop.run(lean_open_loop(spec))
-    print(json.dumps(result), flush=True)
-
-
-async def closed_loop(base: str, paths: list[str], token: str) -> list[float]:
-    """Latencies (ms) of ``paths`` requested one after another."""
-    latencies = []
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-        for path in paths:
-            started = time.perf_counter()
-            response = await client.get(path)
-            response.raise_for_status()
-            latencies.append((time.perf_counter() - started) * 1000)
-    return latencies
-
-
 def wrk(base: str, path: str, token: str, seconds: int, connections: int = 32) -> float:
     """Requests per second ``wrk`` sustains against ``path`` ("quota" = random quota checks)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -361,12 +253,6 @@ def wrk(base: str, path: str, token: str, seconds: int, connections: int = 32) -
         raise RuntimeError(f"wrk saw errors:\n{output}")
     line = next(line for line in output.splitlines() if line.startswith("Requests/sec:"))
     return float(line.split()[1])
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The ``share`` quantile (0..1) of ``values``."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def quota_paths(count: int, seed: int) -> list[str]:
@@ -542,7 +428,7 @@ def _report(
         " re-reads it.",
         "",
         "Latency at an offered rate (open loop: timed from each request's scheduled send, so queueing counts;"
-        f" a lean client in its own process: pre-encoded HTTP/1.1 GETs on {_CONNECTIONS} raw keep-alive"
+        f" a lean client in its own process: pre-encoded HTTP/1.1 GETs on {CONNECTIONS} raw keep-alive"
         " connections, one request in flight on each; a random user and feature per check out of a million"
         " pairs; failed = unanswered 30 s after its schedule or not 200; the health/details row is sequential"
         " httpx requests, timed from their send):",
@@ -613,9 +499,6 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
         serve(Path(sys.argv[2]), int(sys.argv[3]))
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "_client":
-        _run_client(sys.argv[2])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_bare":
         serve_bare(int(sys.argv[2]))
