@@ -93,25 +93,17 @@ class Recorder:
             self.headers.append(headers)
 
     def sum_points(self) -> Iterator[SumPoint]:
-        with self.lock:
-            requests = list(self.metrics)
-        for request in requests:
-            for resource_metrics in request.resource_metrics:
-                service = attributes(resource_metrics.resource.attributes).get("service.name")
-                for scope in resource_metrics.scope_metrics:
-                    for metric in scope.metrics:
-                        if metric.WhichOneof("data") != "sum":
-                            continue
-                        for point in metric.sum.data_points:
-                            value = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
-                            yield SumPoint(
-                                service,
-                                metric.name,
-                                metric.sum.aggregation_temporality,
-                                metric.sum.is_monotonic,
-                                value,
-                                attributes(point.attributes),
-                            )
+        for service, metric in self.metrics_of_kind("sum"):
+            for point in metric.sum.data_points:
+                value = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+                yield SumPoint(
+                    service,
+                    metric.name,
+                    metric.sum.aggregation_temporality,
+                    metric.sum.is_monotonic,
+                    value,
+                    attributes(point.attributes),
+                )
 
     def metrics_of_kind(self, kind: str) -> Iterator[tuple[str | None, Any]]:
         """(service.name, metric) of every received metric whose data is ``kind`` (gauge, histogram, …)."""

@@ -160,12 +160,7 @@ async def plan_catalog(request: Request) -> PlanCatalog:
     if snapshot is not None:
         return snapshot
     pool: ClientPool = request.app.state.clickhouse_pool
-    return await run_in_threadpool(_revalidated_catalog, store, pool)
-
-
-def _revalidated_catalog(store: PlanStore, pool: ClientPool) -> PlanCatalog:
-    with pool.client() as client:
-        return store.catalog(client)
+    return await pool.call(store.catalog)
 
 
 Plans = Annotated[PlanCatalog, Depends(plan_catalog)]

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from usagemeter_api.schemas import QUOTA_EXAMPLE, PlanSummary, QuotaItem
+from usagemeter_api.schemas import QUOTA_LIST_EXAMPLE, QuotaList
 
 __all__ = [
     "ConversionTotals",
@@ -170,18 +170,14 @@ class Conversions(ConversionTotals):
     by_name: dict[str, ConversionTotals]
 
 
-class DashboardMetrics(BaseModel):
-    """Everything the dashboard shows, in one call."""
+class DashboardMetrics(QuotaList):
+    """Everything the dashboard shows, in one call: the user's quotas and what every dashboard shares."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
-                    "user_id": "user-123",
-                    "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
-                    "period_start": "2026-11-01T00:00:00Z",
-                    "period_end": "2026-12-01T00:00:00Z",
-                    "quotas": [QUOTA_EXAMPLE],
+                    **QUOTA_LIST_EXAMPLE,
                     "conversions": {
                         "total": 310,
                         "this_month": 42,
@@ -197,11 +193,6 @@ class DashboardMetrics(BaseModel):
         }
     )
 
-    user_id: str
-    plan: PlanSummary
-    period_start: datetime
-    period_end: datetime
-    quotas: list[QuotaItem]
     conversions: Conversions
     workers: WorkersReport
     health: HealthDetails

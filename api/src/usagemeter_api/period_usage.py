@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 
 from usagemeter_api.live_usage import LiveUsage
 from usagemeter_api.periods import Window
@@ -36,9 +35,4 @@ async def period_used(
     if totals is not None:
         return totals
     pool: ClientPool = request.app.state.clickhouse_pool
-    return await run_in_threadpool(_read_totals, pool, user_id, feature_keys, window)
-
-
-def _read_totals(pool: ClientPool, user_id: str, feature_keys: list[str], window: Window) -> dict[str, float]:
-    with pool.client() as client:
-        return usage_totals(client, user_id, feature_keys, window)
+    return await pool.call(usage_totals, user_id, feature_keys, window)

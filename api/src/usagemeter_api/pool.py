@@ -15,12 +15,18 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Concatenate, ParamSpec, TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 from usagemeter_clickhouse import Client
 
 __all__ = ["ClickHouseUnavailable", "ClientPool"]
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class ClickHouseUnavailable(Exception):
@@ -49,6 +55,15 @@ class ClientPool:
             yield borrowed
         finally:
             self._give_back(borrowed)
+
+    async def call(self, read: Callable[Concatenate[Client, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``read(client, *args, **kwargs)`` on a borrowed client, in the server's thread pool (off the event loop)."""
+
+        def borrowing() -> T:
+            with self.client() as client:
+                return read(client, *args, **kwargs)
+
+        return await run_in_threadpool(borrowing)
 
     def _give_back(self, borrowed: Client) -> None:
         with self._lock:

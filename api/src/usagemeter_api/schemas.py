@@ -8,7 +8,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-__all__ = ["QUOTA_EXAMPLE", "FeatureQuota", "Health", "PlanSummary", "QuotaCheck", "QuotaItem", "QuotaList"]
+__all__ = [
+    "QUOTA_EXAMPLE",
+    "QUOTA_LIST_EXAMPLE",
+    "FeatureQuota",
+    "Health",
+    "PlanSummary",
+    "QuotaCheck",
+    "QuotaItem",
+    "QuotaList",
+]
 
 QUOTA_EXAMPLE: JsonDict = {
     "feature_key": "ai_content_generation",
@@ -61,22 +70,19 @@ class PlanSummary(BaseModel):
     near_limit_ratio: float
 
 
+QUOTA_LIST_EXAMPLE: JsonDict = {
+    "user_id": "user-123",
+    "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
+    "period_start": "2026-11-01T00:00:00Z",
+    "period_end": "2026-12-01T00:00:00Z",
+    "quotas": [QUOTA_EXAMPLE],
+}
+
+
 class QuotaList(BaseModel):
     """Every metered feature of a user's plan."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "user_id": "user-123",
-                    "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
-                    "period_start": "2026-11-01T00:00:00Z",
-                    "period_end": "2026-12-01T00:00:00Z",
-                    "quotas": [QUOTA_EXAMPLE],
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [QUOTA_LIST_EXAMPLE]})
 
     user_id: str
     plan: PlanSummary

@@ -1,6 +1,6 @@
 """The dashboard's user-independent part: conversions, worker status and system health.
 
-Its four reads run concurrently, each on a pooled client in the thread pool, and the
+Its four reads run concurrently, each on a pooled client in the thread pool (``ClientPool.call``), and the
 result is reused for ``ttl_seconds``: these figures move on the scale of heartbeats
 and minutes, and every dashboard of every user shares them.
 """
@@ -13,19 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
-
-from fastapi.concurrency import run_in_threadpool
 
 from usagemeter_api.operations import HealthThresholds, collector_reports, conversions, health_details, newest_point
 from usagemeter_api.ops_schemas import Conversions, HealthDetails, WorkersReport, WorkerThresholds
 from usagemeter_api.pool import ClientPool
 from usagemeter_api.workers import worker_report
-from usagemeter_clickhouse import Client
 
 __all__ = ["SystemView", "SystemViews"]
-
-T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -81,24 +75,18 @@ class SystemViews:
             await asyncio.wait([self._refreshing])
 
     async def _read(self, now: datetime, workers: WorkerThresholds, health: HealthThresholds) -> SystemView:
+        pool = self._pool
         report, converted, newest, collectors = await asyncio.gather(
-            self._on_client(lambda client: worker_report(client, now, workers)),
-            self._on_client(lambda client: conversions(client, now)),
-            self._on_client(lambda client: newest_point(client, now)),
-            self._on_client(lambda client: collector_reports(client, now)),
+            pool.call(worker_report, now, workers),
+            pool.call(conversions, now),
+            pool.call(newest_point, now),
+            pool.call(collector_reports, now),
         )
         return SystemView(
             conversions=converted,
             workers=report,
             health=health_details(newest, now, health, report, collectors),
         )
-
-    async def _on_client(self, read: Callable[[Client], T]) -> T:
-        return await run_in_threadpool(self._borrowing, read)
-
-    def _borrowing(self, read: Callable[[Client], T]) -> T:
-        with self._pool.client() as client:
-            return read(client)
 
 
 def _log_failure(task: asyncio.Task[SystemView]) -> None:

@@ -121,6 +121,8 @@ class Ingest:
 
     def _prepare_metrics(self, request: ExportMetricsServiceRequest, body: bytes | None, digest: bytes) -> Prepared:
         window = self._window()
+        # The receiver already parsed ``request`` in full, which vouches for the wire form of every
+        # part the lean pass skips; what the lean pass accepts is then spooled as it arrived.
         if self._protobuf_metrics and body is not None:
             points = valid_usage_points(body, window)
             if points is not None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
-from starlette.datastructures import State
 
 from usagemeter_api.deps import (
     BEARER_SECURITY,
@@ -22,7 +20,7 @@ from usagemeter_api.deps import (
 from usagemeter_api.errors import error_responses
 from usagemeter_api.live_usage import LiveUsage
 from usagemeter_api.period_usage import Live, period_used
-from usagemeter_api.periods import Window, period_window
+from usagemeter_api.periods import period_window
 from usagemeter_api.plans import Plan
 from usagemeter_api.pool import ClientPool
 from usagemeter_api.quota import evaluate_quota, quota_figures
@@ -67,7 +65,9 @@ async def check_quota(
     live: LiveUsage | None = state.live_usage
     totals = None if live is None else live.used(user_id, [feature_key], window)
     if totals is None:
-        used = await run_in_threadpool(_cached_used, state, user_id, feature_key, window)
+        pool: ClientPool = state.clickhouse_pool
+        cache: UsageCache = state.usage_cache
+        used = await pool.call(cache.used, user_id, feature_key, window)
     else:
         used = totals[feature_key]
     item = quota_figures(used, limit, plan.near_limit_ratio)
@@ -130,13 +130,6 @@ def _limit_of(plan_id: str, plan: Plan, feature_key: str) -> int | None:
             detail=f"plan {plan_id!r} does not meter feature {feature_key[:100]!r}; its features: {known}",
         )
     return plan.limits[feature_key]
-
-
-def _cached_used(state: State, user_id: str, feature_key: str, window: Window) -> float:
-    pool: ClientPool = state.clickhouse_pool
-    cache: UsageCache = state.usage_cache
-    with pool.client() as client:
-        return cache.used(client, user_id, feature_key, window)
 
 
 def _summary(plan_id: str, plan: Plan) -> PlanSummary:
