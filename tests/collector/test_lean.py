@@ -14,7 +14,7 @@ from tests.collector.conftest import T0, usage_point, usage_request
 from usagemeter_collector._cumulative import CumulativeToDelta
 from usagemeter_collector._decoded import TimeWindow
 from usagemeter_collector._fast import screen_metrics
-from usagemeter_collector._lean import valid_usage_points
+from usagemeter_collector._lean import _checked_point_by_point, valid_usage_points
 
 _WINDOW = TimeWindow.around_now(30, 86_400)
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -101,11 +101,15 @@ _EDITS: dict[str, Edit] = {
 }
 
 
+# 3 points are checked one by one; 100 points in bulk, where the edited point has a layout of its own.
+@pytest.mark.parametrize("size", [3, 100])
 @pytest.mark.parametrize("edit", _EDITS.values(), ids=_EDITS.keys())
-def test_the_lean_pass_vouches_only_for_what_the_full_checks_keep_whole(edit: Edit) -> None:
-    request = _request()
+def test_the_lean_pass_vouches_only_for_what_the_full_checks_keep_whole(edit: Edit, size: int) -> None:
+    request = _request(size)
     edit(request)
-    points = valid_usage_points(request.SerializeToString(), _WINDOW)
+    body = request.SerializeToString()
+    points = valid_usage_points(body, _WINDOW)
+    assert points == _checked_point_by_point(body, _WINDOW)
     if points is not None:
         assert _kept_whole(request)
         assert points == len(_points(request))

@@ -2,8 +2,10 @@
 
 Most requests hold only delta ``feature.usage`` sums whose points are all valid.
 Such a request is read a second time with message types of the collector's own
-that declare only what the checks look at (everything else stays unparsed), with
-the point attributes as a map from key to the raw ``AnyValue`` bytes. That costs
+that declare only what the checks look at (everything else stays unparsed). The
+points are first kept as raw bytes and checked in bulk (``_plain_points``); when
+the bulk check cannot tell, they are read as messages, with the attributes as a
+map from key to the raw ``AnyValue`` bytes, and checked one by one. Either costs
 a fraction of walking the full OTLP message point by point. Whatever this pass
 cannot vouch for (another metric, a cumulative sum, a refused point, a value that
 is not a non-empty plain string, exemplars, array or map attributes) is left to
@@ -13,6 +15,7 @@ the full checks, which decide exactly as before.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -21,8 +24,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from usagemeter_clickhouse import tables
 from usagemeter_collector._decoded import TimeWindow
+from usagemeter_collector._plain_points import all_plain_and_valid
 
-_PACKAGE = "usagemeter.lean"
 _F = descriptor_pb2.FieldDescriptorProto
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _USER, _FEATURE = tables.USER_ATTRIBUTE, tables.FEATURE_ATTRIBUTE
@@ -75,13 +78,19 @@ _MESSAGES: dict[str, list[_Field]] = {
 }
 
 
-def _add_fields(message: descriptor_pb2.DescriptorProto, fields: list[_Field]) -> None:
+#: The same types with each point left as its raw bytes, for the bulk check.
+_RAW_MESSAGES = _MESSAGES | {
+    "Sum": [("data_points", 1, _F.TYPE_BYTES, True, None, None), *_MESSAGES["Sum"][1:]],
+}
+
+
+def _add_fields(message: descriptor_pb2.DescriptorProto, package: str, fields: list[_Field]) -> None:
     oneofs: dict[str, int] = {}
     for name, number, kind, repeated, type_name, oneof in fields:
         label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
         field = message.field.add(name=name, number=number, type=kind, label=label)
         if type_name is not None:
-            field.type_name = f".{_PACKAGE}.{type_name}"
+            field.type_name = f".{package}.{type_name}"
         if oneof is not None:
             if oneof not in oneofs:
                 oneofs[oneof] = len(message.oneof_decl)
@@ -89,47 +98,78 @@ def _add_fields(message: descriptor_pb2.DescriptorProto, fields: list[_Field]) -
             field.oneof_index = oneofs[oneof]
 
 
-def _request_type() -> type[Message]:
-    """Build the lean message types in a descriptor pool of their own."""
-    file = descriptor_pb2.FileDescriptorProto(name="usagemeter_lean.proto", package=_PACKAGE, syntax="proto3")
-    for name, fields in _MESSAGES.items():
+def _request_type(package: str, messages: dict[str, list[_Field]]) -> type[Message]:
+    """Build lean message types in a descriptor pool of their own."""
+    file = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package, syntax="proto3")
+    for name, fields in messages.items():
         message = file.message_type.add(name=name)
-        _add_fields(message, fields)
+        _add_fields(message, package, fields)
         if name == "Point":
             # The wire form of map<string, bytes> is that of repeated KeyValue with the value left encoded.
             entry = message.nested_type.add(name="AttributesEntry")
-            _add_fields(entry, [("key", 1, _F.TYPE_STRING, False, None, None)])
-            _add_fields(entry, [("value", 2, _F.TYPE_BYTES, False, None, None)])
+            _add_fields(entry, package, [("key", 1, _F.TYPE_STRING, False, None, None)])
+            _add_fields(entry, package, [("value", 2, _F.TYPE_BYTES, False, None, None)])
             entry.options.map_entry = True
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.Request"))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.Request"))
 
 
-_Request = _request_type()
+_Request = _request_type("usagemeter.lean", _MESSAGES)
+_RawRequest = _request_type("usagemeter.lean_raw", _RAW_MESSAGES)
 
 
 def valid_usage_points(body: bytes, window: TimeWindow) -> int | None:
     """The number of points when ``body`` holds only valid delta ``feature.usage`` points with plain
     attributes (it is then stored as it is); None when the full checks must decide."""
-    request: Any = _Request()
+    request = _parsed(_RawRequest, body)
+    if request is None:
+        return None
+    total = 0
+    for points in _usage_sums(request):
+        if points is None:
+            return None
+        raw = list(points)
+        if not all_plain_and_valid(raw, window):
+            return _checked_point_by_point(body, window)
+        total += len(raw)
+    return total or None
+
+
+def _checked_point_by_point(body: bytes, window: TimeWindow) -> int | None:
+    """``valid_usage_points`` with every point read as a message and checked on its own."""
+    request = _parsed(_Request, body)
+    if request is None:
+        return None
+    total = 0
+    for points in _usage_sums(request):
+        if points is None or not _all_valid(points, window):
+            return None
+        total += len(points)
+    return total or None
+
+
+def _parsed(message_type: type[Message], body: bytes) -> Any:
+    request = message_type()
     try:
         request.ParseFromString(body)
     except DecodeError:
         return None
-    total = 0
+    return request
+
+
+def _usage_sums(request: Any) -> Iterator[Any]:
+    """The points of each metric, or None for a metric (or attributes) the lean pass cannot vouch for."""
     for resource_metrics in request.resource_metrics:
         if _nested(resource_metrics.resource.attributes):
-            return None
+            yield None
+            return
         for scope_metrics in resource_metrics.scope_metrics:
             if _nested(scope_metrics.scope.attributes):
-                return None
+                yield None
+                return
             for metric in scope_metrics.metrics:
-                points = _usage_points(metric)
-                if points is None or not _all_valid(points, window):
-                    return None
-                total += len(points)
-    return total or None
+                yield _usage_points(metric)
 
 
 def _nested(attributes: Any) -> bool:
