@@ -130,12 +130,19 @@ class Spool:
         with self._cond:
             return self.state.is_duplicate(digest)
 
-    def next_sealed(self, timeout: float) -> str | None:
-        """The oldest sealed segment not yet released, waiting up to ``timeout`` seconds for one."""
+    def sealed_after(self, name: str | None, timeout: float) -> str | None:
+        """The oldest sealed segment not yet released that is newer than ``name`` (any, for None),
+        waiting up to ``timeout`` seconds for one."""
         with self._cond:
-            if not self._sealed:
+            found = self._first_sealed_after(name)
+            if found is None:
                 self._cond.wait(timeout)
-            return self._sealed[0] if self._sealed else None
+                found = self._first_sealed_after(name)
+            return found
+
+    def _first_sealed_after(self, name: str | None) -> str | None:
+        # Names sort by creation time, and segments are sealed in that order.
+        return next((sealed for sealed in self._sealed if name is None or sealed > name), None)
 
     def segment_path(self, name: str) -> Path:
         return self._path(name)

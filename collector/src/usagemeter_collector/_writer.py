@@ -22,8 +22,9 @@ from clickhouse_connect.driver.exceptions import DataError
 
 from usagemeter_collector import _schema
 from usagemeter_collector._landing import KIND_ORDER, LANDING_TABLES, length_delimited
-from usagemeter_collector._records import MetricsRequest, decode_record
-from usagemeter_collector._segments import read_records, write_durably
+from usagemeter_collector._read_ahead import SegmentContents, SegmentReader
+from usagemeter_collector._records import MetricsRequest
+from usagemeter_collector._segments import write_durably
 from usagemeter_collector._spool import Spool
 from usagemeter_collector._telemetry import Telemetry
 
@@ -90,30 +91,35 @@ class SpoolWriter:
             self._ready.set_exception(exc)
             return
         self._ready.set_result(None)
+        reader = SegmentReader(self._spool)
+        reader.start()
         try:
-            backoff = self._initial_backoff
             while not self._stop.is_set():
-                name = self._spool.next_sealed(timeout=0.1)
-                if name is None:
-                    continue
-                if self._drain(client, name):
-                    backoff = self._initial_backoff
-                    continue
-                self._telemetry.insert_retries += 1
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                segment = reader.next(timeout=0.1)
+                if segment is not None:
+                    self._drain_until_stored(client, segment)
         finally:
+            reader.stop()
             client.close()
 
-    def _drain(self, client: Client, name: str) -> bool:
+    def _drain_until_stored(self, client: Client, segment: SegmentContents) -> None:
+        """Insert ``segment``, retrying with exponential backoff until it is stored or the writer stops."""
+        backoff = self._initial_backoff
+        while not self._drain(client, segment):
+            self._telemetry.insert_retries += 1
+            if self._stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, self._max_backoff)
+
+    def _drain(self, client: Client, segment: SegmentContents) -> bool:
         """Insert one segment and release it; False when ClickHouse failed and the segment must be retried."""
+        name = segment.name
         try:
-            columns, requests = _contents(self._spool, name)
             for table in _schema.INSERT_ORDER:
                 if table == _schema.METRICS_SUM:
-                    self._insert_requests(client, name, requests)
-                if table in columns:
-                    self._insert(client, name, table, columns[table])
+                    self._insert_requests(client, name, segment.requests)
+                if table in segment.columns:
+                    self._insert(client, name, table, segment.columns[table])
         except DataError as exc:
             logger.error("ClickHouse cannot store segment %s, moving it to %s: %s", name, QUARANTINE_DIR, exc)
             self._quarantine(name)
@@ -175,20 +181,3 @@ def _chunks(requests: list[MetricsRequest], max_bytes: int) -> list[list[Metrics
         chunks[-1].append(request)
         size += len(request.body)
     return chunks
-
-
-def _contents(spool: Spool, name: str) -> tuple[dict[str, list[list[Any]]], list[MetricsRequest]]:
-    """The rows of a segment, column by column per table, and its metrics requests, in record order."""
-    merged: dict[str, list[list[Any]]] = {}
-    requests: list[MetricsRequest] = []
-    for body in read_records(spool.segment_path(name)):
-        record = decode_record(body)
-        if record.request is not None:
-            requests.append(record.request)
-        for table, columns in record.columns.items():
-            if table not in merged:
-                merged[table] = [list(column) for column in columns]
-            else:
-                for into, column in zip(merged[table], columns, strict=True):
-                    into.extend(column)
-    return merged, requests
