@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from usagemeter import _secrets
+from usagemeter import _memory, _secrets
 
 logger = logging.getLogger("usagemeter")
 
@@ -197,6 +197,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``usagemeter`` command; returns the exit code."""
     args = _build_parser().parse_args(argv)
+    _memory.configure()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

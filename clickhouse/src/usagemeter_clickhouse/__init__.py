@@ -9,7 +9,7 @@ and never builds one itself.
 from __future__ import annotations
 
 from usagemeter_clickhouse import tables
-from usagemeter_clickhouse._client import Client, check_database_name, connect, embedded_url
+from usagemeter_clickhouse._client import Client, check_database_name, connect, embedded_url, release_freed_memory
 from usagemeter_clickhouse._errors import (
     DataDirectoryInUse,
     MigrationError,
@@ -38,5 +38,6 @@ __all__ = [
     "connect",
     "embedded_url",
     "migrate",
+    "release_freed_memory",
     "tables",
 ]

@@ -32,13 +32,17 @@ class SegmentContents(NamedTuple):
     name: str
     columns: dict[str, list[list[Any]]]
     requests: list[MetricsRequest]
+    #: The bytes of its records.
+    size: int
 
 
 def read_segment(spool: Spool, name: str) -> SegmentContents:
     """The contents of one sealed segment."""
     merged: dict[str, list[list[Any]]] = {}
     requests: list[MetricsRequest] = []
+    size = 0
     for body in read_records(spool.segment_path(name)):
+        size += len(body)
         record = decode_record(body)
         if record.request is not None:
             requests.append(record.request)
@@ -48,7 +52,7 @@ def read_segment(spool: Spool, name: str) -> SegmentContents:
             else:
                 for into, column in zip(merged[table], columns, strict=True):
                     into.extend(column)
-    return SegmentContents(name, merged, requests)
+    return SegmentContents(name, merged, requests, size)
 
 
 class SegmentReader:

@@ -36,16 +36,19 @@ def frame(body: bytes) -> bytes:
 
 def read_records(path: Path) -> Iterator[bytes]:
     """The intact records of a segment, stopping at a torn or corrupt tail."""
-    data = path.read_bytes()
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, checksum = _HEADER.unpack_from(data, offset)
-        body = data[offset + _HEADER.size : offset + _HEADER.size + length]
-        if len(body) != length or zlib.crc32(body) != checksum:
-            logger.warning("segment %s ends in a torn record at byte %d; the rest is ignored", path.name, offset)
-            return
-        yield body
-        offset += _HEADER.size + length
+    # Record by record: a whole 16 MiB segment in memory at once would only add to the peak.
+    with open(path, "rb") as segment:
+        size = os.fstat(segment.fileno()).st_size
+        offset = 0
+        while len(header := segment.read(_HEADER.size)) == _HEADER.size:
+            length, checksum = _HEADER.unpack(header)
+            # A torn header may claim any length; never read (or allocate) past the end of the file.
+            body = segment.read(length) if offset + _HEADER.size + length <= size else b""
+            if len(body) != length or zlib.crc32(body) != checksum:
+                logger.warning("segment %s ends in a torn record at byte %d; the rest is ignored", path.name, offset)
+                return
+            yield body
+            offset += _HEADER.size + length
 
 
 def fsync_dir(directory: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DataError
 
+from usagemeter_clickhouse import release_freed_memory
 from usagemeter_collector import _schema
 from usagemeter_collector._landing import KIND_ORDER, LANDING_TABLES, length_delimited
 from usagemeter_collector._read_ahead import SegmentContents, SegmentReader
@@ -39,6 +40,18 @@ INSERT_SETTINGS = {
     "materialize_skip_indexes_on_insert": 0,
     "optimize_on_insert": 0,
 }
+
+
+#: Inserts at least this large leave enough freed memory in the embedded engine to give back at once.
+RELEASE_MEMORY_AFTER_BYTES = 1024 * 1024
+
+
+def _release_memory(client: Client) -> None:
+    try:
+        release_freed_memory(client)
+    except Exception as exc:
+        # Only memory is at stake, never data; the next large insert tries again.
+        logger.warning("could not release the engine's freed memory: %s", exc)
 
 
 class SpoolWriter:
@@ -93,11 +106,18 @@ class SpoolWriter:
         self._ready.set_result(None)
         reader = SegmentReader(self._spool)
         reader.start()
+        memory_to_release = False
         try:
             while not self._stop.is_set():
                 segment = reader.next(timeout=0.1)
                 if segment is not None:
                     self._drain_until_stored(client, segment)
+                    memory_to_release |= segment.size >= RELEASE_MEMORY_AFTER_BYTES
+                elif memory_to_release:
+                    # Caught up: the memory is given back now, never between two inserts of a backlog,
+                    # where the next insert would only have to fault it in again.
+                    _release_memory(client)
+                    memory_to_release = False
         finally:
             reader.stop()
             client.close()
