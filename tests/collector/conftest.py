@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -107,6 +108,16 @@ def start_collector(
     for collector in started:
         _RUNNING.remove(collector)
         loop_thread.run(collector.stop())
+
+
+def post_metrics(port: int, request: ExportMetricsServiceRequest, timeout: float = 30) -> httpx.Response:
+    """POST ``request`` as protobuf to the OTLP/HTTP receiver on ``port``."""
+    return httpx.post(
+        f"http://127.0.0.1:{port}/v1/metrics",
+        content=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=timeout,
+    )
 
 
 def wait_drained(timeout: float = 30.0) -> None:

@@ -6,19 +6,10 @@ import threading
 
 import httpx
 
-from tests.collector.conftest import T0, count_rows, usage_by_user, usage_point, usage_request
+from tests.collector.conftest import T0, count_rows, post_metrics, usage_by_user, usage_point, usage_request
 from usagemeter_clickhouse import tables
 
 _LONG_DELAY = 600.0
-
-
-def _post(port: int, request, timeout: float = 30) -> httpx.Response:
-    return httpx.post(
-        f"http://127.0.0.1:{port}/v1/metrics",
-        content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-        timeout=timeout,
-    )
 
 
 def test_full_segment_of_rows_is_inserted_without_waiting_for_the_delay_in_chunks(start_collector, clickhouse):
@@ -26,7 +17,7 @@ def test_full_segment_of_rows_is_inserted_without_waiting_for_the_delay_in_chunk
         batch_max_rows=100, spool_segment_bytes=1024, batch_max_delay_seconds=_LONG_DELAY, protobuf_metrics=False
     )
     points = [usage_point(f"user-{i % 10}", 1.0, T0 + i) for i in range(250)]
-    response = _post(collector.http_port, usage_request(points))
+    response = post_metrics(collector.http_port, usage_request(points))
     assert response.status_code == 200
     assert count_rows(clickhouse, tables.METRICS_SUM) == 250
     assert usage_by_user(clickhouse) == {f"user-{i}": 25.0 for i in range(10)}
@@ -37,7 +28,7 @@ def test_full_segments_of_requests_are_inserted_without_waiting_for_the_delay(st
     collector = start_collector(spool_segment_bytes=1024, batch_max_delay_seconds=_LONG_DELAY)
     for number in range(3):
         points = [usage_point(f"user-{i % 10}", 1.0, T0 + number * 100 + i) for i in range(100)]
-        assert _post(collector.http_port, usage_request(points)).status_code == 200
+        assert post_metrics(collector.http_port, usage_request(points)).status_code == 200
     assert count_rows(clickhouse, tables.METRICS_SUM) == 300
     assert usage_by_user(clickhouse) == {f"user-{i}": 30.0 for i in range(10)}
     # Each request filled a segment of its own: one insert into the landing table per segment.
@@ -49,7 +40,7 @@ def test_stop_inserts_spooled_rows(start_collector, clickhouse, loop_thread):
     responses: list[httpx.Response] = []
 
     def send(user: str) -> None:
-        responses.append(_post(collector.http_port, usage_request([usage_point(user, 2.0, T0)])))
+        responses.append(post_metrics(collector.http_port, usage_request([usage_point(user, 2.0, T0)])))
 
     senders = [threading.Thread(target=send, args=(user,)) for user in ("alice", "bob")]
     for sender in senders:

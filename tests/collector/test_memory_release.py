@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.collector.conftest import T0, usage_point, usage_request, wait_drained, wait_for
+from tests.collector.conftest import T0, post_metrics, usage_point, usage_request, wait_drained, wait_for
 from usagemeter_collector import Collector, _writer
 
 
@@ -22,13 +21,7 @@ def releases(monkeypatch: pytest.MonkeyPatch) -> list[Client]:
 
 def _post(collector: Collector, points: int) -> None:
     request = usage_request([usage_point(f"user-{n % 97}", 1.0, T0 + n) for n in range(points)])
-    response = httpx.post(
-        f"http://127.0.0.1:{collector.http_port}/v1/metrics",
-        content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-        timeout=60,
-    )
-    assert response.status_code == 200
+    assert post_metrics(collector.http_port, request, timeout=60).status_code == 200
 
 
 def test_memory_is_released_once_after_a_large_insert(

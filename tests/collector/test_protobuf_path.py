@@ -20,7 +20,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     SummaryDataPoint,
 )
 
-from tests.collector.conftest import T0, LoopThread, wait_for
+from tests.collector.conftest import T0, LoopThread, post_metrics, wait_for
 from usagemeter_clickhouse import Client, connect, migrate, tables
 from usagemeter_collector import Collector, CollectorSettings
 
@@ -239,13 +239,7 @@ def test_requests_with_array_attributes_take_the_row_path(start_collector, click
     array = AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1), AnyValue(string_value="b")]))
     point = request.resource_metrics[0].scope_metrics[0].metrics[2].gauge.data_points[0]
     point.attributes.append(KeyValue(key="list", value=array))
-    response = httpx.post(
-        f"http://127.0.0.1:{collector.http_port}/v1/metrics",
-        content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-        timeout=30,
-    )
-    assert response.status_code == 200
+    assert post_metrics(collector.http_port, request).status_code == 200
     stored = clickhouse.query(
         f"SELECT Attributes['list'] FROM {tables.METRICS_GAUGE} WHERE mapContains(Attributes, 'list')"
     ).result_rows
