@@ -15,7 +15,7 @@ the full checks, which decide exactly as before.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -122,28 +122,24 @@ _RawRequest = _request_type("usagemeter.lean_raw", _RAW_MESSAGES)
 def valid_usage_points(body: bytes, window: TimeWindow) -> int | None:
     """The number of points when ``body`` holds only valid delta ``feature.usage`` points with plain
     attributes (it is then stored as it is); None when the full checks must decide."""
-    request = _parsed(_RawRequest, body)
-    if request is None:
-        return None
-    total = 0
-    for points in _usage_sums(request):
-        if points is None:
-            return None
-        raw = list(points)
-        if not all_plain_and_valid(raw, window):
-            return _checked_point_by_point(body, window)
-        total += len(raw)
-    return total or None
+    in_bulk = _count(_RawRequest, body, lambda points: all_plain_and_valid(list(points), window))
+    return in_bulk if in_bulk is not None else _checked_point_by_point(body, window)
 
 
 def _checked_point_by_point(body: bytes, window: TimeWindow) -> int | None:
     """``valid_usage_points`` with every point read as a message and checked on its own."""
-    request = _parsed(_Request, body)
+    return _count(_Request, body, lambda points: _all_valid(points, window))
+
+
+def _count(message_type: type[Message], body: bytes, check: Callable[[Any], bool]) -> int | None:
+    """The points of ``body`` read as ``message_type`` when every metric is a usage sum whose points pass
+    ``check``, else None."""
+    request = _parsed(message_type, body)
     if request is None:
         return None
     total = 0
     for points in _usage_sums(request):
-        if points is None or not _all_valid(points, window):
+        if points is None or not check(points):
             return None
         total += len(points)
     return total or None

@@ -50,7 +50,7 @@ def _release_memory(client: Client) -> None:
     try:
         release_freed_memory(client)
     except Exception as exc:
-        # Only memory is at stake, never data; the next large insert tries again.
+        # Only memory is at stake, never data; the writer tries again the next time it catches up.
         logger.warning("could not release the engine's freed memory: %s", exc)
 
 
