@@ -14,6 +14,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from tests.conftest import free_port
+from tests.web.other_origin import OtherOrigin
 from tests.web.web_support import SECRET, wait_until
 from usagemeter_api import ApiSettings, create_app
 from usagemeter_clickhouse import Client, connect
@@ -74,6 +75,14 @@ def site(chdb_url: str, database: str, clickhouse: Client) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture
+def other_origin() -> Iterator[OtherOrigin]:
+    """A second HTTP server on another loopback port that records every connection and request it gets."""
+    origin = OtherOrigin()
+    yield origin
+    origin.close()
 
 
 @pytest.fixture

@@ -110,6 +110,7 @@ def test_each_token_sees_only_its_own_usage(site: str, clickhouse: Client, open_
     expect(page.locator("#usage-app")).to_have_attribute("data-view", "dashboard")
 
     expect(page.locator("#greeting")).to_have_text("Hello, bob")
+    expect(page.locator("#api-notice")).to_be_visible()
     expect(_row(page, "ai_content_generation").locator(".used")).to_have_text("33 of 50 used")
     api_calls = [url for url in requests if "/api/v1/" in url]
     assert api_calls and all(url.startswith(site) for url in requests)

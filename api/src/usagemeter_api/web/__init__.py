@@ -7,6 +7,6 @@ never asks for another user's data.
 
 from __future__ import annotations
 
-from usagemeter_api.web._router import STATIC_DIR, router
+from usagemeter_api.web._router import CONTENT_SECURITY_POLICY, STATIC_DIR, router
 
-__all__ = ["STATIC_DIR", "router"]
+__all__ = ["CONTENT_SECURITY_POLICY", "STATIC_DIR", "router"]

@@ -16,17 +16,32 @@ export class ApiError extends Error {
 }
 
 /**
- * Where the API lives. The host's data-api-base attribute may name any URL; the ?api= query
- * parameter may only name a path on this origin, so a crafted link cannot send the token elsewhere.
+ * Where the API lives: {base, refused}. The host's data-api-base attribute may name any URL (the host
+ * wrote the page). The ?api= query parameter comes from whoever wrote the link, so it is resolved
+ * exactly as the browser will resolve it for fetch (which drops tabs and newlines, reads backslashes as
+ * slashes, skips extra slashes, …) and used only when the result is an http(s) URL on this page's own
+ * origin; anything else is refused and the page reads its own origin, so the token never leaves it.
  */
-export function apiBase(root, params) {
+export function apiBase(root, params, here = window.location) {
   const fromHost = root.dataset.apiBase;
-  if (fromHost) return fromHost.replace(/\/+$/, "");
+  if (fromHost) return { base: fromHost.replace(/\/+$/, ""), refused: false };
   const fromQuery = params.get("api");
-  if (fromQuery && fromQuery.startsWith("/") && !fromQuery.startsWith("//") && !fromQuery.includes("\\")) {
-    return fromQuery.replace(/\/+$/, "");
+  if (fromQuery === null || fromQuery === "") return { base: "", refused: false };
+  const resolved = sameOriginUrl(fromQuery, here);
+  if (resolved === null) return { base: "", refused: true };
+  // Rebuilt from origin and path: no user info, query or fragment rides along into requests.
+  return { base: `${resolved.origin}${resolved.pathname.replace(/\/+$/, "")}`, refused: false };
+}
+
+function sameOriginUrl(value, here) {
+  let url;
+  try {
+    url = new URL(value, here.href);
+  } catch {
+    return null;
   }
-  return "";
+  const web = url.protocol === "http:" || url.protocol === "https:";
+  return web && url.origin === here.origin ? url : null;
 }
 
 /** Take a token from the #token= fragment into session storage and strip it from the address bar. */
@@ -71,7 +86,13 @@ export function apiClient(base, token) {
     if (auth) headers.Authorization = `Bearer ${token}`;
     let response;
     try {
-      response = await fetch(`${base}/api/v1${path}`, { headers, cache: "no-store", credentials: "omit" });
+      response = await fetch(`${base}/api/v1${path}`, {
+        headers,
+        cache: "no-store",
+        credentials: "omit",
+        // The API never redirects; following one could carry the request to another host.
+        redirect: "error",
+      });
     } catch (error) {
       throw new ApiError(0, error.message || "network error");
     }

@@ -89,17 +89,18 @@ function stateKey(state) {
   return { ok: "stateOk", near: "stateNear", full: "stateNoAccess", exceeded: "stateExceeded" }[state];
 }
 
-const STATUS_VIEW = {
-  ok: { icon: "✓", key: "statusOk", state: "ok" },
-  healthy: { icon: "✓", key: "statusOk", state: "ok" },
-  degraded: { icon: "⚠", key: "statusDegraded", state: "warn" },
-  down: { icon: "✕", key: "statusDown", state: "bad" },
-};
+// Keyed by the status string the API sends: a Map, so an unexpected "constructor" is just unknown.
+const STATUS_VIEW = new Map([
+  ["ok", { icon: "✓", key: "statusOk", state: "ok" }],
+  ["healthy", { icon: "✓", key: "statusOk", state: "ok" }],
+  ["degraded", { icon: "⚠", key: "statusDegraded", state: "warn" }],
+  ["down", { icon: "✕", key: "statusDown", state: "bad" }],
+]);
 
 /** System status: the metrics' health report when there is one, else /health (`health` null when unreachable). */
 export function renderSystemCard(card, health, metrics, i18n) {
   const detailed = metrics?.health;
-  const view = STATUS_VIEW[detailed?.status ?? health?.status];
+  const view = STATUS_VIEW.get(detailed?.status ?? health?.status);
   if (!view) {
     renderCard(card, { value: `? ${i18n.t("statusUnknown")}`, detail: "", state: "warn" });
     return;

@@ -1,4 +1,6 @@
 // Every string the page shows, by language; {name} marks a value filled in at run time.
+// Lookups go through own() or a Map: a feature key such as "__proto__" or "toString" comes from data
+// and must never reach a plain object's prototype.
 
 const MESSAGES = {
   en: {
@@ -59,11 +61,12 @@ const MESSAGES = {
     upgradeExceededTitle: "You have used up part of your plan",
     upgradeText: "{features}: upgrade your plan to keep going without interruption.",
     upgradeAction: "Upgrade plan",
-    features: {
-      ai_content_generation: "AI content generation",
-      chat_messages: "Chat messages",
-      document_export: "Document exports",
-    },
+    apiRefused: "This link named another site as the usage service. It was ignored: your usage is read from this site.",
+    features: new Map([
+      ["ai_content_generation", "AI content generation"],
+      ["chat_messages", "Chat messages"],
+      ["document_export", "Document exports"],
+    ]),
   },
   es: {
     title: "Uso",
@@ -123,15 +126,27 @@ const MESSAGES = {
     upgradeExceededTitle: "Has agotado parte de tu plan",
     upgradeText: "{features}: mejora tu plan para seguir sin interrupciones.",
     upgradeAction: "Mejorar plan",
-    features: {
-      ai_content_generation: "Generación de contenido con IA",
-      chat_messages: "Mensajes de chat",
-      document_export: "Exportaciones de documentos",
-    },
+    apiRefused: "Este enlace indicaba otro sitio como servicio de uso. Se ha ignorado: tu uso se lee desde este sitio.",
+    features: new Map([
+      ["ai_content_generation", "Generación de contenido con IA"],
+      ["chat_messages", "Mensajes de chat"],
+      ["document_export", "Exportaciones de documentos"],
+    ]),
   },
 };
 
 export const SUPPORTED_LANGUAGES = Object.keys(MESSAGES);
+
+/** `object[key]` when `key` is the object's own property, else undefined (never an inherited member). */
+export function own(object, key) {
+  return object !== null && typeof object === "object" && Object.hasOwn(object, key) ? object[key] : undefined;
+}
+
+/** A feature key shown as words when no translation names it: underscores become spaces. */
+function featureWords(key) {
+  const words = key.replace(/_+/g, " ").trim();
+  return words || key;
+}
 
 /** The page language: ?lang= when supported, else the browser's first supported language, else English. */
 export function pickLanguage(queryLang, browserLanguages) {
@@ -145,19 +160,19 @@ export function pickLanguage(queryLang, browserLanguages) {
 
 /** A translator for one language: t(key, params), feature(key), and number/date formatting. */
 export function translator(lang) {
-  const table = MESSAGES[lang] || MESSAGES.en;
+  const table = own(MESSAGES, lang) ?? MESSAGES.en;
   const numbers = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
   const percents = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
   const days = new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", timeZone: "UTC" });
   const clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   const t = (key, params = {}) => {
-    const template = table[key] ?? MESSAGES.en[key] ?? key;
-    return template.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? ""));
+    const template = [own(table, key), own(MESSAGES.en, key)].find((text) => typeof text === "string") ?? key;
+    return template.replace(/\{(\w+)\}/g, (_, name) => String(own(params, name) ?? ""));
   };
   return {
     lang,
     t,
-    feature: (key) => table.features[key] ?? MESSAGES.en.features[key] ?? key.replace(/[_.]/g, " "),
+    feature: (key) => table.features.get(key) ?? MESSAGES.en.features.get(key) ?? featureWords(key),
     number: (value) => numbers.format(value),
     percent: (value) => percents.format(value / 100),
     day: (value) => days.format(new Date(value)),

@@ -12,7 +12,7 @@ const root = document.getElementById("usage-app");
 const params = new URLSearchParams(window.location.search);
 const i18n = translator(pickLanguage(params.get("lang") || root.dataset.lang, navigator.languages));
 const refreshMs = refreshSeconds(params.get("refresh") || root.dataset.refresh) * 1000;
-const base = apiBase(root, params);
+const { base, refused: apiRefused } = apiBase(root, params);
 const $ = (id) => document.getElementById(id);
 
 const view = {
@@ -134,6 +134,7 @@ function start() {
   document.documentElement.lang = i18n.lang;
   document.title = i18n.t("title");
   translateStatic(document, i18n.t);
+  $("api-notice").hidden = !apiRefused;
   $("signin-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("token-input").value.trim();

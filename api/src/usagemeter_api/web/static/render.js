@@ -39,22 +39,38 @@ function quotaSummary(quota, i18n) {
   return i18n.t("usedOfLimit", { used, limit: i18n.number(quota.limit) });
 }
 
+function element(tag, className, attributes = {}) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+// Row ids come from a counter, never from the feature key: keys such as "a.b" and "a_b" must not
+// share an id, and no escaping of data is needed.
+let rowSerial = 0;
+
 function createQuotaRow(key) {
-  const row = document.createElement("li");
-  row.className = "quota";
+  rowSerial += 1;
+  const nameId = `quota-${rowSerial}-name`;
+  const row = element("li", "quota");
   row.dataset.feature = key;
-  const nameId = `quota-${key.replace(/[^\w-]/g, "_")}-name`;
-  row.innerHTML = `
-    <div class="quota-head">
-      <h3 class="quota-name" id="${nameId}"></h3>
-      <span class="quota-state"><span class="state-icon" aria-hidden="true"></span><span class="state-text"></span></span>
-    </div>
-    <div class="meter" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-labelledby="${nameId}">
-      <div class="meter-fill"></div>
-    </div>
-    <p class="quota-numbers"><span class="used"></span><span class="remaining"></span><span class="percent"></span></p>
-    <figure class="quota-chart"><figcaption class="chart-caption"></figcaption></figure>`;
-  row.querySelector(".quota-chart").prepend(createChart());
+  const state = element("span", "quota-state");
+  state.append(element("span", "state-icon", { "aria-hidden": "true" }), element("span", "state-text"));
+  const head = element("div", "quota-head");
+  head.append(element("h3", "quota-name", { id: nameId }), state);
+  const meter = element("div", "meter", {
+    role: "progressbar",
+    "aria-valuemin": "0",
+    "aria-valuemax": "100",
+    "aria-labelledby": nameId,
+  });
+  meter.append(element("div", "meter-fill"));
+  const numbers = element("p", "quota-numbers");
+  numbers.append(element("span", "used"), element("span", "remaining"), element("span", "percent"));
+  const figure = element("figure", "quota-chart");
+  figure.append(createChart(), element("figcaption", "chart-caption"));
+  row.append(head, meter, numbers, figure);
   return row;
 }
 
