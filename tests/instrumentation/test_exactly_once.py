@@ -99,6 +99,27 @@ def test_an_export_whose_answer_is_lost_is_stored_once(protocol: str, fault: str
 
 @pytest.mark.parametrize("fault", ["withhold"])
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_compressed_export_is_resent_with_the_same_decompressed_body(
+    protocol: str, fault: str, lossy: Lossy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    usagemeter.configure(
+        "host", lossy.endpoint, protocol=protocol, export_interval_millis=LONG_INTERVAL, export_timeout_millis=500
+    )
+    expected: Usage = Counter()
+    _use(expected, users=30, times=2)
+    lossy.lose_answers()
+    assert usagemeter.force_flush(5_000) is False
+
+    assert usagemeter.force_flush(5_000)
+    assert lossy.recorder.usage_totals() == expected
+    assert lossy.recorder.digests == lossy.recorder.lost_answers * 2
+    if protocol == "http/protobuf":
+        assert lossy.recorder.headers[0].get("content-encoding") == "gzip"
+
+
+@pytest.mark.parametrize("fault", ["withhold"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_lost_answer_is_resent_while_the_process_is_idle(protocol: str, fault: str, lossy: Lossy) -> None:
     usagemeter.configure(
         "host", lossy.endpoint, protocol=protocol, export_interval_millis=100, export_timeout_millis=500
