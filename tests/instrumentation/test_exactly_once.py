@@ -35,7 +35,7 @@ class Lossy:
         self.endpoint = proxy.endpoint if proxy is not None else receiver.endpoint
         self._fault = fault
         self._proxy = proxy
-        # urllib3 sends a request once more, on a new connection, when the connection drops before the answer.
+        # The OTel HTTP client sends a request once more at once, on a new connection, after a connection error.
         self._sends_per_export = 2 if isinstance(receiver, HttpReceiver) else 1
 
     def lose_answers(self, count: int = 1) -> None:

@@ -28,7 +28,7 @@ def test_usage_through_dropped_answers_is_stored_exactly_once(
     grpc = protocol == "grpc"
     proxy = AnswerDroppingProxy(collector.grpc_port if grpc else collector.http_port, http2=grpc)
     proxy.start()
-    # urllib3 sends a request once more on a new connection when the connection drops before the answer.
+    # The OTel HTTP client sends a request once more at once, on a new connection, after a connection error.
     drops_per_export = 1 if grpc else 2
     expected: Counter[str] = Counter()
     try:

@@ -33,6 +33,8 @@ _SIGNAL_PROTOCOL_VARIABLES: dict[Signal, str] = {
     "traces": "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
 }
 _EXPORT_INTERVAL_VARIABLE = "OTEL_METRIC_EXPORT_INTERVAL"
+_TIMEOUT_VARIABLE = "OTEL_EXPORTER_OTLP_TIMEOUT"
+_METRICS_TIMEOUT_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"
 _HTTP_SIGNAL_PATHS: dict[Signal, str] = {"metrics": "v1/metrics", "traces": "v1/traces"}
 
 
@@ -59,16 +61,8 @@ class PipelineSettings:
     max_pending_series: int = DEFAULT_MAX_PENDING_SERIES
     span_sampling: SpanSampling = None
     dedup_window_seconds: float = DEFAULT_DEDUP_WINDOW_SECONDS
-
-    def resend_window_seconds(self) -> float:
-        """How long after its first attempt a failed export may still be resent.
-
-        A resend must reach the receiver within its dedup window, counted from when the first
-        attempt was stored; the first attempt started earlier, and a resend takes up to the export
-        timeout to arrive.
-        """
-        timeout = self.metrics.timeout_seconds or DEFAULT_EXPORT_TIMEOUT_SECONDS
-        return max(self.dedup_window_seconds - timeout, 0.0)
+    #: How long after its first attempt a failed export may still be resent (see :func:`resend_window`).
+    resend_window_seconds: float = DEFAULT_DEDUP_WINDOW_SECONDS - DEFAULT_EXPORT_TIMEOUT_SECONDS
 
 
 def resolve_settings(
@@ -93,6 +87,7 @@ def resolve_settings(
     _check_positive("max_pending_series", max_pending_series)
     _check_sampling(span_sampling)
     _check_window(dedup_window_seconds)
+    window = DEFAULT_DEDUP_WINDOW_SECONDS if dedup_window_seconds is None else float(dedup_window_seconds)
     header_dict = dict(headers) if headers is not None else None
     timeout_seconds = export_timeout_millis / 1000 if export_timeout_millis is not None else None
 
@@ -109,13 +104,33 @@ def resolve_settings(
         cardinality_limit=cardinality_limit or DEFAULT_CARDINALITY_LIMIT,
         max_pending_series=max_pending_series or DEFAULT_MAX_PENDING_SERIES,
         span_sampling=dict(span_sampling) if isinstance(span_sampling, Mapping) else span_sampling,
-        dedup_window_seconds=DEFAULT_DEDUP_WINDOW_SECONDS if dedup_window_seconds is None else dedup_window_seconds,
+        dedup_window_seconds=window,
+        resend_window_seconds=resend_window(window, timeout_seconds, env),
     )
 
 
 def _check_positive(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def resend_window(dedup_window_seconds: float, timeout_seconds: float | None, env: Mapping[str, str]) -> float:
+    """How long after its first attempt a failed export may still be resent.
+
+    A resend must reach the receiver within its dedup window, counted from when the first attempt
+    was stored; that attempt started earlier, and a resend takes up to the export timeout to arrive.
+    """
+    timeout = timeout_seconds if timeout_seconds is not None else _env_timeout(env)
+    return max(dedup_window_seconds - timeout, 0.0)
+
+
+def _env_timeout(env: Mapping[str, str]) -> float:
+    """The exporters' timeout in seconds as the SDK reads it from the environment."""
+    raw = env.get(_METRICS_TIMEOUT_VARIABLE) or env.get(_TIMEOUT_VARIABLE)
+    try:
+        return float(raw) if raw else DEFAULT_EXPORT_TIMEOUT_SECONDS
+    except ValueError:  # the SDK warns about it and uses its default
+        return DEFAULT_EXPORT_TIMEOUT_SECONDS
 
 
 def _check_window(seconds: float | None) -> None:

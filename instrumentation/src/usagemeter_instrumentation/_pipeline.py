@@ -133,7 +133,7 @@ def build_pipeline(settings: PipelineSettings) -> Pipeline:
         DROPPED_METRIC: drops,
     }
     inner = _metric_exporter(settings.metrics)
-    exporter = ResendingExporter(inner, INSTRUMENTATION_SCOPE, tallies, settings.resend_window_seconds())
+    exporter = ResendingExporter(inner, INSTRUMENTATION_SCOPE, tallies, settings.resend_window_seconds)
     metric_reader = PeriodicExportingMetricReader(
         exporter,
         export_interval_millis=settings.export_interval_millis,
