@@ -1,19 +1,25 @@
-"""Small OTLP receivers (gRPC and HTTP/protobuf) on 127.0.0.1 that record every request they get."""
+"""Small OTLP receivers (gRPC and HTTP/protobuf) on 127.0.0.1 that record every request they get.
+
+Like the usagemeter collector, they recognise a resent metrics request by the SHA-256 of its
+decompressed body and store it once; they can also store a request and then lose its answer.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
@@ -54,11 +60,18 @@ class HistogramPoint:
     attributes: dict[str, Any]
 
 
+#: How the answer to a stored request is lost: kept back until the receiver stops (the client times
+#: out), or sent after ``answer_delay_seconds`` (after the client gave up).
+AnswerFault = Literal["withhold", "delay"]
+
+
 @dataclass
 class Recorder:
     """What a receiver was sent; ``hold`` cleared makes exports wait until it is set again.
 
     While ``reject_metrics`` is positive, metric exports are refused (and not recorded), one per unit.
+    A metrics request whose body was already stored is answered with success and not stored again
+    (counted in ``duplicates``); ``bodies`` keeps the digest of every metrics request in arrival order.
     """
 
     metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = field(default_factory=list)
@@ -69,21 +82,48 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
     reject_metrics: int = 0
     rejected: int = 0
+    digests: list[bytes] = field(default_factory=list)
+    stored: set[bytes] = field(default_factory=set)
+    duplicates: int = 0
+    answer_faults: deque[AnswerFault] = field(default_factory=deque)
+    lost_answers: list[bytes] = field(default_factory=list)
+    answer_delay_seconds: float = 2.0
+    released: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.hold.set()
 
-    def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest, headers: dict[str, str]) -> bool:
-        """Record the request; ``False`` when it is refused."""
+    def lose_answers(self, *faults: AnswerFault) -> None:
+        """Store the next metrics requests (one per fault) but lose their answers."""
+        with self.lock:
+            self.answer_faults.extend(faults)
+
+    def add_metrics(
+        self, request: metrics_service_pb2.ExportMetricsServiceRequest, headers: dict[str, str], body: bytes
+    ) -> bool:
+        """Record the request unless its body was stored before; ``False`` when it is refused."""
         self.arrived.set()
         self.hold.wait()
+        digest = hashlib.sha256(body).digest()
         with self.lock:
             if self.reject_metrics > 0:
                 self.reject_metrics -= 1
                 self.rejected += 1
                 return False
-            self.metrics.append(request)
-            self.headers.append(headers)
+            self.digests.append(digest)
+            if digest in self.stored:
+                self.duplicates += 1
+            else:
+                self.stored.add(digest)
+                self.metrics.append(request)
+                self.headers.append(headers)
+            fault = self.answer_faults.popleft() if self.answer_faults else None
+            if fault is not None:
+                self.lost_answers.append(digest)
+        if fault == "withhold":
+            self.released.wait()
+        elif fault == "delay":
+            time.sleep(self.answer_delay_seconds)
         return True
 
     def add_traces(self, request: trace_service_pb2.ExportTraceServiceRequest, headers: dict[str, str]) -> None:
@@ -183,14 +223,27 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
     return condition()
 
 
-class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+class _MetricsService:
+    """MetricsService/Export taking the request's bytes as they arrived, to hash them like the collector."""
+
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
 
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        if not self._recorder.add_metrics(request, dict(context.invocation_metadata())):
+    def export(self, body: bytes, context: grpc.ServicerContext) -> Any:
+        request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+        if not self._recorder.add_metrics(request, dict(context.invocation_metadata()), body):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "refused by the test receiver")
         return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        export = grpc.unary_unary_rpc_method_handler(
+            self.export,
+            request_deserializer=None,
+            response_serializer=metrics_service_pb2.ExportMetricsServiceResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.metrics.v1.MetricsService", {"Export": export}
+        )
 
 
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
@@ -207,8 +260,9 @@ class GrpcReceiver:
 
     def __init__(self) -> None:
         self.recorder = Recorder()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self.recorder), self._server)
+        # Room for handlers that keep an answer back while new requests arrive.
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        self._server.add_generic_rpc_handlers((_MetricsService(self.recorder).handler(),))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self.recorder), self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -218,6 +272,7 @@ class GrpcReceiver:
 
     def stop(self) -> None:
         self.recorder.hold.set()
+        self.recorder.released.set()
         self._server.stop(grace=None)
 
 
@@ -246,7 +301,7 @@ class HttpReceiver:
                 request = message_type.FromString(body)
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 if self.path == "/v1/metrics":
-                    if not recorder.add_metrics(request, headers):
+                    if not recorder.add_metrics(request, headers, body):
                         self.send_error(400, "refused by the test receiver")
                         return
                 else:
@@ -259,6 +314,11 @@ class HttpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def handle(self) -> None:
+                # An answer kept back past the client's timeout finds the socket closed.
+                with contextlib.suppress(OSError):
+                    super().handle()
+
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -269,5 +329,6 @@ class HttpReceiver:
 
     def stop(self) -> None:
         self.recorder.hold.set()
+        self.recorder.released.set()
         self._server.shutdown()
         self._server.server_close()

@@ -97,12 +97,31 @@ def test_signal_protocol_variable_wins_over_the_generic_one() -> None:
 
 
 @pytest.mark.parametrize(
+    ("arguments", "environ", "expected"),
+    [
+        ({}, {}, 590.0),
+        ({"dedup_window_seconds": 60, "export_timeout_millis": 2_000}, {}, 58.0),
+        ({}, {"OTEL_EXPORTER_OTLP_TIMEOUT": "30"}, 570.0),
+        ({}, {"OTEL_EXPORTER_OTLP_TIMEOUT": "30", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "20"}, 580.0),
+        ({"export_timeout_millis": 1_000}, {"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "20"}, 599.0),
+        ({"dedup_window_seconds": 5}, {}, 0.0),
+    ],
+)
+def test_a_failed_export_is_resent_only_while_the_resend_arrives_within_the_dedup_window(
+    arguments: dict, environ: dict, expected: float
+) -> None:
+    assert resolve_settings(environ=environ, **arguments).resend_window_seconds == expected
+
+
+@pytest.mark.parametrize(
     ("arguments", "environ", "message"),
     [
         ({"protocol": "http/json"}, {}, "protocol='http/json' is not supported"),
         ({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"}, "OTEL_EXPORTER_OTLP_PROTOCOL='thrift' is not supported"),
         ({"export_interval_millis": 0}, {}, "export_interval_millis must be a positive integer"),
         ({"cardinality_limit": -5}, {}, "cardinality_limit must be a positive integer"),
+        ({"dedup_window_seconds": 0}, {}, "dedup_window_seconds must be a positive number"),
+        ({"dedup_window_seconds": "600"}, {}, "dedup_window_seconds must be a positive number"),
     ],
 )
 def test_invalid_settings_are_rejected_clearly(arguments: dict, environ: dict, message: str) -> None:

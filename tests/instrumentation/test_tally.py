@@ -12,7 +12,7 @@ from usagemeter_instrumentation import _api
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_uses_of_failed_exports_are_sent_with_the_next_one(
+def test_uses_of_refused_exports_are_delivered_once_the_receiver_accepts_them(
     protocol: str, grpc_receiver: GrpcReceiver, http_receiver: HttpReceiver
 ) -> None:
     receiver = grpc_receiver if protocol == "grpc" else http_receiver

@@ -120,16 +120,18 @@ def test_finished_jobs_are_counted_and_timed_per_name_and_status(receiver: GrpcR
     assert durations[("send_email", "failed")].max == 0.25
 
 
-def test_job_counts_survive_a_failed_export(receiver: GrpcReceiver) -> None:
+def test_job_counts_and_durations_survive_a_failed_export(receiver: GrpcReceiver) -> None:
     telemetry = WorkerTelemetry("reports", worker_id="w")
     telemetry.job_finished("build_report", "completed", 0.1)
     receiver.recorder.reject_metrics = 1
-    usagemeter.force_flush(10_000)  # refused once, then the restored count goes with the next collection
+    usagemeter.force_flush(10_000)  # refused once: resent unchanged, before the next collection
     telemetry.job_finished("build_report", "completed", 0.1)
     flush()
 
     assert receiver.recorder.rejected == 1
     assert job_totals(receiver) == {("w", "reports", "build_report", "completed"): 2}
+    durations = receiver.recorder.histogram_points("worker.job.duration")
+    assert [point.count for point in durations] == [1, 1]
 
 
 def test_bad_input_and_failing_depth_sources_are_harmless(

@@ -33,6 +33,7 @@ def configure(
     export_timeout_millis: int | None = None,
     max_pending_series: int | None = None,
     span_sampling: SpanSampling = None,
+    dedup_window_seconds: float | None = None,
     set_global: bool = False,
 ) -> None:
     """Start the metering pipeline of this process.
@@ -42,7 +43,10 @@ def configure(
     temporality, up to 100,000 (user, feature) pairs per export interval. ``endpoint`` is the base
     URL of the receiver; for ``http/protobuf`` the signal paths ``/v1/metrics`` and
     ``/v1/traces`` are appended. ``export_timeout_millis`` bounds each export, retries included.
-    ``max_pending_series`` bounds the (user, feature) pairs kept while exports fail.
+    ``max_pending_series`` bounds the (user, feature) pairs kept while exports fail. A failed export is
+    resent unchanged before newer counts, so the collector recognises it if it had stored it;
+    ``dedup_window_seconds`` is the collector's ``USAGEMETER_DEDUP_WINDOW_SECONDS`` (600 by default):
+    an export not delivered within it is given up and counted as dropped.
     ``span_sampling`` opts into ``feature.use`` spans for uses with metadata: one ratio for all
     features or a mapping of feature key to ratio; counts never depend on it.
 
@@ -63,6 +67,7 @@ def configure(
         headers=headers,
         max_pending_series=max_pending_series,
         span_sampling=span_sampling,
+        dedup_window_seconds=dedup_window_seconds,
     )
     with _lock:
         if _pipeline is not None:

@@ -22,6 +22,10 @@ DEFAULT_PROTOCOL: Protocol = "grpc"
 DEFAULT_EXPORT_INTERVAL_MILLIS = 1000
 DEFAULT_CARDINALITY_LIMIT = 100_000
 DEFAULT_MAX_PENDING_SERIES = 1_000_000
+#: The usagemeter collector's default ``USAGEMETER_DEDUP_WINDOW_SECONDS``.
+DEFAULT_DEDUP_WINDOW_SECONDS = 600.0
+#: The OTLP exporters' own default timeout, when neither an argument nor OTEL_EXPORTER_OTLP_TIMEOUT sets one.
+DEFAULT_EXPORT_TIMEOUT_SECONDS = 10.0
 
 _PROTOCOL_VARIABLE = "OTEL_EXPORTER_OTLP_PROTOCOL"
 _SIGNAL_PROTOCOL_VARIABLES: dict[Signal, str] = {
@@ -29,6 +33,8 @@ _SIGNAL_PROTOCOL_VARIABLES: dict[Signal, str] = {
     "traces": "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
 }
 _EXPORT_INTERVAL_VARIABLE = "OTEL_METRIC_EXPORT_INTERVAL"
+_TIMEOUT_VARIABLE = "OTEL_EXPORTER_OTLP_TIMEOUT"
+_METRICS_TIMEOUT_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"
 _HTTP_SIGNAL_PATHS: dict[Signal, str] = {"metrics": "v1/metrics", "traces": "v1/traces"}
 
 
@@ -54,6 +60,9 @@ class PipelineSettings:
     cardinality_limit: int
     max_pending_series: int = DEFAULT_MAX_PENDING_SERIES
     span_sampling: SpanSampling = None
+    dedup_window_seconds: float = DEFAULT_DEDUP_WINDOW_SECONDS
+    #: How long after its first attempt a failed export may still be resent (see :func:`resend_window`).
+    resend_window_seconds: float = DEFAULT_DEDUP_WINDOW_SECONDS - DEFAULT_EXPORT_TIMEOUT_SECONDS
 
 
 def resolve_settings(
@@ -67,6 +76,7 @@ def resolve_settings(
     headers: Mapping[str, str] | None = None,
     max_pending_series: int | None = None,
     span_sampling: SpanSampling = None,
+    dedup_window_seconds: float | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> PipelineSettings:
     """Combine explicit arguments with the environment; raise ``ValueError`` on invalid values."""
@@ -76,6 +86,8 @@ def resolve_settings(
     _check_positive("cardinality_limit", cardinality_limit)
     _check_positive("max_pending_series", max_pending_series)
     _check_sampling(span_sampling)
+    _check_window(dedup_window_seconds)
+    window = DEFAULT_DEDUP_WINDOW_SECONDS if dedup_window_seconds is None else float(dedup_window_seconds)
     header_dict = dict(headers) if headers is not None else None
     timeout_seconds = export_timeout_millis / 1000 if export_timeout_millis is not None else None
 
@@ -92,12 +104,38 @@ def resolve_settings(
         cardinality_limit=cardinality_limit or DEFAULT_CARDINALITY_LIMIT,
         max_pending_series=max_pending_series or DEFAULT_MAX_PENDING_SERIES,
         span_sampling=dict(span_sampling) if isinstance(span_sampling, Mapping) else span_sampling,
+        dedup_window_seconds=window,
+        resend_window_seconds=resend_window(window, timeout_seconds, env),
     )
 
 
 def _check_positive(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def resend_window(dedup_window_seconds: float, timeout_seconds: float | None, env: Mapping[str, str]) -> float:
+    """How long after its first attempt a failed export may still be resent.
+
+    A resend must reach the receiver within its dedup window, counted from when the first attempt
+    was stored; that attempt started earlier, and a resend takes up to the export timeout to arrive.
+    """
+    timeout = timeout_seconds if timeout_seconds is not None else _env_timeout(env)
+    return max(dedup_window_seconds - timeout, 0.0)
+
+
+def _env_timeout(env: Mapping[str, str]) -> float:
+    """The exporters' timeout in seconds as the SDK reads it from the environment."""
+    raw = env.get(_METRICS_TIMEOUT_VARIABLE) or env.get(_TIMEOUT_VARIABLE)
+    try:
+        return float(raw) if raw else DEFAULT_EXPORT_TIMEOUT_SECONDS
+    except ValueError:  # the SDK warns about it and uses its default
+        return DEFAULT_EXPORT_TIMEOUT_SECONDS
+
+
+def _check_window(seconds: float | None) -> None:
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0):
+        raise ValueError(f"dedup_window_seconds must be a positive number, got {seconds!r}")
 
 
 def _check_sampling(sampling: SpanSampling) -> None:

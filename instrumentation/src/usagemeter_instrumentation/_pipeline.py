@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Tracer
 
 from usagemeter_instrumentation._config import ExporterSettings, PipelineSettings
-from usagemeter_instrumentation._export import RestoringExporter
+from usagemeter_instrumentation._export import ResendingExporter
 from usagemeter_instrumentation._names import (
     COLLECTION_HOOK,
     CONVERSION_COUNT_METRIC,
@@ -74,6 +74,7 @@ class Pipeline:
     conversions: Tally
     sampler: SpanSampler
     workers: WorkerInstruments
+    exporter: ResendingExporter
 
     def force_flush(self, timeout_millis: int) -> bool:
         """Export what has been recorded; ``False`` when an export did not complete."""
@@ -85,7 +86,8 @@ class Pipeline:
         """Export what is pending and stop the exporters."""
         budget = timeout_millis or self.settings.export_timeout_millis or _DEFAULT_SHUTDOWN_MILLIS
         try:
-            self._flush_tallies(budget)
+            if not self._flush_tallies(budget) and self.exporter.failed_once():
+                self.exporter.resend()  # its answer may just have been lost: one more try before stopping
             self.meter_provider.shutdown(timeout_millis=budget)
         finally:
             self.tracer_provider.shutdown()
@@ -94,19 +96,25 @@ class Pipeline:
             _logger.warning("usagemeter stopped with %d counted uses it could not export", lost)
 
     def pending(self) -> int:
-        """Counted uses, conversions and finished jobs not yet handed to an export."""
-        return self.usage.pending() + self.conversions.pending() + self.workers.pending()
+        """Counted uses, conversions and finished jobs not yet delivered (tallied, or in a failed export)."""
+        return self.usage.pending() + self.conversions.pending() + self.workers.pending() + self.exporter.pending()
 
     def _flush_tallies(self, timeout_millis: int) -> bool:
-        """Collect until the tallies are empty; each collection takes up to the cardinality limit of series."""
-        done = bool(self.meter_provider.force_flush(timeout_millis=timeout_millis))
-        pending = self.pending()
-        while done and pending:
+        """Resend a failed export, then collect until the tallies are empty; ``False`` when an export failed.
+
+        Each collection takes up to the cardinality limit of series. The SDK's reader exports only
+        collections holding data, so the failed export is resent here first and not left to it.
+        """
+        if not self.exporter.resend():
+            return False
+        pending: int | None = None
+        while True:
             done = bool(self.meter_provider.force_flush(timeout_millis=timeout_millis))
-            pending, before = self.pending(), pending
-            if pending >= before:  # the export failed and its counts came back
+            if self.exporter.pending():  # this collection's export failed and waits to be resent
                 return False
-        return done and not pending
+            pending, before = self.pending(), pending
+            if not done or not pending or (before is not None and pending >= before):
+                return done and not pending
 
 
 def build_pipeline(settings: PipelineSettings) -> Pipeline:
@@ -116,8 +124,16 @@ def build_pipeline(settings: PipelineSettings) -> Pipeline:
     usage = Tally((USER_ID, FEATURE_KEY), settings.max_pending_series)
     conversions = Tally((), settings.max_pending_series)
     jobs = Tally(JOB_KEY_NAMES, settings.max_pending_series)
-    tallies = {FEATURE_USAGE_METRIC: usage, CONVERSION_COUNT_METRIC: conversions, WORKER_JOBS_METRIC: jobs}
-    exporter = RestoringExporter(_metric_exporter(settings.metrics), INSTRUMENTATION_SCOPE, tallies)
+    # Drop counts are tallied too, so a failed export keeps them like the counts themselves.
+    drops = Tally((DROPPED_OF,), settings.max_pending_series)
+    tallies = {
+        FEATURE_USAGE_METRIC: usage,
+        CONVERSION_COUNT_METRIC: conversions,
+        WORKER_JOBS_METRIC: jobs,
+        DROPPED_METRIC: drops,
+    }
+    inner = _metric_exporter(settings.metrics)
+    exporter = ResendingExporter(inner, INSTRUMENTATION_SCOPE, tallies, settings.resend_window_seconds)
     metric_reader = PeriodicExportingMetricReader(
         exporter,
         export_interval_millis=settings.export_interval_millis,
@@ -129,12 +145,28 @@ def build_pipeline(settings: PipelineSettings) -> Pipeline:
     scope_version = _package_version()
     meter = meter_provider.get_meter(INSTRUMENTATION_SCOPE, scope_version)
     workers, hand_over_jobs = register_worker_instruments(meter, jobs)
-    _register_tallies(meter, usage, conversions, hand_over_jobs, settings.cardinality_limit)
-    _register_dropped(meter, tallies)
+    hand_over_drops = _register_dropped(meter, tallies)
+
+    def before_collection(limit: int) -> None:
+        exporter.resend_in_background()
+        hand_over_jobs(limit)
+        hand_over_drops(limit)
+
+    _register_tallies(meter, usage, conversions, before_collection, settings.cardinality_limit)
     tracer = tracer_provider.get_tracer(INSTRUMENTATION_SCOPE, scope_version)
     sampler = SpanSampler(settings.span_sampling)
     return Pipeline(
-        settings, meter_provider, metric_reader, tracer_provider, meter, tracer, usage, conversions, sampler, workers
+        settings,
+        meter_provider,
+        metric_reader,
+        tracer_provider,
+        meter,
+        tracer,
+        usage,
+        conversions,
+        sampler,
+        workers,
+        exporter,
     )
 
 
@@ -145,7 +177,7 @@ def _cardinality_limits(limit: int) -> dict[type, int]:
 
 
 def _register_tallies(
-    meter: Meter, usage: Tally, conversions: Tally, hand_over_jobs: Callable[[int], None], limit: int
+    meter: Meter, usage: Tally, conversions: Tally, hand_over_rest: Callable[[int], None], limit: int
 ) -> None:
     """Create the counters fed from the tallies, and the collection hook that feeds them."""
     usage_counter = meter.create_counter(
@@ -160,22 +192,29 @@ def _register_tallies(
     def hand_over(options: CallbackOptions) -> Iterable[Observation]:
         flush_into(usage, usage_counter.add, limit)
         flush_into(conversions, conversion_counter.add, limit)
-        hand_over_jobs(limit)
+        hand_over_rest(limit)
         return ()
 
     meter.create_observable_gauge(COLLECTION_HOOK, callbacks=[hand_over])
 
 
-def _register_dropped(meter: Meter, tallies: dict[str, Tally]) -> None:
-    """Report what the pending bound refused, so a loss is visible to operators and not only in a log."""
+def _register_dropped(meter: Meter, tallies: dict[str, Tally]) -> Callable[[int], None]:
+    """Report what the pending bound refused, so a loss is visible to operators and not only in a log.
 
-    def observe(options: CallbackOptions) -> Iterable[Observation]:
-        # Cumulative totals; the delta temporality preference turns them into per-interval increments.
-        return [Observation(tally.dropped, {DROPPED_OF: name}) for name, tally in tallies.items() if tally.dropped]
+    Returns the hand-over of each tally's new drops to the counter, to run at each collection after the
+    other hand-overs (which may drop).
+    """
+    counter = meter.create_counter(DROPPED_METRIC, unit=DROPPED_UNIT, description="Counts dropped before export")
+    drops = tallies[DROPPED_METRIC]
 
-    meter.create_observable_counter(
-        DROPPED_METRIC, callbacks=[observe], unit=DROPPED_UNIT, description="Counts dropped before export"
-    )
+    def hand_over(limit: int) -> None:
+        for name, tally in tallies.items():
+            amount = tally.take_drops()
+            if amount:
+                drops.add((name,), amount)
+        flush_into(drops, counter.add, limit)
+
+    return hand_over
 
 
 def _tracer_provider(settings: PipelineSettings, resource: Resource) -> TracerProvider:

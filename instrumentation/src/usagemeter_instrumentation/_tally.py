@@ -16,14 +16,17 @@ class Tally:
 
     ``names`` are the attribute names of a key, in order; without names a key is the sorted tuple
     of its attribute items, for instruments whose attribute sets vary. At most ``max_pending`` distinct keys
-    wait between collections; uses of further keys are dropped and counted in ``dropped``, so an
-    exporter outage cannot grow the process without bound.
+    wait between collections, less the series :meth:`reserve` set aside for a failed export kept for
+    resending; uses of further keys are dropped and counted in ``dropped``, so an exporter outage cannot
+    grow the process without bound.
     """
 
     def __init__(self, names: tuple[str, ...], max_pending: int) -> None:
         self.names = names
         self.max_pending = max_pending
         self.dropped = 0
+        self._unreported_drops = 0
+        self._reserved = 0
         self._counts: dict[Key, int] = {}
         self._lock = threading.Lock()
 
@@ -34,10 +37,34 @@ class Tally:
             current = counts.get(key)
             if current is not None:
                 counts[key] = current + amount
-            elif len(counts) < self.max_pending:
+            elif len(counts) + self._reserved < self.max_pending:
                 counts[key] = amount
             else:
-                self.dropped += amount
+                self._drop(amount)
+
+    def drop(self, amount: int) -> None:
+        """Count ``amount`` as refused, e.g. the uses of a failed export that could not be kept."""
+        with self._lock:
+            self._drop(amount)
+
+    def take_drops(self) -> int:
+        """Drops counted since the last call, to be reported once."""
+        with self._lock:
+            drops, self._unreported_drops = self._unreported_drops, 0
+            return drops
+
+    def reserve(self, series: int) -> bool:
+        """Set room for ``series`` aside under the bound; ``False`` (nothing reserved) when it is not there."""
+        with self._lock:
+            if len(self._counts) + self._reserved + series > self.max_pending:
+                return False
+            self._reserved += series
+            return True
+
+    def release(self, series: int) -> None:
+        """Give back room taken by :meth:`reserve`."""
+        with self._lock:
+            self._reserved -= series
 
     def drain(self, limit: int) -> list[tuple[Key, int]]:
         """Take out up to ``limit`` keys with their counts; the rest stay for the next collection."""
@@ -58,6 +85,10 @@ class Tally:
         """Uses counted but not yet handed to the SDK."""
         with self._lock:
             return sum(self._counts.values())
+
+    def _drop(self, amount: int) -> None:
+        self.dropped += amount
+        self._unreported_drops += amount
 
     def attributes(self, key: Key) -> Attributes:
         """The metric attributes of ``key``."""
