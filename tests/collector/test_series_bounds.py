@@ -101,7 +101,7 @@ def test_series_state_survives_restarts_through_sidecars_and_a_compacted_snapsho
     start_collector, clickhouse, loop_thread
 ):
     first = start_collector()
-    # 3 × 10,000 series of 48 bytes each: the sidecars outgrow the 1 MiB floor and fold into a snapshot.
+    # 3 x 10,000 series of 48 bytes each: the sidecars outgrow the 1 MiB floor and fold into a snapshot.
     for batch in range(3):
         _send(first, *_many_series(range(batch * 10_000, (batch + 1) * 10_000), 2, 10))
     spool = first.spool.directory
