@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
@@ -54,10 +55,11 @@ def test_converter_refuses_new_series_at_the_limit_but_converts_known_ones():
     assert converter.convert("c", T0, T0 + 1, 1.0, Undo()) == (T0, 1.0)
 
 
+@pytest.mark.parametrize("protobuf_metrics", [True, False], ids=["protobuf-path", "row-path"])
 def test_new_series_beyond_the_limit_get_partial_success_while_known_series_keep_converting(
-    start_collector, clickhouse
+    start_collector, clickhouse, protobuf_metrics: bool
 ):
-    collector = start_collector(cumulative_max_series=2)
+    collector = start_collector(cumulative_max_series=2, protobuf_metrics=protobuf_metrics)
     first = _send(collector, _alice(5, 10), usage_point("bob", 1, T0 + 10 * _S, start_ns=T0))
     assert first.partial_success.rejected_data_points == 0
     response = _send(

@@ -84,7 +84,7 @@ class DurableState:
         self.series = SeriesTable(self._limits.series_ttl_seconds)
         self.hashes: dict[bytes, float] = {}
         self._segment_hashes: list[tuple[bytes, float]] = []
-        self._segment_series: dict[bytes, bytes] = {}
+        self._segment_series = bytearray()
         self._sidecars: list[Path] = []
         self._sidecar_bytes = 0
         self._snapshot_bytes = 0
@@ -125,7 +125,7 @@ class DurableState:
         self._remember(digest, now)
         self._segment_hashes.append((digest, now))
         for key, state in self._apply(updates, now):
-            self._segment_series[key] = pack_entry(key, state, now)
+            self._segment_series += pack_entry(key, state, now)
 
     def seal(self, segment: str) -> None:
         """Persist what the records of ``segment`` added, before the segment may be inserted and deleted."""
@@ -139,9 +139,9 @@ class DurableState:
 
     def _write_sidecar(self, segment: str) -> None:
         path = self._directory / (segment + SERIES_SUFFIX)
-        data = encode_series_file(segment, b"".join(self._segment_series.values()))
+        data = encode_series_file(segment, bytes(self._segment_series))
         write_durably(path, data)
-        self._segment_series = {}
+        self._segment_series = bytearray()
         self._sidecars.append(path)
         self._sidecar_bytes += len(data)
         if len(self._sidecars) >= MAX_SERIES_SIDECARS or self._sidecar_bytes > max(
