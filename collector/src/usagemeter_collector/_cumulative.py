@@ -93,15 +93,19 @@ class CumulativeToDelta:
         return Delta(last.time, value - last.value)
 
     def _admit(self, digest: bytes) -> None:
-        if len(self._durable) + len(self._fresh) >= self._max_series and (
-            not self._durable.expire_idle() or len(self._durable) + len(self._fresh) >= self._max_series
-        ):
+        if self._tracked() >= self._max_series:
+            self._durable.expire_idle()  # idle series make room before a new one is refused
+        if self._tracked() >= self._max_series:
             self._telemetry.cumulative_series_refused += 1
             raise SeriesLimitReached(
                 f"cumulative series limit reached: {self._max_series} series are tracked "
                 "(USAGEMETER_CUMULATIVE_MAX_SERIES); points of new series are refused until idle ones expire"
             )
         self._fresh.add(digest)
+
+    def _tracked(self) -> int:
+        # A pending update of a known series is already counted by the table.
+        return len(self._durable) + len(self._fresh)
 
     def settle(self, undo: Undo) -> None:
         """The conversions in ``undo`` reached the spool (and its durable state): stop keeping them aside."""
