@@ -12,8 +12,8 @@ from usagemeter_clickhouse import tables
 
 SERVICE = "usagemeter-collector"
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-#: Points in one report: ten delta sums, two gauges and the insert latency histogram.
-REPORT_POINTS = 13
+#: Points in one report: twelve delta sums, two gauges and the insert latency histogram.
+REPORT_POINTS = 15
 
 
 def _post(port: int, body: bytes) -> httpx.Response:

@@ -23,6 +23,7 @@ from usagemeter_collector._landing import format_schema
 from usagemeter_collector._self_telemetry import SelfReporter
 from usagemeter_collector._settings import CollectorSettings
 from usagemeter_collector._spool import Spool, SpoolLimits
+from usagemeter_collector._state import StateLimits
 from usagemeter_collector._telemetry import Telemetry
 from usagemeter_collector._writer import SpoolWriter
 
@@ -57,8 +58,8 @@ class Collector:
 
     def __init__(self, client_factory: Callable[[], Client], settings: CollectorSettings) -> None:
         self._settings = settings
-        self.converter = CumulativeToDelta()
         self.telemetry = Telemetry()
+        self.converter = CumulativeToDelta(settings.cumulative_max_series, self.telemetry)
         limits = SpoolLimits(
             max_bytes=settings.spool_max_bytes,
             segment_bytes=settings.spool_segment_bytes,
@@ -66,6 +67,8 @@ class Collector:
             dedup_window_seconds=settings.dedup_window_seconds,
         )
         self.spool = Spool(settings.resolved_spool_dir(), limits, self.telemetry)
+        state_limits = StateLimits(settings.cumulative_series_ttl_seconds, settings.dedup_max_hashes)
+        self.spool.state.limit(state_limits, self.telemetry)
         backoff = (settings.retry_initial_seconds, settings.retry_max_seconds)
         self._writer = SpoolWriter(
             client_factory,

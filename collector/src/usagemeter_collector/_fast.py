@@ -21,7 +21,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, M
 
 from usagemeter_clickhouse import tables
 from usagemeter_collector._attributes import attribute_map
-from usagemeter_collector._cumulative import CumulativeToDelta
+from usagemeter_collector._cumulative import CumulativeToDelta, SeriesLimitReached
 from usagemeter_collector._decoded import Decoded, TimeWindow
 from usagemeter_collector._metrics import attributes_problem, value_problem
 
@@ -230,7 +230,12 @@ def _to_delta(
             continue
         value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
         key = (series, tuple(sorted(attribute_map(point.attributes).items())))
-        delta = converter.convert(key, point.start_time_unix_nano, point.time_unix_nano, value, decoded.undo)
+        try:
+            delta = converter.convert(key, point.start_time_unix_nano, point.time_unix_nano, value, decoded.undo)
+        except SeriesLimitReached as exc:
+            decoded.reject(str(exc))
+            removed.append(index)
+            continue
         if delta.value is None:
             decoded.duplicates += 1
             removed.append(index)

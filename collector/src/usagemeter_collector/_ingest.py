@@ -8,6 +8,7 @@ stored again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from usagemeter_collector._cumulative import CumulativeToDelta
+from usagemeter_collector._cumulative import CumulativeToDelta, Undo
 from usagemeter_collector._decoded import Decoded, TimeWindow
 from usagemeter_collector._errors import StorageUnavailable
 from usagemeter_collector._fast import screen_metrics
@@ -150,11 +151,8 @@ class Ingest:
             logger.info("rejected %d items: %s", decoded.rejected, decoded.error_message())
         if pending is None:
             return decoded
-        try:
-            stored = await asyncio.wrap_future(pending)
-        except StorageUnavailable:
-            self._converter.rollback(decoded.undo)
-            raise
+        # Shielded: a sender hanging up must not cancel the record, whose outcome settles the conversions.
+        stored = await asyncio.shield(asyncio.wrap_future(pending))
         if not stored:
             telemetry.requests_duplicate += 1
             return None
@@ -163,11 +161,22 @@ class Ingest:
 
     def _spool_request(self, prepare: Callable[[], Prepared], digest: bytes) -> tuple[Prepared, Future[bool] | None]:
         prepared = prepare()
+        undo = prepared.decoded.undo
         if prepared.body is None:
+            self._converter.rollback(undo)
             return prepared, None
         try:
-            return prepared, self._spool.append(prepared.body, digest, _updates(prepared.decoded))
+            pending = self._spool.append(prepared.body, digest, _updates(prepared.decoded))
         except StorageUnavailable:
             # None of the request's points are stored; a retry must convert them again.
-            self._converter.rollback(prepared.decoded.undo)
+            self._converter.rollback(undo)
             raise
+        pending.add_done_callback(functools.partial(self._settle, undo))
+        return prepared, pending
+
+    def _settle(self, undo: Undo, pending: Future[bool]) -> None:
+        """Once the record is written (its states are in the spool's durable state) or refused."""
+        if not pending.cancelled() and pending.exception() is None and pending.result():
+            self._converter.settle(undo)
+        else:
+            self._converter.rollback(undo)

@@ -21,7 +21,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from usagemeter_clickhouse import tables
 from usagemeter_collector import _schema
 from usagemeter_collector._attributes import attribute_map
-from usagemeter_collector._cumulative import CumulativeToDelta
+from usagemeter_collector._cumulative import CumulativeToDelta, SeriesLimitReached
 from usagemeter_collector._decoded import Decoded, Row, TimeWindow
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
@@ -150,7 +150,11 @@ def _sum(metric: Metric, ctx: _Context) -> None:
         start, stored_temporality = point.start_time_unix_nano, temporality
         if to_delta:
             key = (ctx.series, tuple(sorted(attributes.items())))
-            delta = ctx.converter.convert(key, start, point.time_unix_nano, value, ctx.decoded.undo)
+            try:
+                delta = ctx.converter.convert(key, start, point.time_unix_nano, value, ctx.decoded.undo)
+            except SeriesLimitReached as exc:
+                ctx.decoded.reject(str(exc))
+                continue
             if delta.value is None:
                 ctx.decoded.duplicates += 1
                 continue

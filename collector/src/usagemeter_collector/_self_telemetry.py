@@ -52,6 +52,8 @@ COUNTERS = (
     ("usagemeter.collector.inserts", "{insert}", "", "inserts"),
     ("usagemeter.collector.insert_retries", "{retry}", "", "insert_retries"),
     ("usagemeter.collector.segments_quarantined", "{segment}", "", "segments_quarantined"),
+    ("usagemeter.collector.cumulative_series_refused", "{point}", "", "cumulative_series_refused"),
+    ("usagemeter.collector.state_files_quarantined", "{file}", "", "state_files_quarantined"),
 )
 SPOOL_BYTES = "usagemeter.collector.spool_bytes"
 SPOOL_SEGMENTS = "usagemeter.collector.spool_segments"

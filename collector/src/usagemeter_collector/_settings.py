@@ -37,6 +37,19 @@ class CollectorSettings(BaseSettings):
     dedup_window_seconds: float = Field(
         default=600.0, ge=0, description="How long an acknowledged request's content hash makes its resend a no-op."
     )
+    dedup_max_hashes: int = Field(
+        default=500_000, ge=1, description="Most request hashes kept for resend detection; the oldest go first."
+    )
+    cumulative_max_series: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most cumulative series tracked; points of new series beyond it are refused (partial success).",
+    )
+    cumulative_series_ttl_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="A cumulative series not updated for this long is forgotten; its next point starts a new run.",
+    )
     raw_retention_days: int = Field(default=30, ge=1, description="Points older than this are rejected.")
     max_future_seconds: int = Field(default=86_400, ge=0, description="Points further ahead than this are rejected.")
     ingest_tokens: str = Field(

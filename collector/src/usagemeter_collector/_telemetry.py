@@ -21,7 +21,10 @@ _HELP = {
     "insert_retries": ("counter", "Failed insert attempts that will be retried."),
     "segments_quarantined": ("counter", "Spool segments ClickHouse refused as unstorable, moved aside."),
     "insert_seconds_total": ("counter", "Time spent in committed inserts."),
+    "cumulative_series_refused": ("counter", "Cumulative points refused because the series limit was reached."),
+    "state_files_quarantined": ("counter", "Damaged spool state files (snapshot, sidecars) moved aside at start."),
     "spool_bytes": ("gauge", "Bytes currently held in the spool."),
+    "cumulative_series": ("gauge", "Cumulative series whose last spooled state is tracked."),
 }
 
 #: Upper bounds (seconds) of the insert latency histogram's buckets.
@@ -58,7 +61,10 @@ class Telemetry:
     insert_retries: int = 0
     segments_quarantined: int = 0
     insert_seconds_total: float = 0.0
+    cumulative_series_refused: int = 0
+    state_files_quarantined: int = 0
     spool_bytes: int = 0
+    cumulative_series: int = 0
     _buckets: list[int] = field(default_factory=lambda: [0] * (len(INSERT_DURATION_BOUNDS) + 1), repr=False)
     _fastest: float = field(default=math.inf, repr=False)
     _slowest: float = field(default=-math.inf, repr=False)
