@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 _SWEEP_SECONDS = 1.0
 #: How long a refused connection reads (and drops) what its client still sends, so the answer reaches it.
 _LINGER_SECONDS = 1.0
+#: ... and how much of it, so a client that keeps sending cannot keep the server busy reading.
+_LINGER_BYTES = 1024 * 1024
 #: The request line's fixed parts ("GET ", " HTTP/1.1\r\n") and each header's ": " and "\r\n".
 _LINE_OVERHEAD, _HEADER_OVERHEAD = 16, 4
 
@@ -127,6 +129,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         """Feed the parser, counting the bytes of a request head against the bound."""
         if self._refused:
+            self._head_bytes += len(data)
+            if self._head_bytes > _LINGER_BYTES:
+                self.transport.close()
             return
         if self._in_head:
             self._head_bytes += len(data)
@@ -200,6 +205,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_requests()
         if self.transport.is_closing():
             return
+        self._head_bytes = 0  # from now on: what was dropped while lingering
         self.transport.write(b"".join([*head, body]))
         # Closing with unread bytes would reset the connection and could destroy the answer
         # before the client reads it: stop writing, drop what still arrives, close a little later.
