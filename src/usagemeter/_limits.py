@@ -101,7 +101,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, guard: ConnectionGuard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.guard = guard
-        self._limits = guard.limits
+        limits = guard.limits
+        # Plain attributes: the hot path reads them on every request.
+        self._max_head = limits.max_header_bytes
+        self._header_timeout = limits.header_timeout_seconds
+        self._body_timeout = limits.body_timeout_seconds
         self.deadline = math.inf  # when the head or body being read must be complete
         self.idle_since = 0.0
         self._in_head = True
@@ -117,7 +121,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """Take a slot (or answer 503) and start the deadline for the first request head."""
         super().connection_made(transport)
         self.idle_since = now = self.loop.time()
-        self.deadline = now + self._limits.header_timeout_seconds
+        self.deadline = now + self._header_timeout
         if not self.guard.admit(self, self.loop):
             self._refuse(503, "Too many connections, retry later.")
 
@@ -136,7 +140,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
             if self.deadline == math.inf:  # the first bytes of a request after a keep-alive pause
-                self.deadline = self.loop.time() + self._limits.header_timeout_seconds
+                self.deadline = self.loop.time() + self._header_timeout
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -150,27 +154,28 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("Invalid HTTP request received.")
             return
-        if self._in_head and self._head_bytes > self._limits.max_header_bytes:
-            self._refuse(431, f"Request line and headers exceed {self._limits.max_header_bytes} bytes.")
+        if self._in_head and self._head_bytes > self._max_head:
+            self._refuse(431, f"Request line and headers exceed {self._max_head} bytes.")
 
     def on_headers_complete(self) -> None:
         """Refuse a head over the bound; otherwise start the request and the body's deadline."""
-        if self._head_bytes > self._limits.max_header_bytes and self._head_size() > self._limits.max_header_bytes:
-            self._refuse(431, f"Request line and headers exceed {self._limits.max_header_bytes} bytes.")
+        # Counted bytes may include body bytes that came with the head: only then is the head measured.
+        if self._head_bytes > self._max_head and self._head_size() > self._max_head:
+            self._refuse(431, f"Request line and headers exceed {self._max_head} bytes.")
             raise _Refused
         self._in_head, self._head_bytes = False, 0
-        self.deadline = self.loop.time() + self._limits.body_timeout_seconds
-        super().on_headers_complete()
+        self.deadline = self.loop.time() + self._body_timeout
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         """The request is read: no deadline until the next one begins."""
         self._in_head, self._head_bytes, self.deadline = True, 0, math.inf
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     def on_response_complete(self) -> None:
         """The connection is idle from now, for eviction's choice."""
         self.idle_since = self.loop.time()
-        super().on_response_complete()
+        HttpToolsProtocol.on_response_complete(self)
 
     def time_out(self, now: float) -> None:
         """Close a connection whose head or body did not arrive in time (408 when nothing was answered)."""
@@ -178,7 +183,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         if self.flow.read_paused:  # the server, not the client, is behind: wait for it
-            self.deadline = now + self._limits.body_timeout_seconds
+            self.deadline = now + self._body_timeout
             return
         what = "request headers" if self._in_head else "request body"
         logger.debug("closing %s: %s not received in time", self.client, what)
