@@ -68,16 +68,21 @@ class ConnectionGuard:
         self._interval = min(_SWEEP_SECONDS, shortest / 4)
 
     def admit(self, connection: LimitedHttpToolsProtocol, loop: asyncio.AbstractEventLoop) -> bool:
-        """Take ``connection`` in, closing the longest-idle one when full; False when every slot is busy."""
+        """Take ``connection`` in, closing the longest-idle one when full; False when every slot is busy.
+
+        A refused connection is watched too, so that its brief linger ends on time.
+        """
+        admitted = True
         if len(self.connections) >= self.limits.max_connections:
             idle = self._longest_idle()
             if idle is None:
-                return False
-            idle.evict()
+                admitted = False
+            else:
+                idle.evict()
         self.connections.add(connection)
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._interval, self._sweep, loop)
-        return True
+        return admitted
 
     def release(self, connection: LimitedHttpToolsProtocol) -> None:
         """Forget a closed connection."""

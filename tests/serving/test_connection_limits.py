@@ -15,6 +15,17 @@ def get(path: str, *headers: str, keep_alive: bool = False) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def closed_by_server(sock: socket.socket, attempts: int = 50) -> bool:
+    """Whether writing to ``sock`` fails within ``attempts`` tries: the server closed its end entirely."""
+    for _ in range(attempts):
+        try:
+            sock.send(b"\r\n")
+        except OSError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_a_request_head_over_the_bound_is_answered_431_and_closed(serve):
     served = serve()
     with served.connect() as sock:
@@ -127,6 +138,7 @@ def test_when_every_connection_is_busy_a_new_one_is_answered_503(serve):
     time.sleep(0.2)
     with served.connect() as sock:
         refused = read_all(sock)
+        assert closed_by_server(sock)  # not only half-closed: the refused connection does not linger on
     served.release()
     assert status_of(refused) == 503
     for sock in busy:
