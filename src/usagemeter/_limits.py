@@ -230,4 +230,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _stop_requests(self) -> None:
         self._refused, self.deadline = True, math.inf
         if self.cycle is not None and not self.cycle.response_complete:
+            # The request in flight ends here: the app reads a disconnect and its answer is dropped.
             self.cycle.keep_alive = False
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()

@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMet
 from opentelemetry.sdk.resources import Resource
 
 from tests.e2e.conftest import RunningUp, start_up, stop_up
-from tests.serving.hostile import MIB, PeakRss, huge_header, in_threads, rss_bytes, slowloris
+from tests.serving.hostile import MIB, PeakRss, huge_header, in_threads, rss_bytes, slow_body, slowloris
 
 TOKEN = "e2e-ingest-token"
 FEATURE = "chat_messages"
@@ -33,6 +33,7 @@ LIMITS = {
 }
 SLOW_PER_PORT = 100  # more than the connection bound: admitting them closes the longest idle
 HUGE_PER_PORT = 4
+SLOW_BODIES_PER_PORT = 10
 HUGE_BYTES = 32 * MIB
 #: What the attack may add to the process: far below the 256 MiB its huge headers carry.
 RSS_GROWTH_BOUND = 96 * MIB
@@ -87,6 +88,8 @@ def test_the_product_keeps_serving_while_slow_and_huge_header_clients_attack(hos
     baseline = rss_bytes(up.process.pid)
     calls = [partial(slowloris, port) for port in ports for _ in range(SLOW_PER_PORT)]
     calls += [partial(huge_header, port, HUGE_BYTES) for port in ports for _ in range(HUGE_PER_PORT)]
+    bodies = [(up.api_port, "/api/v1/admin/plans"), (up.http_port, "/v1/metrics")]
+    calls += [partial(slow_body, port, path) for port, path in bodies for _ in range(SLOW_BODIES_PER_PORT)]
     with PeakRss(up.process.pid) as memory:
         attack = in_threads(calls)
         health, exports = [], []
@@ -97,10 +100,12 @@ def test_the_product_keeps_serving_while_slow_and_huge_header_clients_attack(hos
         outcomes = attack()
     assert health == [200] * 10
     assert exports == [MetricExportResult.SUCCESS] * 10
-    slow, huge = outcomes[: 2 * SLOW_PER_PORT], outcomes[2 * SLOW_PER_PORT :]
-    assert all(o.closed_by_server for o in slow), sum(not o.closed_by_server for o in slow)
+    slow, rest = outcomes[: 2 * SLOW_PER_PORT], outcomes[2 * SLOW_PER_PORT :]
+    huge, bodies = rest[: 2 * HUGE_PER_PORT], rest[2 * HUGE_PER_PORT :]
+    assert all(o.closed_by_server for o in slow + bodies), [o for o in slow + bodies if not o.closed_by_server]
     assert {o.status for o in slow} <= {408, None}  # answered 408, or closed to admit a newer client
     assert all(o.status == 431 or (o.status is None and o.sent_bytes < HUGE_BYTES) for o in huge), huge
+    assert {o.status for o in bodies} <= {401, 408, None}, bodies  # the API refuses the token-less body first
     assert memory.peak - baseline < RSS_GROWTH_BOUND, (baseline, memory.peak)
     assert wait_used(up, "mallory-victim", lambda value: value >= 10) == 10  # every acknowledged export is stored
     assert "Exception in ASGI application" not in up.output()

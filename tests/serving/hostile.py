@@ -41,6 +41,24 @@ def slowloris(port: int, *, pause: float = 0.25, rounds: int = 240, host: str = 
     return Outcome(False, None, sent)
 
 
+def slow_body(port: int, path: str, *, pause: float = 0.25, rounds: int = 240, host: str = "127.0.0.1") -> Outcome:
+    """Send a request head announcing a 1 MiB body, then one body byte per ``pause`` until the server closes it."""
+    sent = 0
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: slow\r\nContent-Type: application/x-protobuf\r\nContent-Length: {MIB}\r\n\r\n"
+    )
+    try:
+        with socket.create_connection((host, port), timeout=30) as sock:
+            sent += _send(sock, head.encode())
+            for _ in range(rounds):
+                if select.select([sock], [], [], pause)[0]:
+                    return Outcome(True, _status(_drain(sock)), sent)
+                sent += _send(sock, b"\x00")
+    except OSError:
+        return Outcome(True, None, sent)
+    return Outcome(False, None, sent)
+
+
 def huge_header(port: int, size: int, *, chunk: int = 64 * 1024, host: str = "127.0.0.1") -> Outcome:
     """Send a request whose ``Authorization`` header is ``size`` bytes long, and read the answer."""
     sent = 0
