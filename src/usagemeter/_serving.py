@@ -9,9 +9,13 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 import uvicorn
+from fastapi import FastAPI
 
+from usagemeter._limits import ConnectionLimits, server_options
+from usagemeter_api import ApiSettings
 from usagemeter_clickhouse import Client, applied_versions, available_migrations, connect, migrate
 from usagemeter_clickhouse.settings import ClickHouseSettings
+from usagemeter_collector import Collector, CollectorSettings
 
 
 class SchemaNotReady(Exception):
@@ -24,6 +28,33 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def api_server(app: FastAPI, settings: ApiSettings, log_level: str) -> EmbeddedServer:
+    """The API's server, bounding what each client may hold by the API's limits."""
+    limits = ConnectionLimits(
+        max_header_bytes=settings.api_max_header_bytes,
+        header_timeout_seconds=settings.api_header_timeout_seconds,
+        body_timeout_seconds=settings.api_body_timeout_seconds,
+        max_connections=settings.api_max_connections,
+        keepalive_seconds=settings.api_keepalive_seconds,
+    )
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level=log_level, **server_options(limits)
+    )
+    return EmbeddedServer(config)
+
+
+def limited_collector(client_factory: Callable[[], Client], settings: CollectorSettings) -> Collector:
+    """A collector whose OTLP/HTTP server bounds what each client may hold by the collector's limits."""
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_seconds=settings.http_header_timeout_seconds,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
+        max_connections=settings.http_max_connections,
+        keepalive_seconds=settings.http_keepalive_seconds,
+    )
+    return Collector(client_factory, settings, http_server_options=server_options(limits))
 
 
 def prepare_schema(settings: ClickHouseSettings) -> Callable[[], Client]:

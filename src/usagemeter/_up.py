@@ -14,9 +14,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import uvicorn
-
-from usagemeter._serving import EmbeddedServer, prepare_schema, start_server, stop_server, until_signalled
+from usagemeter._serving import (
+    api_server,
+    limited_collector,
+    prepare_schema,
+    start_server,
+    stop_server,
+    until_signalled,
+)
 from usagemeter.demo import DEFAULT_USERS
 from usagemeter_api import ApiSettings, create_app
 from usagemeter_api.auth import mint_token
@@ -39,11 +44,8 @@ class UpOptions:
 async def run_up(options: UpOptions, *, announce: Callable[[str], None]) -> None:
     """Run until SIGINT/SIGTERM, then stop the demo, the API and the collector in order."""
     factory = prepare_schema(options.clickhouse)
-    collector = Collector(factory, options.collector)
-    config = uvicorn.Config(
-        create_app(options.api, factory), host=options.api.api_host, port=options.api.api_port, log_level="warning"
-    )
-    api = EmbeddedServer(config)
+    collector = limited_collector(factory, options.collector)
+    api = api_server(create_app(options.api, factory), options.api, "warning")
     await collector.start()
     demo: subprocess.Popen[bytes] | None = None
     try:

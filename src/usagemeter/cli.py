@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -154,6 +155,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from usagemeter.demo import DemoSettings, ReportsQueueUnavailable, run_demo
 
+    _present_ingest_token()
     redis_url = args.redis_url or DemoSettings().redis_url or None
     if redis_url and not args.verbose:
         logging.getLogger("arq").setLevel(logging.WARNING)  # arq logs every job at INFO
@@ -166,6 +168,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except (ReportsQueueUnavailable, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     return 0
+
+
+def _present_ingest_token() -> None:
+    """Let the demo authenticate as any sender would: with the first ingest token, unless OTLP headers are set."""
+    from usagemeter_collector import CollectorSettings
+
+    tokens = [token.strip() for token in CollectorSettings().ingest_tokens.split(",") if token.strip()]
+    if tokens:
+        # The OTel SDK reads this variable; its values are URL-encoded.
+        os.environ.setdefault("OTEL_EXPORTER_OTLP_HEADERS", f"authorization=Bearer%20{tokens[0]}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -61,3 +61,24 @@ def test_openapi_documents_the_endpoints(shared_api):
         "/api/v1/health",
     ):
         assert path in paths
+
+
+def test_health_details_are_for_admins_only(api):
+    assert api.get("/api/v1/health/details").status_code == 401
+    refused = api.get("/api/v1/health/details", headers=bearer("alice"))
+    assert refused.status_code == 403
+    assert "admin" in refused.json()["detail"]
+    assert api.get("/api/v1/health/details", headers=bearer("ops", admin=True)).status_code == 200
+    assert api.get("/api/v1/health").status_code == 200  # the public summary needs no token
+
+
+def test_a_users_dashboard_counts_healthy_services_without_naming_them(api):
+    user = api.get("/api/v1/analytics/dashboard-metrics", headers=bearer("alice")).json()["health"]
+    admin = api.get("/api/v1/analytics/dashboard-metrics?user_id=alice", headers=bearer("ops", admin=True)).json()
+    assert user["services"] == []
+    assert (user["healthy"], user["total"], user["status"]) == (
+        admin["health"]["healthy"],
+        admin["health"]["total"],
+        admin["health"]["status"],
+    )
+    assert len(admin["health"]["services"]) == admin["health"]["total"] > 0

@@ -78,13 +78,13 @@ def test_worker_thresholds_are_configurable(make_api, clickhouse):
 
 
 def test_health_details_count_healthy_services(api, clickhouse):
-    body = api.get("/api/v1/health/details", headers=bearer("ops")).json()
+    body = api.get("/api/v1/health/details", headers=bearer("ops", admin=True)).json()
     assert body["summary"] == "1/2 services healthy"
     assert body["services"][1]["name"] == "ingest" and body["newest_point_age_seconds"] is None
     record_usage(clickhouse, [("alice", "chat_messages", NOW - timedelta(seconds=30), 1)])
     heartbeat(clickhouse, "w-ok", "emails", 10)
     heartbeat(clickhouse, "w-late", "emails", 200)
-    body = api.get("/api/v1/health/details", headers=bearer("ops")).json()
+    body = api.get("/api/v1/health/details", headers=bearer("ops", admin=True)).json()
     assert (body["summary"], body["status"]) == ("3/4 services healthy", "degraded")
     assert 0 <= body["newest_point_age_seconds"] <= 30
     assert api.get("/api/v1/health/details").status_code == 401
@@ -134,7 +134,7 @@ def test_health_details_report_each_collectors_backlog(api, clickhouse):
     collector_report(clickhouse, "c-ok", 3, 0)
     collector_report(clickhouse, "c-silent", 300, 0)
     collector_report(clickhouse, "c-gone", 2 * 3600, 0)  # older than an hour: not listed
-    body = api.get("/api/v1/health/details", headers=bearer("ops")).json()
+    body = api.get("/api/v1/health/details", headers=bearer("ops", admin=True)).json()
     statuses = {s["name"]: s["status"] for s in body["services"] if s["name"].startswith("collector")}
     assert statuses == {"collector c-busy": "degraded", "collector c-ok": "healthy", "collector c-silent": "down"}
     assert (body["summary"], body["status"]) == ("3/5 services healthy", "degraded")

@@ -58,7 +58,15 @@ def test_the_stack_has_its_services(services: dict[str, Any]):
     assert services["demo"]["profiles"] == ["demo"]
 
 
-@pytest.mark.parametrize("secret", ["USAGEMETER_JWT_SECRET", "CLICKHOUSE_DEFAULT_PASSWORD", "GRAFANA_ADMIN_PASSWORD"])
+REQUIRED_SECRETS = [
+    "USAGEMETER_JWT_SECRET",
+    "CLICKHOUSE_DEFAULT_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "USAGEMETER_INGEST_TOKENS",
+]
+
+
+@pytest.mark.parametrize("secret", REQUIRED_SECRETS)
 def test_a_missing_secret_is_an_error(secret: str):
     env = _example_env()
     del env[secret]
@@ -147,6 +155,14 @@ def test_services_reach_clickhouse_and_the_collector(services: dict[str, Any]):
     published = {p.rsplit(":", 1)[-1] for p in services["collector"]["ports"]}
     assert published == {"4317", "4318"}
     assert services["demo"]["command"] == ["demo", "--endpoint", "http://collector:4317"]
+
+
+def test_the_published_collector_requires_ingest_tokens_and_the_demo_presents_them(services: dict[str, Any]):
+    collector, demo = environment_of(services["collector"]), environment_of(services["demo"])
+    assert collector["USAGEMETER_INGEST_TOKENS"] == "example-usagemeter_ingest_tokens-0123456789abcdef0123456789"
+    assert demo["USAGEMETER_INGEST_TOKENS"] == collector["USAGEMETER_INGEST_TOKENS"]
+    for name in ("api", "migrate"):  # only the services that speak to the collector hold its tokens
+        assert "USAGEMETER_INGEST_TOKENS" not in environment_of(services[name])
 
 
 @pytest.mark.parametrize("service", USAGEMETER_SERVICES)

@@ -69,7 +69,7 @@ def dev_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("USAGEMETER_") and not k.startswith("OTEL_")}
 
 
-def start_up(data_dir: Path, log: Path, *extra: str) -> RunningUp:
+def start_up(data_dir: Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> RunningUp:
     ports = free_port(), free_port(), free_port()
     args = [
         "up",
@@ -85,7 +85,10 @@ def start_up(data_dir: Path, log: Path, *extra: str) -> RunningUp:
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "usagemeter", *args], stdout=out, stderr=subprocess.STDOUT, env=dev_env()
+            [sys.executable, "-m", "usagemeter", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**dev_env(), **(env or {})},
         )
     running = RunningUp(process, data_dir, *ports, log)
     _wait_healthy(running)

@@ -35,6 +35,21 @@ class ApiSettings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, description="Required `iss` claim when set.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest request line and headers (431 beyond)."
+    )
+    api_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request's line and headers (408)."
+    )
+    api_body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request body (408); API bodies are small."
+    )
+    api_max_connections: int = Field(
+        default=1000, ge=1, description="Open connections; at the bound the longest-idle one is closed."
+    )
+    api_keepalive_seconds: int = Field(
+        default=5, ge=1, description="How long an idle keep-alive connection stays open."
+    )
     plans_file: Path | None = Field(default=None, description="Plans TOML file; the shipped plans when unset.")
     clickhouse_pool_size: int = Field(
         default=16, ge=1, le=256, description="Idle ClickHouse clients kept for reuse by requests."

@@ -59,6 +59,9 @@ def create_app(
         summary="Feature-usage quotas and analytics from OpenTelemetry metrics in ClickHouse.",
         version="0.1.0",
         lifespan=lifespan,
+        # Starlette's trailing-slash redirect builds an absolute Location from the Host header,
+        # which makes the API an open redirect; a path is served as written or not at all.
+        redirect_slashes=False,
     )
     app.state.plan_store = store
     app.state.settings = settings

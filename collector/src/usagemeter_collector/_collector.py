@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import grpc
 import uvicorn
@@ -54,10 +55,18 @@ class Collector:
 
     ``client_factory`` is called once, on the writer thread, which then owns the client.
     The spool directory (``settings.resolved_spool_dir()``) belongs to one collector at a time.
+    ``http_server_options`` are extra ``uvicorn.Config`` arguments for the OTLP/HTTP server (its protocol, limits).
     """
 
-    def __init__(self, client_factory: Callable[[], Client], settings: CollectorSettings) -> None:
+    def __init__(
+        self,
+        client_factory: Callable[[], Client],
+        settings: CollectorSettings,
+        *,
+        http_server_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self._settings = settings
+        self._http_server_options = dict(http_server_options or {})
         self.telemetry = Telemetry()
         self.converter = CumulativeToDelta(settings.cumulative_max_series, self.telemetry)
         limits = SpoolLimits(
@@ -168,6 +177,9 @@ class Collector:
     async def _start_grpc(self) -> None:
         options = [
             ("grpc.max_receive_message_length", self._settings.max_request_bytes),
+            # Both the soft and the hard bound, so larger metadata is always refused, never sometimes.
+            ("grpc.max_metadata_size", self._settings.max_header_bytes),
+            ("grpc.absolute_max_metadata_size", self._settings.max_header_bytes),
             # Without this a second server could share the port silently.
             ("grpc.so_reuseport", 0),
         ]
@@ -188,6 +200,7 @@ class Collector:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
+            **self._http_server_options,
         )
         self._http_server = server = _EmbeddedServer(config)
         self._http_task = asyncio.create_task(server.serve(sockets=[sock]))

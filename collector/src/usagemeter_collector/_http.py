@@ -68,6 +68,11 @@ def build_http_app(ingest: Ingest, telemetry: Telemetry, options: HttpOptions) -
         return response
 
     async def metrics(request: Request) -> Response:
+        # The ingest tokens guard the collector's own telemetry too: it tells senders' volumes and backlogs.
+        try:
+            options.tokens.check(request.headers.get("authorization"))
+        except Unauthenticated as exc:
+            return PlainTextResponse(str(exc), status_code=401, headers={"WWW-Authenticate": "Bearer"})
         return PlainTextResponse(telemetry.render(), media_type="text/plain; version=0.0.4")
 
     routes = [Route(path, export, methods=["POST"]) for path in signals]

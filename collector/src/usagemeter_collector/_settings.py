@@ -74,6 +74,25 @@ class CollectorSettings(BaseSettings):
     max_request_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest accepted request, compressed or not."
     )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest OTLP/HTTP request line and headers (431 beyond), and largest gRPC metadata.",
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time an OTLP/HTTP client has to send a request's line and headers (408)."
+    )
+    http_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Time an OTLP/HTTP client has to send a request body (408); 60 s lets 16 MiB arrive at 280 KB/s.",
+    )
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="Open OTLP/HTTP connections; at the bound the longest-idle one is closed."
+    )
+    http_keepalive_seconds: int = Field(
+        default=5, ge=1, description="How long an idle OTLP/HTTP keep-alive connection stays open."
+    )
 
     def resolved_spool_dir(self) -> Path:
         """The spool directory: ``spool_dir``, or ``spool`` inside ``data_dir``."""

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, status
 
 from usagemeter_api.config import ApiSettings
-from usagemeter_api.deps import ClickHouse, Clock, CurrentUser, Plans, TargetUser
+from usagemeter_api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, TargetUser
 from usagemeter_api.errors import error_responses
 from usagemeter_api.operations import HealthThresholds, collector_reports, health_details, newest_point
 from usagemeter_api.ops_schemas import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
@@ -24,6 +24,7 @@ router = APIRouter(tags=["operations"])
 _AUTH: dict[int, str] = {
     status.HTTP_401_UNAUTHORIZED: "Missing, expired or invalid bearer token.",
 }
+_ADMIN: dict[int, str] = _AUTH | {status.HTTP_403_FORBIDDEN: "The token lacks role admin."}
 
 
 def worker_thresholds(request: Request) -> WorkerThresholds:
@@ -58,11 +59,14 @@ def workers(_: CurrentUser, client: ClickHouse, now: Clock, thresholds: Threshol
     return worker_report(client, now, thresholds)
 
 
-@router.get("/health/details", response_model=HealthDetails, responses=error_responses(_AUTH, validated=False))
+@router.get("/health/details", response_model=HealthDetails, responses=error_responses(_ADMIN, validated=False))
 def detailed_health(
-    _: CurrentUser, client: ClickHouse, now: Clock, thresholds: Thresholds, limits: HealthLimits
+    _: Admin, client: ClickHouse, now: Clock, thresholds: Thresholds, limits: HealthLimits
 ) -> HealthDetails:
-    """ClickHouse, ingest freshness, collector backlogs and workers, as ``X/Y services healthy``."""
+    """ClickHouse, ingest freshness, collector backlogs and workers, as ``X/Y services healthy`` (role admin).
+
+    Collector instances and their spool backlogs are operators' information; ``GET /health`` is the public summary.
+    """
     report = worker_report(client, now, thresholds)
     return health_details(newest_point(client, now), now, limits, report, collector_reports(client, now))
 
@@ -75,6 +79,7 @@ def detailed_health(
 )
 async def dashboard_metrics(
     request: Request,
+    caller: CurrentUser,
     user_id: TargetUser,
     plans: Plans,
     now: Clock,
@@ -85,7 +90,8 @@ async def dashboard_metrics(
     """Conversions, worker status, the user's feature usage against quotas, their plan and system health.
 
     Conversions, workers and health are shared by every user's dashboard and may be up to
-    ``dashboard_cache_seconds`` old; the user's quotas are current.
+    ``dashboard_cache_seconds`` old; the user's quotas are current. Health lists its services
+    (collector instances, spool backlogs) to admins only; users get the counts and the status.
     """
     plan_id, plan = plans.plan_for(user_id)
     window = period_window(plan.period, now)
@@ -104,5 +110,5 @@ async def dashboard_metrics(
         ],
         conversions=system.conversions,
         workers=system.workers,
-        health=system.health,
+        health=system.health if caller.admin else system.health.model_copy(update={"services": []}),
     )
