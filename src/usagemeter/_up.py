@@ -20,6 +20,7 @@ from usagemeter._serving import EmbeddedServer, prepare_schema, start_server, st
 from usagemeter.demo import DEFAULT_USERS
 from usagemeter_api import ApiSettings, create_app
 from usagemeter_api.auth import mint_token
+from usagemeter_api.routers.health import COLLECTOR_STATUS
 from usagemeter_clickhouse.settings import ClickHouseSettings
 from usagemeter_collector import Collector, CollectorSettings
 
@@ -40,9 +41,10 @@ async def run_up(options: UpOptions, *, announce: Callable[[str], None]) -> None
     """Run until SIGINT/SIGTERM, then stop the demo, the API and the collector in order."""
     factory = prepare_schema(options.clickhouse)
     collector = Collector(factory, options.collector)
-    config = uvicorn.Config(
-        create_app(options.api, factory), host=options.api.api_host, port=options.api.api_port, log_level="warning"
-    )
+    app = create_app(options.api, factory)
+    # /api/v1/health reports the spool of the collector sharing this process (degraded while it cannot write).
+    setattr(app.state, COLLECTOR_STATUS, collector.status)
+    config = uvicorn.Config(app, host=options.api.api_host, port=options.api.api_port, log_level="warning")
     api = EmbeddedServer(config)
     await collector.start()
     demo: subprocess.Popen[bytes] | None = None
