@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -10,11 +12,17 @@ import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
 
 from tests.collector.conftest import T0, LoopThread, post_metrics, usage_by_user, usage_point, usage_request, wait_for
 from tests.collector.small_disk import Filler, small_disk
+from usagemeter_api.operations import HealthThresholds, collector_reports, health_details
+from usagemeter_api.ops_schemas import WorkersReport, WorkerThresholds
 from usagemeter_clickhouse import tables
 from usagemeter_collector import Collector
 
@@ -136,4 +144,53 @@ def test_own_telemetry_reports_the_write_errors_once_space_returns(
     assert wait_for(lambda: _reported_write_errors(clickhouse) >= 3, 30)
     loop_thread.run(collector.stop())
     # Every failed write counted exactly once, the ones of the unstorable reports included.
-    assert _reported_write_errors(clickhouse) == collector.telemetry.spool_write_errors
+    errors = collector.telemetry.spool_write_errors
+    assert _reported_write_errors(clickhouse) == errors
+
+    # The operator's health details (server mode) read the same reports: this collector is degraded.
+    now = datetime.now(UTC)
+    (report,) = collector_reports(clickhouse.undrained, now)
+    assert report.failures == {"usagemeter.collector.spool_write_errors": errors}
+    thresholds = HealthThresholds(300, 120, 256 * 1024 * 1024)
+    details = health_details(now, now, thresholds, _no_workers(now), [report])
+    (service,) = [service for service in details.services if service.name == f"collector {collector.instance_id}"]
+    assert service.status == "degraded"
+    assert service.detail.endswith(f"in the last hour: {errors} failed spool writes")
+
+
+def _no_workers(now: datetime) -> WorkersReport:
+    limits = WorkerThresholds(
+        degraded_after_seconds=60, down_after_seconds=300, failure_ratio=0.2, queue_growth=100, window_seconds=900
+    )
+    return WorkersReport(status="healthy", generated_at=now, thresholds=limits, workers=[], queues=[])
+
+
+def test_the_sdks_retries_of_exports_a_full_disk_refused_are_counted_exactly(
+    full_disk_collector: Callable[..., Collector], spool_disk: Path, clickhouse: object
+) -> None:
+    collector = full_disk_collector()
+    # The SDK's default: cumulative sums, so each export carries the running total and a lost one would show.
+    exporter = OTLPMetricExporter(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/metrics", timeout=60)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "disk-full-test"}))
+    counter = provider.get_meter("tests").create_counter("feature.usage", unit="{use}")
+    try:
+        counter.add(3, {"user.id": "alice", "feature.key": "chat"})
+        assert reader.force_flush(timeout_millis=30_000)
+        # Drained first, so the next export needs a new segment: no room left in the last one's disk block.
+        assert usage_by_user(clickhouse) == {"alice": 3.0}
+        filler = Filler(spool_disk / "filler")
+        filler.fill()
+        counter.add(4, {"user.id": "alice", "feature.key": "chat"})
+        counter.add(2, {"user.id": "bob", "feature.key": "chat"})
+        flushed: list[bool] = []
+        flush = threading.Thread(target=lambda: flushed.append(reader.force_flush(timeout_millis=60_000)))
+        flush.start()
+        assert wait_for(lambda: collector.telemetry.requests_refused >= 2, 30)
+        filler.remove()
+        flush.join(60)
+        assert flushed == [True]
+    finally:
+        provider.shutdown()
+    assert collector.telemetry.requests_duplicate == 0
+    assert usage_by_user(clickhouse) == {"alice": 7.0, "bob": 2.0}

@@ -67,28 +67,37 @@ def _flip(data: bytes, offset: int) -> bytes:
     return data[:offset] + bytes([data[offset] ^ 0x40]) + data[offset + 1 :]
 
 
+def _damage_one(path: Path, framed: list[bytes], record: int, where: int) -> int:
+    """Write the records with one byte of ``record`` flipped, ``where`` bytes into it; the record's offset."""
+    offset = sum(len(framed_record) for framed_record in framed[:record])
+    path.write_bytes(_flip(b"".join(framed), offset + where))
+    return offset
+
+
+@pytest.mark.parametrize("record", [0, 17, 48])
 @pytest.mark.parametrize("where", [0, 5, 13, 30], ids=["magic", "length", "header checksum", "body"])
-def test_one_flipped_byte_costs_one_record_and_the_rest_are_read(tmp_path: Path, where: int) -> None:
+def test_one_flipped_byte_costs_one_record_and_the_rest_are_read(tmp_path: Path, where: int, record: int) -> None:
     bodies = [_body(number) for number in range(50)]
     framed = [frame(body) for body in bodies]
-    damaged_at = sum(len(record) for record in framed[:17])
     path = tmp_path / "segment.seg"
-    path.write_bytes(_flip(b"".join(framed), damaged_at + where))
+    offset = _damage_one(path, framed, record, where)
     items = list(scan_segment(path))
-    assert [item for item in items if isinstance(item, bytes)] == bodies[:17] + bodies[18:]
-    assert [item for item in items if isinstance(item, Damage)] == [Damage(damaged_at, len(framed[17]), 1, tail=False)]
+    assert [item for item in items if isinstance(item, bytes)] == bodies[:record] + bodies[record + 1 :]
+    assert [item for item in items if isinstance(item, Damage)] == [Damage(offset, len(framed[record]), 1, tail=False)]
 
 
+@pytest.mark.parametrize("record", [0, 17, 48])
 @pytest.mark.parametrize("where", [2, 30], ids=["length", "body"])
-def test_records_after_damage_in_a_segment_of_the_earlier_layout_are_read(tmp_path: Path, where: int) -> None:
+def test_records_after_damage_in_a_segment_of_the_earlier_layout_are_read(
+    tmp_path: Path, where: int, record: int
+) -> None:
     bodies = [_body(number) for number in range(50)]
     framed = [_legacy_frame(body) for body in bodies]
-    damaged_at = sum(len(record) for record in framed[:17])
     path = tmp_path / "segment.seg"
-    path.write_bytes(_flip(b"".join(framed), damaged_at + where))
+    offset = _damage_one(path, framed, record, where)
     items = list(scan_segment(path))
-    assert [item for item in items if isinstance(item, bytes)] == bodies[:17] + bodies[18:]
-    assert [item for item in items if isinstance(item, Damage)] == [Damage(damaged_at, len(framed[17]), 1, tail=False)]
+    assert [item for item in items if isinstance(item, bytes)] == bodies[:record] + bodies[record + 1 :]
+    assert [item for item in items if isinstance(item, Damage)] == [Damage(offset, len(framed[record]), 1, tail=False)]
 
 
 def test_a_damaged_length_claiming_gigabytes_is_never_allocated(tmp_path: Path) -> None:

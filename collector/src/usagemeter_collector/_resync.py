@@ -71,8 +71,7 @@ def scan_segment(path: Path) -> Iterator[bytes | Damage]:
     """The segment's intact record bodies in order, with a :class:`Damage` for each damaged stretch between them."""
     with open(path, "rb") as segment:
         size = segment.seek(0, 2)
-        segment.seek(0)
-        layout = _CURRENT if segment.read(len(MAGIC)) == MAGIC or size == 0 else _LEGACY
+        layout = _layout_of(segment, size)
         reader = _Reader(segment, size, layout)
         offset = 0
         while offset < size:
@@ -84,6 +83,16 @@ def scan_segment(path: Path) -> Iterator[bytes | Damage]:
             end = record if record is not None else _next_record(reader, segment, size, layout, offset)
             yield Damage(offset, end - offset, 1, tail=end == size)
             offset = end
+
+
+def _layout_of(segment: BinaryIO, size: int) -> _Layout:
+    """The layout of a segment: its first record tells, or, when that one is damaged, whether magics follow."""
+    segment.seek(0)
+    if segment.read(len(MAGIC)) == MAGIC:
+        return _CURRENT
+    if isinstance(_Reader(segment, size, _LEGACY).at(0), bytes):
+        return _LEGACY
+    return _CURRENT if _find(segment, MAGIC, 0, min(size, _WINDOW)) >= 0 else _LEGACY
 
 
 def read_records(path: Path) -> Iterator[bytes]:
