@@ -106,7 +106,7 @@ def test_a_flipped_byte_loses_one_record_and_the_rest_of_the_segment_is_stored(
     lost = _user_of(body)
     assert usage_by_user(clickhouse) == {user: 1.0 for user in _USERS if user != lost}
     assert collector.telemetry.spool_records_damaged == 1
-    assert collector.status().reasons == ["1 acknowledged spool records lost to damaged bytes"]
+    assert collector.status().reasons == ["1 acknowledged spool record lost to damaged bytes"]
     metrics = httpx.get(f"http://127.0.0.1:{collector.http_port}/metrics", timeout=10).text
     assert "usagemeter_collector_spool_records_damaged 1" in metrics.splitlines()
     kept = list((spool_dir / QUARANTINE_DIR).iterdir())

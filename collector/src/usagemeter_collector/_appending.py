@@ -58,6 +58,11 @@ class SegmentAppender:
         self._persist(active.name)
 
     @property
+    def held(self) -> int:
+        """Segments not handed on yet: the active one, and a closed one not yet sealed."""
+        return (self.active is not None) + (self.unsealed is not None)
+
+    @property
     def needs_repair(self) -> bool:
         """Whether a failed write left something to finish before the next append."""
         return self.unsealed is not None or (self.active is not None and not self.active.clean)

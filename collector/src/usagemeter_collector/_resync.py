@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from usagemeter_collector._segments import (
+    HASHES_SUFFIX,
     HEADER,
     LEGACY_HEADER,
     MAGIC,
@@ -182,6 +183,12 @@ class SegmentRecords:
         self._lock = threading.Lock()
         self._reported: dict[str, set[int]] = {}
         self.maybe_torn: str | None = None
+
+    def left_by_earlier_run(self, names: list[str]) -> None:
+        """Note the segments an earlier run left (oldest first): only the one it wrote last can end in a write
+        a crash cut short, and only if it was never sealed (sealing writes its hashes sidecar)."""
+        sealed = bool(names) and (self._directory / (names[-1] + HASHES_SUFFIX)).exists()
+        self.maybe_torn = names[-1] if names and not sealed else None
 
     def read(self, name: str) -> Iterator[bytes]:
         """The intact record bodies of segment ``name``."""

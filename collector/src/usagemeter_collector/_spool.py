@@ -93,9 +93,7 @@ class Spool:
             raise StorageUnavailable(f"spool {self.directory} is in use by another process") from exc
         make_private(self.directory)
         names = segment_names(self.directory)
-        # Only the segment written last can end in a write a crash cut short, and only if it was never sealed.
-        if names and not (self.directory / (names[-1] + HASHES_SUFFIX)).exists():
-            self._records.maybe_torn = names[-1]
+        self._records.left_by_earlier_run(names)
         self.state.load((name, [decode_record(body) for body in self.records(name)]) for name in names)
         self._sealed.extend(names)
         self._disk_bytes = sum(self._path(name).stat().st_size for name in names)
@@ -178,22 +176,18 @@ class Spool:
     def empty(self) -> bool:
         """Nothing queued, active or sealed: everything acknowledged is in ClickHouse."""
         with self._cond:
-            return not self._queue and not self._sealed and self._segments.active is None and not self._unsealed
+            return not self._queue and not self._sealed and not self._segments.held
 
     @property
     def segments(self) -> int:
         """Segments on disk not yet inserted: the sealed ones and the one being filled."""
         with self._cond:
-            return len(self._sealed) + (self._segments.active is not None) + int(self._unsealed)
+            return len(self._sealed) + self._segments.held
 
     @property
     def appending(self) -> bool:
         """Whether the append thread still runs (False once closed)."""
         return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def _unsealed(self) -> bool:
-        return self._segments.unsealed is not None
 
     def _path(self, name: str) -> Path:
         return self.directory / (name + SEGMENT_SUFFIX)

@@ -66,10 +66,14 @@ class CollectorStatus:
             since = self.spool_unwritable_since.isoformat(timespec="seconds")
             reasons.append(f"spool cannot write since {since} ({self.spool_last_error}): exports are refused")
         if self.spool_records_damaged:
-            reasons.append(f"{self.spool_records_damaged} acknowledged spool records lost to damaged bytes")
+            reasons.append(f"{_count(self.spool_records_damaged, 'acknowledged spool record')} lost to damaged bytes")
         if self.state_files_quarantined:
-            reasons.append(f"{self.state_files_quarantined} damaged spool state files moved aside")
+            reasons.append(f"{_count(self.state_files_quarantined, 'damaged spool state file')} moved aside")
         return reasons
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @dataclass
