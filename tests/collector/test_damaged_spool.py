@@ -18,7 +18,15 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from tests.collector.conftest import T0, LoopThread, post_metrics, usage_by_user, usage_point, usage_request
+from tests.collector.conftest import (
+    T0,
+    LoopThread,
+    post_metrics,
+    usage_by_user,
+    usage_point,
+    usage_request,
+    wait_for,
+)
 from usagemeter_clickhouse import connect, tables
 from usagemeter_collector import Collector, CollectorSettings
 from usagemeter_collector import _collector as collector_module
@@ -85,6 +93,15 @@ def _user_of(body: bytes) -> str:
     return next(kv.value.string_value for kv in point.attributes if kv.key == "user.id")
 
 
+def _reported_damage(clickhouse: object) -> float:
+    """The lost records the collector's own telemetry stored."""
+    rows = clickhouse.undrained.query(
+        f"SELECT sum(Value) FROM {tables.METRICS_SUM} WHERE ServiceName = 'usagemeter-collector'"
+        " AND MetricName = 'usagemeter.collector.spool_records_damaged'"
+    ).result_rows
+    return float(rows[0][0] or 0)
+
+
 def _largest_segment(spool_dir: Path) -> Path:
     return max(spool_dir.glob("*.seg"), key=lambda path: len(_records(path)))
 
@@ -102,13 +119,14 @@ def test_a_flipped_byte_loses_one_record_and_the_rest_of_the_segment_is_stored(
     segment.write_bytes(bytes(data))
     damaged = bytes(data[offset : offset + HEADER.size + len(body)])
 
-    collector = start_collector(spool_dir=spool_dir)
+    collector = start_collector(spool_dir=spool_dir, self_telemetry_interval_seconds=1)
     lost = _user_of(body)
     assert usage_by_user(clickhouse) == {user: 1.0 for user in _USERS if user != lost}
     assert collector.telemetry.spool_records_damaged == 1
     assert collector.status().reasons == ["1 acknowledged spool record lost to damaged bytes"]
     metrics = httpx.get(f"http://127.0.0.1:{collector.http_port}/metrics", timeout=10).text
     assert "usagemeter_collector_spool_records_damaged 1" in metrics.splitlines()
+    assert wait_for(lambda: _reported_damage(clickhouse) == 1, 30)
     kept = list((spool_dir / QUARANTINE_DIR).iterdir())
     assert [path.name for path in kept] == [f"{segment.name}.{offset}.damaged"]
     assert kept[0].read_bytes() == damaged

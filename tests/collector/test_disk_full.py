@@ -88,6 +88,7 @@ def test_full_disk_refuses_retryably_then_accepts_the_retries_once_space_returns
     assert health.spool_write_errors >= 3 and "ENOSPC" in health.reasons[0]
     assert _metric(collector, "spool_writable") == 0
     assert _metric(collector, "spool_write_errors") >= 3
+    assert _metric(collector, 'spool_last_write_error{error="ENOSPC"}') == 1
     assert collector.spool.appending
 
     filler.remove()
@@ -97,6 +98,7 @@ def test_full_disk_refuses_retryably_then_accepts_the_retries_once_space_returns
     assert usage_by_user(clickhouse) == {"alice": 9.0, "bob": 3.0}
     assert collector.status().spool_writable and collector.status().reasons == []
     assert _metric(collector, "spool_writable") == 1
+    assert _metric(collector, 'spool_last_write_error{error="ENOSPC"}') == 0
 
 
 def test_segment_is_cut_back_to_its_last_acknowledged_record_after_a_failed_write(

@@ -87,6 +87,12 @@ def take_reading(telemetry: Telemetry, spool: Spool) -> Reading:
     return Reading(time.time_ns(), counters, stats, telemetry.spool_bytes, spool.segments, telemetry.spool_writable)
 
 
+def _zero_reading() -> Reading:
+    """The figures of a collector that has done nothing yet, as of now."""
+    inserts = InsertStats(0, 0, 0.0, (0,) * (len(INSERT_DURATION_BOUNDS) + 1), math.inf, -math.inf)
+    return Reading(time.time_ns(), {counter: 0 for *_, counter in COUNTERS}, inserts, 0, 0, 1)
+
+
 def _attributes(values: dict[str, str]) -> list[KeyValue]:
     return [KeyValue(key=key, value=AnyValue(string_value=value)) for key, value in values.items()]
 
@@ -159,8 +165,12 @@ class SelfReporter:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Take the baseline reading and start reporting (in the running event loop)."""
-        self._previous = take_reading(self._telemetry, self._spool)
+        """Start reporting (in the running event loop).
+
+        The first report counts from zero, so it also carries what the collector counted while it started:
+        records lost to damage found on recovery, inserts of segments an earlier run left.
+        """
+        self._previous = _zero_reading()
         self._extremes = (math.inf, -math.inf)
         self._task = asyncio.get_running_loop().create_task(self._run())
 

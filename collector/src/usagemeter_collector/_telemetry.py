@@ -163,4 +163,11 @@ class Telemetry:
         for key, (kind, help_text) in _HELP.items():
             name = _PREFIX + key
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {getattr(self, key)}"]
+        if self.spool_last_error:
+            name = _PREFIX + "spool_last_write_error"
+            lines += [
+                f"# HELP {name} The last failed spool write's error (label); 1 while the spool cannot write.",
+                f"# TYPE {name} gauge",
+                f'{name}{{error="{self.spool_last_error}"}} {1 - self.spool_writable}',
+            ]
         return "\n".join(lines) + "\n"
