@@ -196,3 +196,35 @@ def test_the_sdks_retries_of_exports_a_full_disk_refused_are_counted_exactly(
         provider.shutdown()
     assert collector.telemetry.requests_duplicate == 0
     assert usage_by_user(clickhouse) == {"alice": 7.0, "bob": 2.0}
+
+
+def _post_concurrently(port: int, request: object, copies: int) -> list[int]:
+    """Post ``copies`` of one request at once (most share a write batch); their status codes."""
+    statuses: list[int] = []
+    start = threading.Barrier(copies)
+
+    def post() -> None:
+        start.wait()
+        statuses.append(post_metrics(port, request).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return statuses
+
+
+def test_resends_arriving_together_share_the_outcome_of_the_first_copy(
+    full_disk_collector: Callable[..., Collector], spool_disk: Path, clickhouse: object
+) -> None:
+    collector = full_disk_collector()
+    filler = Filler(spool_disk / "filler")
+    filler.fill()
+    request = usage_request([usage_point("carol", 5, T0 + 40)])
+    # None of them reached the disk, so none may be answered as a duplicate.
+    assert _post_concurrently(collector.http_port, request, 12) == [503] * 12
+    filler.remove()
+    assert _post_concurrently(collector.http_port, request, 12) == [200] * 12
+    assert collector.telemetry.requests_duplicate == 11
+    assert usage_by_user(clickhouse) == {"carol": 5.0}

@@ -51,9 +51,12 @@ class SegmentAppender:
     def seal_active(self) -> None:
         """Close the active segment and seal it (after any repair)."""
         self.repair()
-        if self.active is None:
+        active = self.active
+        if active is None:
             return
-        active, self.active = self.active, None
+        # Held as unsealed before it stops being active, so the spool never looks empty in between.
+        self.unsealed = active.name
+        self.active = None
         active.close()
         self._persist(active.name)
 
