@@ -35,8 +35,9 @@ _RECORDS = [_body(1), _body(2, 6000), _body(3)]
         frame(_body(4))[:5],
         HEADER.pack(b"USM\xa5", 4_000_000_000, 0, 0) + b"claims four gigabytes",
         frame(_body(4))[:-1] + b"!",
+        b"\0" * 4096,
     ],
-    ids=["none", "torn body", "torn header", "impossible length", "bad checksum"],
+    ids=["none", "torn body", "torn header", "impossible length", "bad checksum", "zeros"],
 )
 def test_intact_records_are_read_up_to_a_torn_tail(tmp_path: Path, tail: bytes) -> None:
     path = tmp_path / "segment.seg"
@@ -54,8 +55,9 @@ def test_intact_records_are_read_up_to_a_torn_tail(tmp_path: Path, tail: bytes) 
         _legacy_frame(_body(4))[:5],
         struct.pack("<II", 4_000_000_000, 0) + b"claims four gigabytes",
         struct.pack("<II", 6, 0) + b"fourth",
+        b"\0" * 4096,
     ],
-    ids=["none", "torn body", "torn header", "impossible length", "bad checksum"],
+    ids=["none", "torn body", "torn header", "impossible length", "bad checksum", "zeros"],
 )
 def test_segments_of_the_earlier_layout_are_read_up_to_a_torn_tail(tmp_path: Path, tail: bytes) -> None:
     path = tmp_path / "segment.seg"

@@ -140,8 +140,9 @@ class _Reader:
             magic, length, checksum, own = HEADER.unpack(raw)
             if magic != MAGIC or zlib.crc32(raw[: size - 4]) != own:
                 return None
-        # A damaged header may claim any length; never read (or allocate) past the end of the file.
-        return (length, checksum) if offset + size + length <= self._size else None
+        # A damaged header may claim any length; never read (or allocate) past the end of the file. No record
+        # is empty, and zeros (what a crash may leave where a write did not reach) would pass as an empty one.
+        return (length, checksum) if 0 < length <= self._size - offset - size else None
 
 
 def _next_record(reader: _Reader, segment: BinaryIO, size: int, layout: _Layout, after: int) -> int:
