@@ -12,8 +12,9 @@ from usagemeter_clickhouse import tables
 
 SERVICE = "usagemeter-collector"
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-#: Points in one report: twelve delta sums, two gauges and the insert latency histogram.
-REPORT_POINTS = 15
+#: Points in one report: fourteen delta sums, three gauges and the insert latency histogram.
+REPORT_POINTS = 18
+GAUGES = 3
 
 
 def _post(port: int, body: bytes) -> httpx.Response:
@@ -34,7 +35,7 @@ def _totals(clickhouse: Any) -> dict[tuple[str, str], float]:
 
 def _reports(clickhouse: Any) -> int:
     query = f"SELECT count() FROM {tables.METRICS_GAUGE} WHERE ServiceName = {{service:String}}"
-    return int(clickhouse.undrained.query(query, parameters={"service": SERVICE}).result_rows[0][0]) // 2
+    return int(clickhouse.undrained.query(query, parameters={"service": SERVICE}).result_rows[0][0]) // GAUGES
 
 
 def _send_traffic(port: int) -> int:
@@ -101,6 +102,7 @@ def test_own_telemetry_resource_gauges_and_latency(start_collector, clickhouse, 
     assert sorted(gauges) == [
         ("usagemeter.collector.spool_bytes", "By"),
         ("usagemeter.collector.spool_segments", "{segment}"),
+        ("usagemeter.collector.spool_writable", "1"),
     ]
     count, total, slowest, units = clickhouse.query(
         f"SELECT sum(Count), sum(Sum), max(Max), groupUniqArray(MetricUnit) FROM {tables.METRICS_HISTOGRAM}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from usagemeter_api.ops_schemas import (
@@ -20,6 +20,12 @@ __all__ = ["CollectorReport", "collector_reports", "conversions", "health_detail
 
 COLLECTOR_SERVICE = "usagemeter-collector"
 SPOOL_BYTES_METRIC = "usagemeter.collector.spool_bytes"
+#: Self-telemetry counters whose growth in the last hour makes a collector degraded, and how they read.
+SPOOL_FAILURE_METRICS = {
+    "usagemeter.collector.spool_write_errors": "failed spool writes",
+    "usagemeter.collector.spool_records_damaged": "acknowledged spool records lost to damage",
+    "usagemeter.collector.state_files_quarantined": "damaged spool state files moved aside",
+}
 
 # Only the last two days' partitions are read: older data is stale whatever it holds.
 _NEWEST_SQL = f"""
@@ -43,24 +49,39 @@ FROM {tables.METRICS_GAUGE}
 WHERE ServiceName = {{service:String}} AND MetricName = {{metric:String}} AND TimeUnix >= {{since:DateTime('UTC')}}
 GROUP BY instance ORDER BY instance
 """
+_COLLECTOR_FAILURES_SQL = f"""
+SELECT ResourceAttributes['service.instance.id'] AS instance, MetricName, sum(Value) AS grown
+FROM {tables.METRICS_SUM}
+WHERE ServiceName = {{service:String}} AND MetricName IN {{metrics:Array(String)}}
+  AND TimeUnix >= {{since:DateTime('UTC')}}
+GROUP BY instance, MetricName HAVING grown > 0
+"""
 
 
 @dataclass(frozen=True)
 class CollectorReport:
-    """A collector instance's latest self-report: when it was taken and the spool backlog then."""
+    """A collector instance's latest self-report: when it was taken, the spool backlog then, and the spool
+    failures it reported in the last hour (metric name → count)."""
 
     instance: str
     reported_at: datetime
     backlog_bytes: float
+    failures: dict[str, float] = field(default_factory=dict)
 
 
 def collector_reports(client: Client, now: datetime) -> list[CollectorReport]:
-    """The latest backlog of every collector that reported in the last hour."""
+    """The latest backlog and the last hour's spool failures of every collector that reported in the last hour."""
     since = now.astimezone(UTC).replace(tzinfo=None) - timedelta(hours=1)
     parameters = {"service": COLLECTOR_SERVICE, "metric": SPOOL_BYTES_METRIC, "since": since}
     rows = client.query(_COLLECTORS_SQL, parameters=parameters).result_rows
+    failures: dict[str, dict[str, float]] = {}
+    failure_parameters = {"service": COLLECTOR_SERVICE, "metrics": list(SPOOL_FAILURE_METRICS), "since": since}
+    for instance, metric, grown in client.query(_COLLECTOR_FAILURES_SQL, parameters=failure_parameters).result_rows:
+        failures.setdefault(str(instance), {})[str(metric)] = float(grown)
     return [
-        CollectorReport(str(instance), at if at.tzinfo else at.replace(tzinfo=UTC), float(backlog))
+        CollectorReport(
+            str(instance), at if at.tzinfo else at.replace(tzinfo=UTC), float(backlog), failures.get(str(instance), {})
+        )
         for instance, at, backlog in rows
     ]
 
@@ -126,6 +147,13 @@ def _collector(report: CollectorReport, now: datetime, thresholds: HealthThresho
     if report.backlog_bytes > thresholds.collector_backlog_bytes:
         limit = thresholds.collector_backlog_bytes / 1_048_576
         return ServiceHealth(name=name, status="degraded", detail=f"{backlog} (degraded above {limit:g} MiB)")
+    if report.failures:
+        failures = ", ".join(
+            f"{report.failures[metric]:.0f} {what}"
+            for metric, what in SPOOL_FAILURE_METRICS.items()
+            if metric in report.failures
+        )
+        return ServiceHealth(name=name, status="degraded", detail=f"{backlog}; in the last hour: {failures}")
     return ServiceHealth(name=name, status="healthy", detail=backlog)
 
 

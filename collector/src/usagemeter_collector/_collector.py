@@ -25,7 +25,7 @@ from usagemeter_collector._self_telemetry import SelfReporter
 from usagemeter_collector._settings import CollectorSettings
 from usagemeter_collector._spool import Spool, SpoolLimits
 from usagemeter_collector._state import StateLimits
-from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._telemetry import CollectorStatus, Telemetry
 from usagemeter_collector._writer import SpoolWriter
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,10 @@ class Collector:
     def instance_id(self) -> str | None:
         """The ``service.instance.id`` of the collector's own telemetry (None when it reports none)."""
         return self._reporter.instance if self._reporter is not None else None
+
+    def status(self) -> CollectorStatus:
+        """Whether the spool can write, and what was lost to damage or moved aside since the start."""
+        return self.telemetry.status()
 
     @property
     def drained(self) -> bool:

@@ -23,5 +23,9 @@ class SpoolFull(StorageUnavailable):
     """The spool reached its size limit; the sender should retry after a while."""
 
 
+class SpoolWriteFailed(StorageUnavailable):
+    """Writing the request to the spool failed (disk full, I/O error); the sender should retry after a while."""
+
+
 class Unauthenticated(CollectorError):
     """The request lacks a valid ingest bearer token."""

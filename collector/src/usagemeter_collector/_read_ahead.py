@@ -15,7 +15,6 @@ import threading
 from typing import Any, NamedTuple
 
 from usagemeter_collector._records import MetricsRequest, decode_record
-from usagemeter_collector._segments import read_records
 from usagemeter_collector._spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ def read_segment(spool: Spool, name: str) -> SegmentContents:
     merged: dict[str, list[list[Any]]] = {}
     requests: list[MetricsRequest] = []
     size = 0
-    for body in read_records(spool.segment_path(name)):
+    for body in spool.records(name):
         size += len(body)
         record = decode_record(body)
         if record.request is not None:

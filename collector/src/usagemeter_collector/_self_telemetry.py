@@ -2,7 +2,8 @@
 
 Every interval the counters' growth since the last stored report becomes one export request of
 delta sums, gauges and an insert latency histogram. A report that could not be spooled (spool
-full, shutting down) is folded into the next one, so the deltas still add up to the counters.
+full or unwritable, shutting down) is folded into the next one, so the deltas still add up to the
+counters: the write errors of a full disk are reported once it has room again.
 Reports are left out of the request and item counters they carry; their rows and inserts are counted.
 """
 
@@ -53,10 +54,13 @@ COUNTERS = (
     ("usagemeter.collector.insert_retries", "{retry}", "", "insert_retries"),
     ("usagemeter.collector.segments_quarantined", "{segment}", "", "segments_quarantined"),
     ("usagemeter.collector.cumulative_series_refused", "{point}", "", "cumulative_series_refused"),
+    ("usagemeter.collector.spool_write_errors", "{error}", "", "spool_write_errors"),
+    ("usagemeter.collector.spool_records_damaged", "{record}", "", "spool_records_damaged"),
     ("usagemeter.collector.state_files_quarantined", "{file}", "", "state_files_quarantined"),
 )
 SPOOL_BYTES = "usagemeter.collector.spool_bytes"
 SPOOL_SEGMENTS = "usagemeter.collector.spool_segments"
+SPOOL_WRITABLE = "usagemeter.collector.spool_writable"
 INSERT_DURATION = "usagemeter.collector.insert_duration"
 
 
@@ -74,13 +78,20 @@ class Reading:
     inserts: InsertStats
     spool_bytes: int
     spool_segments: int
+    spool_writable: int
 
 
 def take_reading(telemetry: Telemetry, spool: Spool) -> Reading:
     """The figures now; starts a new interval for the fastest and slowest insert."""
     counters = {counter: int(getattr(telemetry, counter)) for *_, counter in COUNTERS}
     stats = telemetry.take_insert_stats()
-    return Reading(time.time_ns(), counters, stats, telemetry.spool_bytes, spool.segments)
+    return Reading(time.time_ns(), counters, stats, telemetry.spool_bytes, spool.segments, telemetry.spool_writable)
+
+
+def _zero_reading() -> Reading:
+    """The figures of a collector that has done nothing yet, as of now."""
+    inserts = InsertStats(0, 0, 0.0, (0,) * (len(INSERT_DURATION_BOUNDS) + 1), math.inf, -math.inf)
+    return Reading(time.time_ns(), {counter: 0 for *_, counter in COUNTERS}, inserts, 0, 0, 1)
 
 
 def _attributes(values: dict[str, str]) -> list[KeyValue]:
@@ -104,7 +115,11 @@ def _gauges(current: Reading) -> list[Metric]:
         point = NumberDataPoint(time_unix_nano=current.time_ns, as_int=value)
         return Metric(name=name, unit=unit, gauge=Gauge(data_points=[point]))
 
-    return [gauge(SPOOL_BYTES, "By", current.spool_bytes), gauge(SPOOL_SEGMENTS, "{segment}", current.spool_segments)]
+    return [
+        gauge(SPOOL_BYTES, "By", current.spool_bytes),
+        gauge(SPOOL_SEGMENTS, "{segment}", current.spool_segments),
+        gauge(SPOOL_WRITABLE, "1", current.spool_writable),
+    ]
 
 
 def _insert_duration(previous: Reading, current: Reading, fastest: float, slowest: float) -> Metric:
@@ -151,8 +166,12 @@ class SelfReporter:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Take the baseline reading and start reporting (in the running event loop)."""
-        self._previous = take_reading(self._telemetry, self._spool)
+        """Start reporting (in the running event loop).
+
+        The first report counts from zero, so it also carries what the collector counted while it started:
+        records lost to damage found on recovery, inserts of segments an earlier run left.
+        """
+        self._previous = _zero_reading()
         self._extremes = (math.inf, -math.inf)
         self._task = asyncio.get_running_loop().create_task(self._run())
 

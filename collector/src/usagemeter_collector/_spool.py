@@ -1,8 +1,13 @@
 """The durable spool: requests are acknowledged once their record is fsync'd to a segment file.
 
 One thread appends the queued records of all requests, fsyncs once for the
-group and then resolves their futures. Segments are sealed by size or age and
-handed to the writer, which deletes each only after its insert committed.
+group and then resolves their futures; only then are the requests' hashes and
+series updates folded into the durable state, so a refused request is never
+taken for spooled. A failed write, fsync or segment creation (disk full, I/O
+error) refuses the requests it touched as retryable and cuts the segment back
+to its last durable end; the thread lives on, and the next write that succeeds
+makes the spool writable again. Segments are sealed by size or age and handed
+to the writer, which deletes each only after its insert committed.
 """
 
 from __future__ import annotations
@@ -14,21 +19,23 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from usagemeter_collector._errors import SpoolFull, StorageUnavailable
+from usagemeter_collector._appending import SegmentAppender
+from usagemeter_collector._errors import SpoolFull, SpoolWriteFailed, StorageUnavailable
 from usagemeter_collector._records import SeriesUpdate, decode_record
+from usagemeter_collector._resync import SegmentRecords
 from usagemeter_collector._segments import (
     HASHES_SUFFIX,
     SEGMENT_SUFFIX,
+    create_private,
     frame,
     fsync_dir,
-    new_segment_name,
-    open_segment,
-    read_records,
+    make_private,
+    private_dir,
     segment_names,
 )
 from usagemeter_collector._state import DurableState
@@ -49,7 +56,7 @@ class SpoolLimits:
     dedup_window_seconds: float
 
 
-@dataclass
+@dataclass(eq=False)
 class _Append:
     body: bytes
     digest: bytes
@@ -65,28 +72,29 @@ class Spool:
         self._limits = limits
         self._telemetry = telemetry
         self.state = DurableState(directory, limits.dedup_window_seconds)
+        self._records = SegmentRecords(directory, telemetry)
         self._cond = threading.Condition()
         self._queue: list[_Append] = []
         self._queued_bytes = 0
         self._sealed: collections.deque[str] = collections.deque()
         self._disk_bytes = 0
-        self._active: BinaryIO | None = None
-        self._active_name = ""
-        self._active_since = 0.0
+        self._segments = SegmentAppender(directory, limits.segment_bytes, telemetry, self._sealed_segment)
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
 
     def open(self) -> None:
         """Lock the directory, recover the state from what earlier runs left, start the append thread."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.directory)
+        self._lock_fd = create_private(self.directory / LOCK_FILE, 0)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise StorageUnavailable(f"spool {self.directory} is in use by another process") from exc
+        make_private(self.directory)
         names = segment_names(self.directory)
-        self.state.load((name, [decode_record(body) for body in read_records(self._path(name))]) for name in names)
+        self._records.left_by_earlier_run(names)
+        self.state.load((name, [decode_record(body) for body in self.records(name)]) for name in names)
         self._sealed.extend(names)
         self._disk_bytes = sum(self._path(name).stat().st_size for name in names)
         self._telemetry.spool_bytes = self._disk_bytes
@@ -110,6 +118,10 @@ class Spool:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def records(self, name: str) -> Iterator[bytes]:
+        """The intact record bodies of segment ``name``; damaged bytes are reported once and kept aside."""
+        return self._records.read(name)
 
     def append(self, body: bytes, digest: bytes, updates: list[SeriesUpdate]) -> Future[bool]:
         """Queue a record; the future is True once it is durable, False if ``digest`` was already spooled."""
@@ -153,6 +165,7 @@ class Spool:
         size = path.stat().st_size
         path.unlink()
         fsync_dir(self.directory)
+        self._records.forget(name)
         with self._cond:
             self._sealed.popleft()
             self._disk_bytes -= size
@@ -163,13 +176,13 @@ class Spool:
     def empty(self) -> bool:
         """Nothing queued, active or sealed: everything acknowledged is in ClickHouse."""
         with self._cond:
-            return not self._queue and not self._sealed and self._active is None
+            return not self._queue and not self._sealed and not self._segments.held
 
     @property
     def segments(self) -> int:
         """Segments on disk not yet inserted: the sealed ones and the one being filled."""
         with self._cond:
-            return len(self._sealed) + (self._active is not None)
+            return len(self._sealed) + self._segments.held
 
     @property
     def appending(self) -> bool:
@@ -180,17 +193,19 @@ class Spool:
         return self.directory / (name + SEGMENT_SUFFIX)
 
     def _run(self) -> None:
+        segments = self._segments
         try:
             while True:
                 with self._cond:
-                    while not self._queue and not self._stopping and not self._seal_due():
-                        self._cond.wait(self._seal_wait())
+                    while not self._queue and not self._stopping and not self._seal_due() and not segments.repair_due():
+                        self._cond.wait(self._wait())
                     batch, self._queue, self._queued_bytes = self._queue, [], 0
                     stopping = self._stopping
                 if batch:
                     self._write(batch)
-                if self._seal_due() or (stopping and self._active is not None):
-                    self._seal()
+                sealing = self._seal_due() or (stopping and segments.active is not None)
+                if sealing or segments.repair_due():
+                    self._guarded(segments.seal_active if sealing else segments.repair)
                 if stopping and not batch:
                     return
         except BaseException as exc:
@@ -198,73 +213,86 @@ class Spool:
             self._fail_queued(exc)
             raise
 
-    def _seal_wait(self) -> float | None:
-        if self._active is None or self._sealed:
+    def _wait(self) -> float | None:
+        active = self._segments.active
+        if self._segments.needs_repair:
+            return self._segments.repair_wait()
+        if active is None or self._sealed:
             return None  # woken by an append, or by release() once the writer caught up
-        return max(0.0, self._active_since + self._limits.seal_after_seconds - time.monotonic())
+        return max(0.0, active.opened + self._limits.seal_after_seconds - time.monotonic())
 
     def _seal_due(self) -> bool:
-        if self._active is None:
+        active = self._segments.active
+        if active is None or self._segments.needs_repair:
             return False
-        if self._active.tell() >= self._limits.segment_bytes:
+        if active.size >= self._limits.segment_bytes:
             return True
         # While the writer still has sealed segments to insert, sealing by age would only make its
         # batches smaller (and its inserts more numerous) without getting anything stored sooner.
-        age = time.monotonic() - self._active_since
-        return not self._sealed and age >= self._limits.seal_after_seconds
+        return not self._sealed and time.monotonic() - active.opened >= self._limits.seal_after_seconds
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except OSError as exc:
+            self._segments.failed(exc)
 
     def _write(self, batch: list[_Append]) -> None:
-        outcomes: list[tuple[_Append, bool]] = []
+        """Append and fsync the batch's new records; resolve each request with its outcome."""
+        durable: set[_Append] = set()
+        # A resend within the batch shares the outcome of its first copy (None: spooled earlier).
+        firsts: dict[_Append, _Append | None] = {}
+        failure: StorageUnavailable = SpoolWriteFailed("spool write failed")
         try:
-            written = 0
-            for item in batch:
-                with self._cond:
-                    fresh = not self.state.is_duplicate(item.digest)
-                if fresh:
-                    self._segment_for(len(item.body)).write(item.body)
-                    written += len(item.body)
-                    with self._cond:
-                        self.state.add(item.digest, item.updates)
-                outcomes.append((item, fresh))
-            if self._active is not None:
-                _sync(self._active)
+            self._segments.repair()
+            self._append(batch, durable, firsts)
         except OSError as exc:
-            logger.exception("spool write failed")
-            for item in batch:
-                _resolve(item.future, StorageUnavailable(f"spool write failed: {exc}"))
-            raise
+            failure = self._segments.failed(exc)
+        for item in batch:
+            first = firsts.get(item, item)
+            if first is None or (first is not item and first in durable):
+                _resolve(item.future, False)
+            else:
+                _resolve(item.future, True if item in durable else failure)
+
+    def _append(self, batch: list[_Append], durable: set[_Append], firsts: dict[_Append, _Append | None]) -> None:
+        by_digest: dict[bytes, _Append] = {}
+        pending: list[_Append] = []
+        for item in batch:
+            with self._cond:
+                spooled = self.state.is_duplicate(item.digest)
+            if spooled or item.digest in by_digest:
+                firsts[item] = by_digest.get(item.digest)
+                continue
+            by_digest[item.digest] = item
+            if self._segments.overfills(len(item.body)):
+                self._commit(pending, durable)
+                self._segments.seal_active()
+            self._segments.write(item.body)
+            pending.append(item)
+        self._commit(pending, durable)
+
+    def _commit(self, pending: list[_Append], durable: set[_Append]) -> None:
+        """Fsync the active segment, then remember its new records as spooled (their hashes and series)."""
+        active = self._segments.active
+        if not pending or active is None:
+            return
+        active.sync()
+        written = sum(len(item.body) for item in pending)
         with self._cond:
+            for item in pending:
+                self.state.add(item.digest, item.updates)
             self._disk_bytes += written
             self._telemetry.spool_bytes = self._disk_bytes
         self._telemetry.spooled_bytes += written
-        for item, fresh in outcomes:
-            _resolve(item.future, fresh)
+        durable.update(pending)
+        pending.clear()
+        self._segments.synced()
 
-    def _segment_for(self, size: int) -> BinaryIO:
-        """The segment a record of ``size`` bytes goes to: a new one when it would overfill the active one.
-
-        A segment is inserted as one batch, so one that ran over its size would end in a small extra insert.
-        """
-        active = self._active
-        if active is not None and active.tell() and active.tell() + size > self._limits.segment_bytes:
-            _sync(active)
-            self._seal()
-        return self._active_segment()
-
-    def _active_segment(self) -> BinaryIO:
-        if self._active is None:
-            self._active_name = new_segment_name()
-            self._active = open_segment(self.directory, self._active_name)
-            self._active_since = time.monotonic()
-        return self._active
-
-    def _seal(self) -> None:
-        assert self._active is not None
-        self._active.close()
+    def _sealed_segment(self, name: str) -> None:
         with self._cond:
-            self.state.seal(self._active_name)
-            self._sealed.append(self._active_name)
-            self._active = None
+            self.state.seal(name)
+            self._sealed.append(name)
             self._cond.notify_all()
 
     def _fail_queued(self, exc: BaseException) -> None:
@@ -273,11 +301,6 @@ class Spool:
             batch, self._queue = self._queue, []
         for item in batch:
             _resolve(item.future, StorageUnavailable(f"spool stopped: {exc}"))
-
-
-def _sync(out: BinaryIO) -> None:
-    out.flush()
-    os.fsync(out.fileno())
 
 
 def _resolve(future: Future[bool], outcome: bool | Exception) -> None:

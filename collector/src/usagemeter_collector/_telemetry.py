@@ -5,7 +5,9 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 _PREFIX = "usagemeter_collector_"
 
@@ -23,8 +25,12 @@ _HELP = {
     "insert_seconds_total": ("counter", "Time spent in committed inserts."),
     "cumulative_series_refused": ("counter", "Cumulative points refused because the series limit was reached."),
     "state_files_quarantined": ("counter", "Damaged spool state files (snapshot, sidecars) moved aside at start."),
+    "spool_write_errors": ("counter", "Failed writes, fsyncs or creations of spool segments (their requests refused)."),
+    "spool_records_damaged": ("counter", "Acknowledged spool records lost to damaged bytes (moved to unstorable/)."),
     "spool_bytes": ("gauge", "Bytes currently held in the spool."),
     "cumulative_series": ("gauge", "Cumulative series whose last spooled state is tracked."),
+    "spool_writable": ("gauge", "1 while the spool can write, 0 since its last write failed."),
+    "spool_unwritable_since_seconds": ("gauge", "Unix time the spool stopped being writable; 0 while it is."),
 }
 
 #: Upper bounds (seconds) of the insert latency histogram's buckets.
@@ -41,6 +47,35 @@ class InsertStats:
     bucket_counts: tuple[int, ...]
     fastest: float
     slowest: float
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    """The collector's health: whether its spool can write, and what it lost or moved aside since it started."""
+
+    spool_writable: bool
+    spool_unwritable_since: datetime | None
+    spool_last_error: str | None
+    spool_write_errors: int
+    spool_records_damaged: int
+    state_files_quarantined: int
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the collector is degraded; empty when it is not."""
+        reasons = []
+        if not self.spool_writable and self.spool_unwritable_since is not None:
+            since = self.spool_unwritable_since.isoformat(timespec="seconds")
+            reasons.append(f"spool cannot write since {since} ({self.spool_last_error}): exports are refused")
+        if self.spool_records_damaged:
+            reasons.append(f"{_count(self.spool_records_damaged, 'acknowledged spool record')} lost to damaged bytes")
+        if self.state_files_quarantined:
+            reasons.append(f"{_count(self.state_files_quarantined, 'damaged spool state file')} moved aside")
+        return reasons
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @dataclass
@@ -65,10 +100,42 @@ class Telemetry:
     state_files_quarantined: int = 0
     spool_bytes: int = 0
     cumulative_series: int = 0
+    spool_write_errors: int = 0
+    spool_records_damaged: int = 0
+    spool_unwritable_since_seconds: float = 0.0
+    spool_last_error: str = ""
     _buckets: list[int] = field(default_factory=lambda: [0] * (len(INSERT_DURATION_BOUNDS) + 1), repr=False)
     _fastest: float = field(default=math.inf, repr=False)
     _slowest: float = field(default=-math.inf, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def spool_writable(self) -> int:
+        """1 while the spool can write, 0 from a failed write until the next write succeeds."""
+        return int(not self.spool_unwritable_since_seconds)
+
+    def spool_write_failed(self, error: str) -> None:
+        """Count a failed spool write; the spool is unwritable from the first failure until a write succeeds."""
+        self.spool_write_errors += 1
+        self.spool_last_error = error
+        if not self.spool_unwritable_since_seconds:
+            self.spool_unwritable_since_seconds = time.time()
+
+    def spool_write_succeeded(self) -> None:
+        """The spool wrote and fsync'd again."""
+        self.spool_unwritable_since_seconds = 0.0
+
+    def status(self) -> CollectorStatus:
+        """What the collector's health depends on, now."""
+        since = self.spool_unwritable_since_seconds
+        return CollectorStatus(
+            spool_writable=not since,
+            spool_unwritable_since=datetime.fromtimestamp(since, UTC) if since else None,
+            spool_last_error=self.spool_last_error or None,
+            spool_write_errors=self.spool_write_errors,
+            spool_records_damaged=self.spool_records_damaged,
+            state_files_quarantined=self.state_files_quarantined,
+        )
 
     def record_insert(self, seconds: float, rows: int) -> None:
         """Count one committed insert of ``rows`` rows that took ``seconds``."""
@@ -100,4 +167,11 @@ class Telemetry:
         for key, (kind, help_text) in _HELP.items():
             name = _PREFIX + key
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {getattr(self, key)}"]
+        if self.spool_last_error:
+            name = _PREFIX + "spool_last_write_error"
+            lines += [
+                f"# HELP {name} The last failed spool write's error (label); 1 while the spool cannot write.",
+                f"# TYPE {name} gauge",
+                f'{name}{{error="{self.spool_last_error}"}} {1 - self.spool_writable}',
+            ]
         return "\n".join(lines) + "\n"

@@ -25,13 +25,12 @@ from usagemeter_collector import _schema
 from usagemeter_collector._landing import KIND_ORDER, LANDING_TABLES, length_delimited
 from usagemeter_collector._read_ahead import SegmentContents, SegmentReader
 from usagemeter_collector._records import MetricsRequest
-from usagemeter_collector._segments import write_durably
+from usagemeter_collector._segments import QUARANTINE_DIR, private_dir, write_durably
 from usagemeter_collector._spool import Spool
 from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_DIR = "unstorable"
 #: Settings of every insert: retries are deduplicated down to the views' tables; the raw tables' skip
 #: indexes are built when ClickHouse merges parts rather than on the ingest path; and the rollups' rows,
 #: which their views already grouped, are not collapsed a second time at insert (readers sum them anyway).
@@ -142,8 +141,7 @@ class SpoolWriter:
                     self._insert(client, name, table, segment.columns[table])
         except DataError as exc:
             logger.error("ClickHouse cannot store segment %s, moving it to %s: %s", name, QUARANTINE_DIR, exc)
-            self._quarantine(name)
-            return True
+            return self._quarantine(name)
         except Exception as exc:
             logger.warning("insert of spool segment %s failed, will retry: %s", name, exc)
             return False
@@ -177,13 +175,19 @@ class SpoolWriter:
                 completed = sum(request.points for request in chunk if _last_kind(request) == kind)
                 self._telemetry.record_insert(time.perf_counter() - started, completed)
 
-    def _quarantine(self, name: str) -> None:
+    def _quarantine(self, name: str) -> bool:
+        """Move the segment aside; False (to be tried again) while the copy cannot be written, e.g. on a full disk."""
         target = self._spool.directory / QUARANTINE_DIR
-        target.mkdir(exist_ok=True)
         source = self._spool.segment_path(name)
-        write_durably(target / source.name, source.read_bytes())
+        try:
+            private_dir(target)
+            write_durably(target / source.name, source.read_bytes())
+        except OSError as exc:
+            logger.error("cannot move spool segment %s to %s, will retry: %s", name, QUARANTINE_DIR, exc)
+            return False
         self._telemetry.segments_quarantined += 1
         self._spool.release(name)
+        return True
 
 
 def _last_kind(request: MetricsRequest) -> str:
