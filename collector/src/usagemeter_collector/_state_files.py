@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 
-from usagemeter_collector._segments import fsync_dir
+from usagemeter_collector._segments import FILE_MODE, QUARANTINE_DIR, fsync_dir, private_dir
 from usagemeter_collector._series import ENTRY_BYTES, SeriesState, series_digest, unpack_entries
 
 logger = logging.getLogger(__name__)
@@ -130,16 +130,13 @@ def _is_number(value: Any) -> bool:
 
 def quarantine(path: Path, reason: str, consequence: str) -> Path:
     """Move a damaged state file into the spool's quarantine folder (owner-only), logging what it means."""
-    # Imported here: the writer's module imports the spool, which imports the state.
-    from usagemeter_collector._writer import QUARANTINE_DIR
-
     folder = path.parent / QUARANTINE_DIR
-    folder.mkdir(mode=0o700, exist_ok=True)
+    private_dir(folder)
     target = folder / path.name
     if target.exists():
         target = folder / f"{path.name}.{os.stat(path).st_mtime_ns}"
     os.replace(path, target)
-    os.chmod(target, 0o600)
+    os.chmod(target, FILE_MODE)
     fsync_dir(folder)
     fsync_dir(path.parent)
     logger.error("spool state file %s is damaged (%s), moved to %s: %s", path.name, reason, target, consequence)
