@@ -190,7 +190,7 @@ def test_every_spool_file_is_private_whatever_the_umask(
         os.umask(previous)
     files = [path for path in spool_dir.rglob("*") if path.is_file()]
     names = {path.name.rsplit(".", 1)[-1] if "." in path.name else path.name for path in files}
-    assert {LOCK_FILE, "hashes", "snapshot", "damaged"} <= names
+    assert {LOCK_FILE, "hashes", "series", "damaged"} <= names
     assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {path.name: 0o600 for path in files}
     directories = [spool_dir, spool_dir / QUARANTINE_DIR]
     assert [stat.S_IMODE(path.stat().st_mode) for path in directories] == [0o700, 0o700]
