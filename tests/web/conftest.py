@@ -43,9 +43,11 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in the main thread while it is
+# open, which would break every later test that runs its own loop.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session, driven by Playwright."""
+    """One headless Chromium for the page tests, driven by Playwright."""
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)
