@@ -11,6 +11,12 @@ from usagemeter_collector._cumulative import Undo
 
 Row = tuple[Any, ...]
 
+#: The largest ``feature.usage`` value a point may carry: an exact integer in a Float64, and a billion such points
+#: still sum to a finite total.
+DEFAULT_MAX_POINT_VALUE = 1e15
+#: The longest ``user.id`` or ``feature.key``, in bytes of its stored text.
+DEFAULT_MAX_ID_BYTES = 256
+
 _REASONS_SHOWN = 5
 
 
@@ -61,3 +67,12 @@ class TimeWindow(NamedTuple):
         if time_ns > self.latest or start_ns > self.latest:
             return "timestamp too far in the future"
         return None
+
+
+class PointRules(NamedTuple):
+    """What a data point must satisfy to be stored: timestamps in ``window`` and, for ``feature.usage``,
+    a value of at most ``max_value`` and ids of at most ``max_id_bytes``."""
+
+    window: TimeWindow
+    max_value: float = DEFAULT_MAX_POINT_VALUE
+    max_id_bytes: int = DEFAULT_MAX_ID_BYTES
