@@ -11,8 +11,17 @@ import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from tests.collector.conftest import T0, usage_by_user, usage_point, usage_request
+from tests.collector.hostile import (
+    json_nested_any_value,
+    json_nested_arrays,
+    json_nested_objects,
+    nested_any_value,
+    protobuf_with_nested_resource_attribute,
+)
+from usagemeter_clickhouse import tables
 
 _NOW = T0
 _MAX = 64 * 1024
@@ -87,3 +96,68 @@ def test_malformed_grpc_export_is_invalid_argument(collector, clickhouse):
         stub = metrics_service_pb2_grpc.MetricsServiceStub(channel)
         stub.Export(usage_request([usage_point("after", 3.0, _NOW)]), timeout=10)
     assert usage_by_user(clickhouse) == {"after": 3.0}
+
+
+def _deep_json(signal: str) -> list[tuple[bytes, str]]:
+    key = f"resource{signal.capitalize()}"
+    return [
+        (json_nested_arrays(100_000, key), "nested too deeply"),
+        (json_nested_objects(5_000, key), "nested too deeply"),
+        (json_nested_any_value(2_000, signal), "nested too deeply"),
+        # Shallow enough for the JSON reader, deeper than protobuf messages may nest.
+        (json_nested_any_value(60, signal), "too deep"),
+    ]
+
+
+def _reason(response: httpx.Response) -> str:
+    if response.headers["content-type"] == "application/x-protobuf":
+        return status_pb2.Status.FromString(response.content).message
+    return json.loads(response.content)["message"]
+
+
+def test_deeply_nested_json_gets_400_with_a_reason(collector, clickhouse):
+    with httpx.Client(base_url=f"http://127.0.0.1:{collector.http_port}", timeout=30) as client:
+        for signal in ("metrics", "spans"):
+            path = "/v1/metrics" if signal == "metrics" else "/v1/traces"
+            for body, reason in _deep_json(signal):
+                for compressed in (False, True):
+                    headers = _JSON | ({"Content-Encoding": "gzip"} if compressed else {})
+                    response = client.post(path, content=gzip.compress(body) if compressed else body, headers=headers)
+                    assert response.status_code == 400, (path, reason, compressed)
+                    assert reason in _reason(response)
+        assert client.post("/v1/metrics", content=_valid_body("after"), headers=_PROTOBUF).status_code == 200
+    assert usage_by_user(clickhouse) == {"after": 2.0}
+
+
+def test_deeply_nested_protobuf_any_values_get_400_and_invalid_argument(collector, clickhouse):
+    bodies = [protobuf_with_nested_resource_attribute(depth) for depth in (60, 100_000)]
+    with httpx.Client(base_url=f"http://127.0.0.1:{collector.http_port}", timeout=30) as client:
+        for path in ("/v1/metrics", "/v1/traces"):
+            for body in bodies:
+                response = client.post(path, content=body, headers=_PROTOBUF)
+                assert response.status_code == 400
+                assert "MaxDepth" in _reason(response)
+    with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+        for service in ("metrics.v1.MetricsService", "trace.v1.TraceService"):
+            raw_export = channel.unary_unary(f"/opentelemetry.proto.collector.{service}/Export")
+            for body in bodies:
+                with pytest.raises(grpc.RpcError) as failure:
+                    raw_export(body, timeout=10)
+                assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        stub = metrics_service_pb2_grpc.MetricsServiceStub(channel)
+        stub.Export(usage_request([usage_point("after", 3.0, _NOW)]), timeout=10)
+    assert usage_by_user(clickhouse) == {"after": 3.0}
+
+
+def test_nesting_within_the_limits_is_stored(collector, clickhouse):
+    request = usage_request([usage_point("alice", 2.0, _NOW)])
+    deep = AnyValue.FromString(nested_any_value(30))
+    request.resource_metrics[0].resource.attributes.append(KeyValue(key="deep", value=deep))
+    with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+        response = metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(request, timeout=10)
+    assert response == ExportMetricsServiceResponse()
+    body = json_nested_any_value(30, "spans")
+    assert httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces", content=body, headers=_JSON).is_success
+    assert usage_by_user(clickhouse) == {"alice": 2.0}
+    stored = clickhouse.query(f"SELECT ResourceAttributes['deep'] FROM {tables.METRICS_SUM}").result_rows
+    assert stored == [("[" * 30 + '"x"' + "]" * 30,)]

@@ -20,6 +20,8 @@ _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_
 _METRIC_KINDS = ("sum", "gauge", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
 # One byte is never a valid id, so an id that is not hex is rejected downstream with its reason.
 _NOT_HEX = base64.b64encode(b"\x00").decode("ascii")
+#: Messages nested deeper are refused, as the protobuf parser refuses them in binary requests.
+_MAX_MESSAGE_DEPTH = 100
 
 
 class Encoding(enum.Enum):
@@ -72,12 +74,15 @@ def parse(body: bytes, encoding: Encoding, message_type: type[M]) -> M:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(400, f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        # The parser gives up past the interpreter's recursion limit, long after any OTLP document ends.
+        raise PayloadError(400, "invalid JSON: nested too deeply") from exc
     if not isinstance(document, dict):
         raise PayloadError(400, f"invalid OTLP JSON {name}: the body must be a JSON object")
     for holder in _id_holders(document):
         _hex_ids_to_base64(holder)
     try:
-        json_format.ParseDict(document, message, ignore_unknown_fields=True)
+        json_format.ParseDict(document, message, ignore_unknown_fields=True, max_recursion_depth=_MAX_MESSAGE_DEPTH)
     except (json_format.ParseError, TypeError, ValueError) as exc:
         raise PayloadError(400, f"invalid OTLP JSON {name}: {exc}") from exc
     return message
