@@ -135,13 +135,19 @@ def _id_lengths(point: Any) -> tuple[int, int]:
     user = feature = 0
     for kv in point.attributes:
         value = kv.value
-        if not value.string_value and value.WhichOneof("value") in _NESTED:
+        text = value.string_value
+        if text:
+            # The common case, inlined: this is the hot loop's per-attribute cost.
+            size = len(text) if text.isascii() else len(text.encode())
+        elif value.WhichOneof("value") in _NESTED:
             raise _RowPathNeeded
+        else:
+            size = rendered_bytes(value)
         key = kv.key
         if key == _USER:
-            user = rendered_bytes(value)
+            user = size
         elif key == _FEATURE:
-            feature = rendered_bytes(value)
+            feature = size
     return user, feature
 
 
