@@ -14,7 +14,7 @@ from tests.collector.conftest import T0
 #: Hostile inputs kept as files, replayed on every run (see its README.md).
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "otlp"
 
-_ANY_ARRAY, _ARRAY_VALUES, _KEY, _KV_VALUE = 5, 1, 1, 2
+_ANY_ARRAY, _ANY_KVLIST, _LIST_VALUES, _KEY, _KV_VALUE = 5, 6, 1, 1, 2
 
 
 def _varint(number: int) -> bytes:
@@ -31,17 +31,20 @@ def field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def nested_any_value(depth: int) -> bytes:
-    """An AnyValue holding an array holding an AnyValue … ``depth`` times, around a string."""
+def nested_any_value(depth: int, kind: str = "array") -> bytes:
+    """An AnyValue holding an array (or a map) holding an AnyValue … ``depth`` times, around a string."""
     value = field(1, b"x")
     for _ in range(depth):
-        value = field(_ANY_ARRAY, field(_ARRAY_VALUES, value))
+        if kind == "array":
+            value = field(_ANY_ARRAY, field(_LIST_VALUES, value))
+        else:
+            value = field(_ANY_KVLIST, field(_LIST_VALUES, field(_KEY, b"k") + field(_KV_VALUE, value)))
     return value
 
 
-def protobuf_with_nested_resource_attribute(depth: int) -> bytes:
+def protobuf_with_nested_resource_attribute(depth: int, kind: str = "array") -> bytes:
     """A metrics or traces request whose one resource attribute is an AnyValue nested ``depth`` deep."""
-    attribute = field(_KEY, b"deep") + field(_KV_VALUE, nested_any_value(depth))
+    attribute = field(_KEY, b"deep") + field(_KV_VALUE, nested_any_value(depth, kind))
     return field(1, field(1, field(1, attribute)))
 
 

@@ -130,7 +130,9 @@ def test_deeply_nested_json_gets_400_with_a_reason(collector, clickhouse):
 
 
 def test_deeply_nested_protobuf_any_values_get_400_and_invalid_argument(collector, clickhouse):
-    bodies = [protobuf_with_nested_resource_attribute(depth) for depth in (60, 100_000)]
+    bodies = [
+        protobuf_with_nested_resource_attribute(depth, kind) for depth in (60, 100_000) for kind in ("array", "kvlist")
+    ]
     with httpx.Client(base_url=f"http://127.0.0.1:{collector.http_port}", timeout=30) as client:
         for path in ("/v1/metrics", "/v1/traces"):
             for body in bodies:
@@ -151,13 +153,14 @@ def test_deeply_nested_protobuf_any_values_get_400_and_invalid_argument(collecto
 
 def test_nesting_within_the_limits_is_stored(collector, clickhouse):
     request = usage_request([usage_point("alice", 2.0, _NOW)])
-    deep = AnyValue.FromString(nested_any_value(30))
-    request.resource_metrics[0].resource.attributes.append(KeyValue(key="deep", value=deep))
+    for key, kind in (("deep", "array"), ("map", "kvlist")):
+        deep = AnyValue.FromString(nested_any_value(30, kind))
+        request.resource_metrics[0].resource.attributes.append(KeyValue(key=key, value=deep))
     with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
         response = metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(request, timeout=10)
     assert response == ExportMetricsServiceResponse()
     body = json_nested_any_value(30, "spans")
     assert httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces", content=body, headers=_JSON).is_success
     assert usage_by_user(clickhouse) == {"alice": 2.0}
-    stored = clickhouse.query(f"SELECT ResourceAttributes['deep'] FROM {tables.METRICS_SUM}").result_rows
-    assert stored == [("[" * 30 + '"x"' + "]" * 30,)]
+    stored = clickhouse.query(f"SELECT ResourceAttributes['deep'], ResourceAttributes['map'] FROM {tables.METRICS_SUM}")
+    assert stored.result_rows == [("[" * 30 + '"x"' + "]" * 30, '{"k":' * 30 + '"x"' + "}" * 30)]

@@ -177,7 +177,7 @@ def _byte_mutation(draw: st.DrawFn, body: bytes) -> bytes:
         return body[:at] + draw(st.binary(min_size=1, max_size=32)) + body[at:]
     if kind == "deep":
         depth = draw(st.sampled_from([40, 49, 50, 99, 100, 101, 2_000]))
-        return body[:at] + nested_any_value(depth) + body[at:]
+        return body[:at] + nested_any_value(depth, draw(st.sampled_from(["array", "kvlist"]))) + body[at:]
     # A field of every wire type holding its largest value.
     field_number = draw(st.integers(1, 20))
     largest = [b"\xff" * 9 + b"\x01", b"\xff" * 8, b"\xff\xff\xff\x0f" + b"\x7f" * 8, b"\xff" * 4]
