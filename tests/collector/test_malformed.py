@@ -20,6 +20,7 @@ from tests.collector.hostile import (
     json_nested_objects,
     nested_any_value,
     protobuf_with_nested_resource_attribute,
+    usage_json,
 )
 from usagemeter_clickhouse import tables
 
@@ -164,3 +165,23 @@ def test_nesting_within_the_limits_is_stored(collector, clickhouse):
     assert usage_by_user(clickhouse) == {"alice": 2.0}
     stored = clickhouse.query(f"SELECT ResourceAttributes['deep'], ResourceAttributes['map'] FROM {tables.METRICS_SUM}")
     assert stored.result_rows == [("[" * 30 + '"x"' + "]" * 30, '{"k":' * 30 + '"x"' + "}" * 30)]
+
+
+_NOT_UNICODE = [
+    (b'{"resource\\ud800Metrics": []}', "a key is not valid Unicode"),
+    (b'{"resourceMetrics": [{"\\udc00": 1}]}', "a key is not valid Unicode"),
+    (b'{"resourceMetrics": "\\ud800"}', "which is \\ud800"),
+    (usage_json("\\ud800", "1").replace(b"\\\\ud800", b"\\ud800"), "Unpaired surrogate"),
+]
+
+
+def test_json_strings_that_are_not_unicode_get_400_with_a_reason(collector, clickhouse):
+    with httpx.Client(base_url=f"http://127.0.0.1:{collector.http_port}", timeout=30) as client:
+        for body, reason in _NOT_UNICODE:
+            response = client.post("/v1/metrics", content=body, headers=_JSON)
+            assert response.status_code == 400, body
+            assert reason in _reason(response), body
+        traces = client.post("/v1/traces", content=b'{"resourceSpans": [{"\\ud800": 1}]}', headers=_JSON)
+        assert traces.status_code == 400
+        assert client.post("/v1/metrics", content=_valid_body("after"), headers=_PROTOBUF).status_code == 200
+    assert usage_by_user(clickhouse) == {"after": 2.0}

@@ -42,6 +42,12 @@ def _valued(**value: float) -> NumberDataPoint:
     return point
 
 
+def _with_exemplar_at(time_ns: int) -> NumberDataPoint:
+    point = usage_point("valid", 1, T0 + 7)
+    point.exemplars.add(time_unix_nano=time_ns, as_double=1)
+    return point
+
+
 def _ahead(nanoseconds: int, start: bool = False) -> NumberDataPoint:
     now = time.time_ns()
     if start:
@@ -71,6 +77,9 @@ _CASES: dict[str, tuple[NumberDataPoint, str, str]] = {
     "a day ahead": (_ahead(23 * 60 * _MINUTE_NS), "too far in the future", "too far in the future"),
     "start ten minutes ahead": (_ahead(10 * _MINUTE_NS, start=True), "in the future", "in the future"),
     "four minutes ahead": (_ahead(4 * _MINUTE_NS), "", ""),
+    "exemplar later than any column holds": (_with_exemplar_at(2**63), "exemplar timestamp out of range", "exemplar"),
+    "exemplar at the largest time": (_with_exemplar_at(2**64 - 1), "exemplar timestamp out of range", "exemplar"),
+    "exemplar at the latest storable time": (_with_exemplar_at(2**63 - 1), "", ""),
 }
 
 

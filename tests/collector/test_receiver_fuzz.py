@@ -12,12 +12,16 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import httpx
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -107,9 +111,9 @@ _hostile_values = st.one_of(
     st.sampled_from(_HUGE_NUMBERS).map(lambda text: ("raw", text)),
     st.integers(min_value=-(2**70), max_value=2**70).map(lambda n: ("value", str(n) if n % 2 else n)),
     st.floats(allow_nan=False, allow_infinity=False).map(lambda x: ("value", x)),
-    st.sampled_from([None, True, False, "", "zz", "0" * 40, [], {}, [1, "a"], {"a": {"b": []}}]).map(
-        lambda v: ("value", v)
-    ),
+    st.sampled_from(
+        [None, True, False, "", "zz", "0" * 40, "\ud800", "a\x00b", [], {}, [1, "a"], {"a": {"b": []}}]
+    ).map(lambda v: ("value", v)),
     st.text(max_size=20).map(lambda text: ("value", text)),
     st.integers(min_value=50, max_value=3_000).map(lambda depth: ("raw", "[" * depth + "]" * depth)),
     st.integers(min_value=50, max_value=3_000).map(lambda depth: ("raw", '{"a":' * depth + "0" + "}" * depth)),
@@ -127,9 +131,15 @@ def _slots(node: Any, into: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 
 @st.composite
 def _json_body(draw: st.DrawFn, signal: str) -> bytes:
-    document = json.loads(json.dumps(_JSON_SEEDS[signal]))
+    extremes = draw(st.booleans())
+    if extremes:
+        # Extreme field values, in the OTLP JSON form of the request.
+        mutated = type(_SEEDS[signal]).FromString(draw(_field_mutation(_SEEDS[signal])))
+        document = _hex_ids(json_format.MessageToDict(mutated))
+    else:
+        document = json.loads(json.dumps(_JSON_SEEDS[signal]))
     raw: dict[str, str] = {}
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(0 if extremes else 1, 3))):
         slots = _slots(document, [])
         if not slots:
             break
@@ -164,7 +174,7 @@ def _byte_mutation(draw: st.DrawFn, body: bytes) -> bytes:
     kind = draw(st.sampled_from(["flip", "truncate", "splice", "insert", "deep", "varint"]))
     at = draw(st.integers(0, max(0, len(body))))
     if kind == "flip":
-        for _ in range(draw(st.integers(1, 8))):
+        for _ in range(draw(st.integers(1, 3))):
             body = _flip(body, draw(st.integers(0, 1 << 20)), draw(st.integers(0, 7)))
         return body
     if kind == "truncate":
@@ -185,10 +195,55 @@ def _byte_mutation(draw: st.DrawFn, body: bytes) -> bytes:
     return body[:at] + bytes([field_number << 3 | wire]) + largest[[0, 1, 2, 5].index(wire)] + body[at:]
 
 
+_F = FieldDescriptor
+_EXTREMES: dict[int, list[Any]] = {
+    _F.CPPTYPE_DOUBLE: [1e308, -1e308, math.inf, -math.inf, math.nan, 5e-324, -0.0, 1e15, math.nextafter(1e15, 2e15)],
+    _F.CPPTYPE_INT64: [-(2**63), 2**63 - 1, -1, 10**15 + 1],
+    _F.CPPTYPE_UINT64: [0, 2**64 - 1, 2**63, time.time_ns() + 3600 * 10**9],
+    _F.CPPTYPE_INT32: [-(2**31), 2**31 - 1, -1, 7],
+    _F.CPPTYPE_UINT32: [0, 2**32 - 1],
+    _F.CPPTYPE_ENUM: [-1, 7, 2**31 - 1],
+    _F.CPPTYPE_STRING: ["", "x" * 300, "ü" * 200, "\x00", "feature.usage", "user.id"],
+}
+_BYTES = [b"", b"\x00" * 7, b"\xff" * 17, bytes(16)]
+
+
+def _scalars(message: Message, into: list[tuple[Message, FieldDescriptor]]) -> list[tuple[Message, FieldDescriptor]]:
+    """Every set singular scalar field of ``message`` and its sub-messages, with the message holding it."""
+    for descriptor, value in message.ListFields():
+        if descriptor.cpp_type == _F.CPPTYPE_MESSAGE:
+            for child in value if descriptor.is_repeated else [value]:
+                _scalars(child, into)
+        elif not descriptor.is_repeated:
+            into.append((message, descriptor))
+    return into
+
+
+@st.composite
+def _field_mutation(draw: st.DrawFn, seed: Message) -> bytes:
+    """The seed with a few of its fields set to the extremes of their types: it still parses."""
+    message = type(seed).FromString(seed.SerializeToString())
+    for _ in range(draw(st.integers(1, 4))):
+        holder, descriptor = draw(st.sampled_from(_scalars(message, [])))
+        if descriptor.cpp_type == _F.CPPTYPE_BOOL:
+            value: Any = not getattr(holder, descriptor.name)
+        elif descriptor.type == _F.TYPE_BYTES:
+            value = draw(st.sampled_from(_BYTES))
+        else:
+            value = draw(
+                st.sampled_from(
+                    _EXTREMES[_F.CPPTYPE_DOUBLE if descriptor.cpp_type == _F.CPPTYPE_FLOAT else descriptor.cpp_type]
+                )
+            )
+        setattr(holder, descriptor.name, value)
+    return message.SerializeToString()
+
+
 @st.composite
 def _protobuf_body(draw: st.DrawFn, signal: str) -> bytes:
-    body = _SEEDS[signal].SerializeToString()
-    for _ in range(draw(st.integers(1, 3))):
+    extremes = draw(st.booleans())
+    body = draw(_field_mutation(_SEEDS[signal])) if extremes else _SEEDS[signal].SerializeToString()
+    for _ in range(draw(st.integers(0 if extremes else 1, 2))):
         body = draw(_byte_mutation(body))
     return body
 

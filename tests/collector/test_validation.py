@@ -300,3 +300,43 @@ def test_spans_beyond_the_allowed_clock_skew_are_refused(collector, clickhouse):
     assert answer.partial_success.rejected_spans == 1
     assert "too far in the future" in answer.partial_success.error_message
     assert count_rows(clickhouse, tables.TRACES) == 1
+
+
+@pytest.mark.parametrize("protobuf_metrics", [True, False], ids=["checked in place", "row path"])
+def test_points_with_exemplars_later_than_storable_are_refused_and_nothing_is_set_aside(
+    start_collector, clickhouse, protobuf_metrics
+):
+    collector = start_collector(protobuf_metrics=protobuf_metrics)
+    late = usage_point("alice", 5, _NOW)
+    late.exemplars.add(time_unix_nano=2**64 - 1, as_double=1)
+    kept = usage_point("bob", 3, _NOW)
+    kept.exemplars.add(time_unix_nano=_NOW, as_double=1)
+    request = usage_request([late, kept])
+    gauge = Metric(name="queue.depth")
+    gauge.gauge.data_points.add(time_unix_nano=_NOW, as_double=1).exemplars.add(time_unix_nano=2**63, as_int=1)
+    gauge.gauge.data_points.add(time_unix_nano=_NOW, as_double=2).exemplars.add(time_unix_nano=_NOW, as_int=1)
+    request.resource_metrics[0].scope_metrics[0].metrics.append(gauge)
+    partial = _send_protobuf(collector, request).partial_success
+    assert partial.rejected_data_points == 2
+    assert partial.error_message == "exemplar timestamp out of range (2)"
+    assert usage_by_user(clickhouse) == {"bob": 3.0}
+    assert clickhouse.query(f"SELECT Value FROM {tables.METRICS_GAUGE}").result_rows == [(2.0,)]
+    assert collector.telemetry.segments_quarantined == 0
+
+
+def test_spans_with_events_later_than_storable_are_refused_and_nothing_is_set_aside(collector, clickhouse):
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    spans.extend([_span(bytes(range(1, 17)), bytes(range(1, 9))), _span(bytes(range(2, 18)), bytes(range(2, 10)))])
+    spans[0].events.add(time_unix_nano=_NOW + 1, name="kept")
+    spans[1].events.add(time_unix_nano=2**64 - 1, name="late")
+    response = httpx.post(
+        f"http://127.0.0.1:{collector.http_port}/v1/traces",
+        content=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    answer = ExportTraceServiceResponse.FromString(response.content)
+    assert answer.partial_success.rejected_spans == 1
+    assert answer.partial_success.error_message == "span event timestamp out of range (1)"
+    assert clickhouse.query(f"SELECT Events.Name FROM {tables.TRACES}").result_rows == [(["kept"],)]
+    assert collector.telemetry.segments_quarantined == 0

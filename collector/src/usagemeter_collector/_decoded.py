@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -16,6 +17,8 @@ Row = tuple[Any, ...]
 DEFAULT_MAX_POINT_VALUE = 1e15
 #: The longest ``user.id`` or ``feature.key``, in bytes of its stored text.
 DEFAULT_MAX_ID_BYTES = 256
+#: The latest nanosecond timestamp a DateTime64(9) column holds: a later one does not fit its Int64.
+LATEST_STORABLE_NS = 2**63 - 1
 
 _REASONS_SHOWN = 5
 
@@ -46,6 +49,11 @@ class Decoded:
         if more > 0:
             parts.append(f"and {more} more reasons")
         return "; ".join(parts)
+
+
+def any_unstorable_time(stamped: Iterable[Any]) -> bool:
+    """Whether any of ``stamped`` (exemplars, span events) has a ``time_unix_nano`` no column can hold."""
+    return any(item.time_unix_nano > LATEST_STORABLE_NS for item in stamped)
 
 
 class TimeWindow(NamedTuple):

@@ -23,7 +23,7 @@ from usagemeter_clickhouse import tables
 from usagemeter_collector._attributes import attribute_map, rendered_bytes
 from usagemeter_collector._cumulative import CumulativeToDelta
 from usagemeter_collector._decoded import Decoded, PointRules
-from usagemeter_collector._metrics import attributes_problem, value_problem
+from usagemeter_collector._metrics import attributes_problem, exemplars_problem, value_problem
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -156,14 +156,15 @@ def _point_problem(point: Any, usage: tuple[bool, int] | None, rules: PointRules
     time_ns, window = point.time_unix_nano, rules.window
     if time_ns < window.earliest or time_ns > window.latest or point.start_time_unix_nano > window.latest:
         return window.problem(point.start_time_unix_nano, time_ns)
+    # Summary points carry no exemplars.
+    exemplars = getattr(point, "exemplars", ())
+    if exemplars:
+        _exemplars_plain(point)
+        if problem := exemplars_problem(exemplars):
+            return problem
     if usage is None:
         _require_plain(point.attributes)
-        # Summary points carry no exemplars.
-        if getattr(point, "exemplars", None):
-            _exemplars_plain(point)
         return None
-    if point.exemplars:
-        _exemplars_plain(point)
     value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
     problem = value_problem(value, usage[0], usage[1], rules.max_value)
     if problem is None:

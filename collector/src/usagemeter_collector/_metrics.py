@@ -22,7 +22,7 @@ from usagemeter_clickhouse import tables
 from usagemeter_collector import _schema
 from usagemeter_collector._attributes import attribute_map, text_bytes
 from usagemeter_collector._cumulative import CumulativeToDelta
-from usagemeter_collector._decoded import Decoded, PointRules, Row
+from usagemeter_collector._decoded import Decoded, PointRules, Row, any_unstorable_time
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -43,9 +43,10 @@ class _Context:
         self.series = series
         self.rules = rules
 
-    def outside(self, start_ns: int, time_ns: int) -> bool:
-        """Reject a point whose timestamps are out of the accepted window."""
-        if (problem := self.rules.window.problem(start_ns, time_ns)) is None:
+    def outside(self, start_ns: int, time_ns: int, exemplars: Sequence[Exemplar] = ()) -> bool:
+        """Reject a point whose timestamps are out of the accepted window or whose exemplars cannot be stored."""
+        problem = self.rules.window.problem(start_ns, time_ns) or exemplars_problem(exemplars)
+        if problem is None:
             return False
         self.decoded.reject(problem)
         return True
@@ -98,6 +99,13 @@ def _exemplars(exemplars: Sequence[Exemplar]) -> tuple[list[Any], ...]:
     )
 
 
+def exemplars_problem(exemplars: Sequence[Exemplar]) -> str | None:
+    """Why a point with these exemplars cannot be stored, or None when it can."""
+    if exemplars and any_unstorable_time(exemplars):
+        return "exemplar timestamp out of range"
+    return None
+
+
 def usage_problem(
     attributes: dict[str, str], value: float, monotonic: bool, temporality: int, rules: PointRules
 ) -> str | None:
@@ -143,7 +151,7 @@ def _sum(metric: Metric, ctx: _Context) -> None:
     to_delta = monotonic and temporality == _CUMULATIVE
     rows = ctx.decoded.rows[_schema.METRICS_SUM]
     for point in data.data_points:
-        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano, point.exemplars):
             continue
         attributes = attribute_map(point.attributes)
         value = _number(point)
@@ -176,7 +184,7 @@ def _sum(metric: Metric, ctx: _Context) -> None:
 def _gauge(metric: Metric, ctx: _Context) -> None:
     rows = ctx.decoded.rows[_schema.METRICS_GAUGE]
     for point in metric.gauge.data_points:
-        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano, point.exemplars):
             continue
         rows.append(
             (
@@ -195,7 +203,7 @@ def _histogram(metric: Metric, ctx: _Context) -> None:
     data = metric.histogram
     rows = ctx.decoded.rows[_schema.METRICS_HISTOGRAM]
     for point in data.data_points:
-        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano, point.exemplars):
             continue
         rows.append(
             (
@@ -220,7 +228,7 @@ def _exponential_histogram(metric: Metric, ctx: _Context) -> None:
     data = metric.exponential_histogram
     rows = ctx.decoded.rows[_schema.METRICS_EXPONENTIAL_HISTOGRAM]
     for point in data.data_points:
-        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano, point.exemplars):
             continue
         rows.append(
             (

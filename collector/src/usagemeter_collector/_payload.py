@@ -22,6 +22,7 @@ _METRIC_KINDS = ("sum", "gauge", "histogram", "exponentialHistogram", "exponenti
 _NOT_HEX = base64.b64encode(b"\x00").decode("ascii")
 #: Messages nested deeper are refused, as the protobuf parser refuses them in binary requests.
 _MAX_MESSAGE_DEPTH = 100
+_MAX_REASON_CHARS = 600
 
 
 class Encoding(enum.Enum):
@@ -70,6 +71,22 @@ def parse(body: bytes, encoding: Encoding, message_type: type[M]) -> M:
         except DecodeError as exc:
             raise PayloadError(400, f"malformed protobuf {name} (truncated or corrupt): {exc}") from exc
         return message
+    document = _json_object(body, name)
+    for holder in _id_holders(document):
+        _hex_ids_to_base64(holder)
+    try:
+        json_format.ParseDict(document, message, ignore_unknown_fields=True, max_recursion_depth=_MAX_MESSAGE_DEPTH)
+    except (json_format.ParseError, TypeError, ValueError) as exc:
+        raise PayloadError(400, _reason(f"invalid OTLP JSON {name}: {exc}")) from exc
+    except SystemError as exc:
+        # upb reports a key it cannot encode (an unpaired surrogate escape) only as a SystemError.
+        if not isinstance(exc.__cause__, UnicodeError):
+            raise
+        raise PayloadError(400, f"invalid OTLP JSON {name}: a key is not valid Unicode") from exc
+    return message
+
+
+def _json_object(body: bytes, name: str) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -79,13 +96,17 @@ def parse(body: bytes, encoding: Encoding, message_type: type[M]) -> M:
         raise PayloadError(400, "invalid JSON: nested too deeply") from exc
     if not isinstance(document, dict):
         raise PayloadError(400, f"invalid OTLP JSON {name}: the body must be a JSON object")
-    for holder in _id_holders(document):
-        _hex_ids_to_base64(holder)
-    try:
-        json_format.ParseDict(document, message, ignore_unknown_fields=True, max_recursion_depth=_MAX_MESSAGE_DEPTH)
-    except (json_format.ParseError, TypeError, ValueError) as exc:
-        raise PayloadError(400, f"invalid OTLP JSON {name}: {exc}") from exc
-    return message
+    return document
+
+
+def _reason(text: str) -> str:
+    """``text`` fit to answer with: unpaired surrogates escaped, and its middle left out past a few hundred
+    characters (a parse error's path repeats once per level of nesting)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) <= _MAX_REASON_CHARS:
+        return text
+    half = _MAX_REASON_CHARS // 2
+    return f"{text[:half]} … {text[-half:]}"
 
 
 def serialize(message: Message, encoding: Encoding) -> bytes:
