@@ -40,6 +40,16 @@ _CASES = [
     pytest.param(_JSON, lambda: b'{"resourceMetrics": 5}', 400, "invalid OTLP JSON", id="wrong-json-shape"),
     pytest.param(_JSON, lambda: b"[]", 400, "must be a JSON object", id="json-not-an-object"),
     pytest.param(
+        _JSON,
+        lambda: usage_json("x", "1").replace(b'"aggregationTemporality": 1', b'"aggregationTemporality": Infinity'),
+        400,
+        "cannot convert float infinity to integer",
+        id="json-enum-infinity",
+    ),
+    pytest.param(
+        _JSON, lambda: usage_json("x", "9" * 5_000), 400, "Exceeds the limit", id="json-number-of-5000-digits"
+    ),
+    pytest.param(
         _PROTOBUF | {"Content-Encoding": "gzip"}, lambda: b"not gzip at all", 400, "invalid gzip", id="bad-gzip"
     ),
     pytest.param(

@@ -53,7 +53,8 @@ _HTTP_ANSWERS = {200, 400, 413, 415}
 _GRPC_ANSWERS = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
-def _metrics_seed() -> ExportMetricsServiceRequest:
+def _metrics_seed(nested_attribute: bool) -> ExportMetricsServiceRequest:
+    """Usage, cumulative, gauge and histogram points; a nested attribute sends the request down the row path."""
     request = usage_request([usage_point(f"user-{n}", n + 0.5, T0 + n) for n in range(3)])
     scope = request.resource_metrics[0].scope_metrics[0]
     running = Metric(name="feature.usage")
@@ -67,6 +68,8 @@ def _metrics_seed() -> ExportMetricsServiceRequest:
     histogram.histogram.data_points[0].explicit_bounds.append(1.0)
     histogram.histogram.data_points[0].exemplars.add(time_unix_nano=T0, as_double=1.5, span_id=b"\x01" * 8)
     scope.metrics.extend([running, gauge, histogram])
+    if not nested_attribute:
+        return request
     nested = AnyValue()
     nested.kvlist_value.values.add(key="k").value.array_value.values.add(int_value=1)
     request.resource_metrics[0].resource.attributes.append(KeyValue(key="nested", value=nested))
@@ -86,7 +89,12 @@ def _traces_seed() -> ExportTraceServiceRequest:
     return request
 
 
-_SEEDS = {"metrics": _metrics_seed(), "traces": _traces_seed()}
+#: Each seed by name, with its signal.
+_SEEDS: dict[str, tuple[str, Message]] = {
+    "metrics": ("metrics", _metrics_seed(nested_attribute=False)),
+    "metrics on the row path": ("metrics", _metrics_seed(nested_attribute=True)),
+    "traces": ("traces", _traces_seed()),
+}
 _CORPUS_BODIES = sorted(path.read_bytes() for path in CORPUS.glob("*.pb")) if CORPUS.is_dir() else []
 
 
@@ -104,7 +112,7 @@ def _hex_ids(node: Any) -> Any:
     return node
 
 
-_JSON_SEEDS = {signal: _hex_ids(json_format.MessageToDict(seed)) for signal, seed in _SEEDS.items()}
+_JSON_SEEDS = {name: _hex_ids(json_format.MessageToDict(seed)) for name, (_, seed) in _SEEDS.items()}
 
 _HUGE_NUMBERS = ["1e308", "-1e308", "1e400", "-1e400", "1e-400", "NaN", "Infinity", "-Infinity", str(2**64), "-0"]
 _hostile_values = st.one_of(
@@ -130,14 +138,15 @@ def _slots(node: Any, into: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 
 
 @st.composite
-def _json_body(draw: st.DrawFn, signal: str) -> bytes:
+def _json_body(draw: st.DrawFn, name: str) -> bytes:
     extremes = draw(st.booleans())
     if extremes:
         # Extreme field values, in the OTLP JSON form of the request.
-        mutated = type(_SEEDS[signal]).FromString(draw(_field_mutation(_SEEDS[signal])))
+        seed = _SEEDS[name][1]
+        mutated = type(seed).FromString(draw(_field_mutation(seed)))
         document = _hex_ids(json_format.MessageToDict(mutated))
     else:
-        document = json.loads(json.dumps(_JSON_SEEDS[signal]))
+        document = json.loads(json.dumps(_JSON_SEEDS[name]))
     raw: dict[str, str] = {}
     for _ in range(draw(st.integers(0 if extremes else 1, 3))):
         slots = _slots(document, [])
@@ -180,7 +189,7 @@ def _byte_mutation(draw: st.DrawFn, body: bytes) -> bytes:
     if kind == "truncate":
         return body[:at]
     if kind == "splice":
-        other = draw(st.sampled_from([seed.SerializeToString() for seed in _SEEDS.values()] + _CORPUS_BODIES))
+        other = draw(st.sampled_from([seed.SerializeToString() for _, seed in _SEEDS.values()] + _CORPUS_BODIES))
         start = draw(st.integers(0, len(other)))
         return body[:at] + other[start:]
     if kind == "insert":
@@ -240,9 +249,10 @@ def _field_mutation(draw: st.DrawFn, seed: Message) -> bytes:
 
 
 @st.composite
-def _protobuf_body(draw: st.DrawFn, signal: str) -> bytes:
+def _protobuf_body(draw: st.DrawFn, name: str) -> bytes:
+    seed = _SEEDS[name][1]
     extremes = draw(st.booleans())
-    body = draw(_field_mutation(_SEEDS[signal])) if extremes else _SEEDS[signal].SerializeToString()
+    body = draw(_field_mutation(seed)) if extremes else seed.SerializeToString()
     for _ in range(draw(st.integers(0 if extremes else 1, 2))):
         body = draw(_byte_mutation(body))
     return body
@@ -250,10 +260,10 @@ def _protobuf_body(draw: st.DrawFn, signal: str) -> bytes:
 
 @st.composite
 def _export(draw: st.DrawFn) -> tuple[str, str, bool, bytes]:
-    signal = draw(st.sampled_from(sorted(_SEEDS)))
+    name = draw(st.sampled_from(sorted(_SEEDS)))
     encoding = draw(st.sampled_from([_PB, "application/json"]))
-    body = draw(_protobuf_body(signal) if encoding == _PB else _json_body(signal))
-    return signal, encoding, draw(st.booleans()), body
+    body = draw(_protobuf_body(name) if encoding == _PB else _json_body(name))
+    return _SEEDS[name][0], encoding, draw(st.booleans()), body
 
 
 def _check_http_answer(response: httpx.Response, signal: str, encoding: str) -> None:

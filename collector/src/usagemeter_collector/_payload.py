@@ -76,7 +76,8 @@ def parse(body: bytes, encoding: Encoding, message_type: type[M]) -> M:
         _hex_ids_to_base64(holder)
     try:
         json_format.ParseDict(document, message, ignore_unknown_fields=True, max_recursion_depth=_MAX_MESSAGE_DEPTH)
-    except (json_format.ParseError, TypeError, ValueError) as exc:
+    except (json_format.ParseError, TypeError, ValueError, OverflowError) as exc:
+        # OverflowError: an enum given as Infinity, which the mapping converts with int().
         raise PayloadError(400, _reason(f"invalid OTLP JSON {name}: {exc}")) from exc
     except SystemError as exc:
         # upb reports a key it cannot encode (an unpaired surrogate escape) only as a SystemError.
