@@ -30,6 +30,7 @@ _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 #: AnyValue kinds ClickHouse's reading of the request does not render; such requests take the row path.
 _NESTED = frozenset(("array_value", "kvlist_value"))
 _USER, _FEATURE = tables.USER_ATTRIBUTE, tables.FEATURE_ATTRIBUTE
+_IDS = frozenset((_USER, _FEATURE))
 
 
 class _RowPathNeeded(Exception):
@@ -136,18 +137,16 @@ def _id_lengths(point: Any) -> tuple[int, int]:
     for kv in point.attributes:
         value = kv.value
         text = value.string_value
-        if text:
-            # The common case, inlined: this is the hot loop's per-attribute cost.
-            size = len(text) if text.isascii() else len(text.encode())
-        elif value.WhichOneof("value") in _NESTED:
+        if not text and value.WhichOneof("value") in _NESTED:
             raise _RowPathNeeded
-        else:
-            size = rendered_bytes(value)
         key = kv.key
-        if key == _USER:
-            user = size
-        elif key == _FEATURE:
-            feature = size
+        if key in _IDS:
+            # A plain ASCII string, the common case, is measured inline: this is the hot loop's cost per id.
+            size = len(text) if text and text.isascii() else rendered_bytes(value)
+            if key == _USER:
+                user = size
+            else:
+                feature = size
     return user, feature
 
 
