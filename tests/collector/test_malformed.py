@@ -195,3 +195,16 @@ def test_json_strings_that_are_not_unicode_get_400_with_a_reason(collector, clic
         assert traces.status_code == 400
         assert client.post("/v1/metrics", content=_valid_body("after"), headers=_PROTOBUF).status_code == 200
     assert usage_by_user(clickhouse) == {"after": 2.0}
+
+
+def test_a_gzip_body_of_several_members_is_read_whole(collector, clickhouse):
+    body = usage_request([usage_point(f"user-{n}", 1.0 + n, _NOW) for n in range(4)]).SerializeToString()
+    middle = len(body) // 2
+    members = gzip.compress(body[:middle]) + gzip.compress(body[middle:])
+    headers = _PROTOBUF | {"Content-Encoding": "gzip"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{collector.http_port}", timeout=30) as client:
+        assert client.post("/v1/metrics", content=members, headers=headers).status_code == 200
+        trailing = client.post("/v1/metrics", content=gzip.compress(_valid_body("x")) + b"\0\0", headers=headers)
+        assert trailing.status_code == 400
+        assert "invalid gzip body" in _reason(trailing)
+    assert usage_by_user(clickhouse) == {"user-0": 1.0, "user-1": 2.0, "user-2": 3.0, "user-3": 4.0}

@@ -49,16 +49,28 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
         return body
     if coding != "gzip":
         raise PayloadError(415, f"unsupported Content-Encoding {coding!r}: use gzip or none")
+    # A gzip body is one or more members, each a complete stream; all of them make up the request.
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while rest or not parts:
+        data, rest = _gunzip_member(rest, max_bytes - size, max_bytes)
+        size += len(data)
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _gunzip_member(body: bytes, room: int, max_bytes: int) -> tuple[bytes, bytes]:
+    """The first gzip member of ``body`` decompressed (at most ``room`` bytes), and the bytes after it."""
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
     try:
-        data = inflater.decompress(body, max_bytes + 1)
+        data = inflater.decompress(body, room + 1)
     except zlib.error as exc:
         raise PayloadError(400, f"invalid gzip body: {exc}") from exc
-    if len(data) > max_bytes:
+    if len(data) > room:
         raise PayloadError(413, f"decompressed body exceeds the limit of {max_bytes} bytes")
     if not inflater.eof:
         raise PayloadError(400, "invalid gzip body: truncated stream")
-    return data
+    return data, inflater.unused_data
 
 
 def parse(body: bytes, encoding: Encoding, message_type: type[M]) -> M:
