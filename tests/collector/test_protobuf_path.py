@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,19 @@ def _request(seed: int) -> ExportMetricsServiceRequest:
         [_kv("user.id", string_value="u9"), _kv("feature.key", string_value="chat")]
     )
     usage.sum.data_points.add(time_unix_nano=time_ns, as_int=1).attributes.append(_kv("feature.key", string_value="x"))
+    # Refused too: a value above the maximum per point, an id over the length limit, a time beyond the clock skew.
+    for user, value, when in (("u9", 2e15, time_ns), ("u" * 300, 1, time_ns), ("u9", 1, time.time_ns() + 3600 * 10**9)):
+        usage.sum.data_points.add(time_unix_nano=when, as_double=value).attributes.extend(
+            [_kv("user.id", string_value=user), _kv("feature.key", string_value="chat")]
+        )
     running = Metric(name=tables.USAGE_METRIC, unit="1")
     running.sum.aggregation_temporality, running.sum.is_monotonic = _CUMULATIVE, True
     for n, user in enumerate(("c1", "c2")):
         point = running.sum.data_points.add(start_time_unix_nano=T0, time_unix_nano=time_ns + 1, as_int=(seed + 1) * 10)
         point.attributes.extend([_kv("user.id", string_value=user), _kv("feature.key", string_value="runs")])
         point.attributes.append(_kv("n", double_value=n / 3))
+    huge = running.sum.data_points.add(start_time_unix_nano=T0, time_unix_nano=time_ns + 1, as_int=10**16)
+    huge.attributes.extend([_kv("user.id", string_value="c3"), _kv("feature.key", string_value="runs")])
     gauge = Metric(name="queue.depth", unit="{item}")
     for n, value in enumerate((3.0, -0.5, 1e300)):
         point = gauge.gauge.data_points.add(start_time_unix_nano=0, time_unix_nano=time_ns + n, as_double=value)
@@ -224,7 +232,7 @@ def test_protobuf_and_row_paths_store_identical_rows(
         for collector in collectors.values():
             loop_thread.run(collector.stop())
     assert answers[0::2] == answers[1::2]  # the same partial successes
-    assert collectors[database].telemetry.items_rejected == 6
+    assert collectors[database].telemetry.items_rejected == 18
     protobuf = connect(chdb_url, database)
     rows = connect(chdb_url, second_database)
     for table in _TABLES:

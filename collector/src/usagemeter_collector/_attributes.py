@@ -28,6 +28,18 @@ def render_value(value: AnyValue) -> str:
     return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
 
 
+def text_bytes(text: str) -> int:
+    """The length of ``text`` in UTF-8 bytes."""
+    # ASCII is the common case, and isascii() is a flag lookup: no copy.
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def rendered_bytes(value: AnyValue) -> int:
+    """The length in UTF-8 bytes of ``render_value(value)``, without rendering a string."""
+    text = value.string_value
+    return text_bytes(text) if text else text_bytes(render_value(value))
+
+
 def attribute_map(attributes: Iterable[KeyValue]) -> dict[str, str]:
     """Key/value attributes as a ``Map(String, String)`` value (the last of repeated keys wins)."""
     return {kv.key: render_value(kv.value) for kv in attributes}

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from usagemeter_collector._auth import TokenCheck
 from usagemeter_collector._cumulative import CumulativeToDelta
-from usagemeter_collector._decoded import TimeWindow
+from usagemeter_collector._decoded import PointRules, TimeWindow
 from usagemeter_collector._grpc import add_otlp_services
 from usagemeter_collector._http import HttpOptions, build_http_app
 from usagemeter_collector._ingest import Ingest
@@ -88,7 +88,7 @@ class Collector:
             format_schema(settings.clickhouse_format_schema or None),
             settings.spool_segment_bytes,
         )
-        self._ingest = Ingest(self.spool, self.converter, self.telemetry, self._window, settings.protobuf_metrics)
+        self._ingest = Ingest(self.spool, self.converter, self.telemetry, self._rules, settings.protobuf_metrics)
         interval = settings.self_telemetry_interval_seconds
         self._reporter = SelfReporter(self.telemetry, self.spool, self._ingest, interval) if interval > 0 else None
         self._tokens = TokenCheck(settings.tokens())
@@ -133,8 +133,10 @@ class Collector:
         """Whether every acknowledged item is committed to ClickHouse (the spool is empty)."""
         return self.spool.empty
 
-    def _window(self) -> TimeWindow:
-        return TimeWindow.around_now(self._settings.raw_retention_days, self._settings.max_future_seconds)
+    def _rules(self) -> PointRules:
+        settings = self._settings
+        window = TimeWindow.around_now(settings.raw_retention_days, settings.max_future_seconds)
+        return PointRules(window, settings.max_point_value, settings.max_id_bytes)
 
     async def start(self) -> None:
         """Recover the spool, open the writer's ClickHouse client, then start both receivers."""

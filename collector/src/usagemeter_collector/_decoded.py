@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from usagemeter_collector._cumulative import Undo
 
 Row = tuple[Any, ...]
+
+#: The largest ``feature.usage`` value a point may carry: an exact integer in a Float64, and a billion such points
+#: still sum to a finite total.
+DEFAULT_MAX_POINT_VALUE = 1e15
+#: The longest ``user.id`` or ``feature.key``, in bytes of its stored text.
+DEFAULT_MAX_ID_BYTES = 256
+#: The latest nanosecond timestamp a DateTime64(9) column holds: a later one does not fit its Int64.
+LATEST_STORABLE_NS = 2**63 - 1
 
 _REASONS_SHOWN = 5
 
@@ -42,6 +51,11 @@ class Decoded:
         return "; ".join(parts)
 
 
+def any_unstorable_time(stamped: Iterable[Any]) -> bool:
+    """Whether any of ``stamped`` (exemplars, span events) has a ``time_unix_nano`` no column can hold."""
+    return any(item.time_unix_nano > LATEST_STORABLE_NS for item in stamped)
+
+
 class TimeWindow(NamedTuple):
     """The accepted range of point timestamps, in Unix nanoseconds."""
 
@@ -61,3 +75,12 @@ class TimeWindow(NamedTuple):
         if time_ns > self.latest or start_ns > self.latest:
             return "timestamp too far in the future"
         return None
+
+
+class PointRules(NamedTuple):
+    """What a data point must satisfy to be stored: timestamps in ``window`` and, for ``feature.usage``,
+    a value of at most ``max_value`` and ids of at most ``max_id_bytes``."""
+
+    window: TimeWindow
+    max_value: float = DEFAULT_MAX_POINT_VALUE
+    max_id_bytes: int = DEFAULT_MAX_ID_BYTES

@@ -1,8 +1,9 @@
 """Metric requests checked in place and kept as protobuf, for ClickHouse to decode.
 
 Only what metering needs is looked at per point: timestamps inside the accepted
-window for every point and, for ``feature.usage``, a finite non-negative value
-of a monotonic sum with a temporality and both ``user.id`` and ``feature.key``.
+window for every point and, for ``feature.usage``, a non-negative value up to the
+per-point maximum of a monotonic sum with a temporality and both ``user.id`` and
+``feature.key``, non-empty and within the id length limit.
 Rejected and duplicate points are removed from the message and monotonic
 cumulative sums are turned into deltas inside it (values, start times,
 temporality). A request nothing changed keeps its original bytes.
@@ -10,7 +11,6 @@ temporality). A request nothing changed keeps its original bytes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,16 +20,17 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._attributes import attribute_map
+from usagemeter_collector._attributes import attribute_map, rendered_bytes
 from usagemeter_collector._cumulative import CumulativeToDelta, SeriesLimitReached
-from usagemeter_collector._decoded import Decoded, TimeWindow
-from usagemeter_collector._metrics import attributes_problem, value_problem
+from usagemeter_collector._decoded import Decoded, PointRules
+from usagemeter_collector._metrics import attributes_problem, exemplars_problem, value_problem
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 #: AnyValue kinds ClickHouse's reading of the request does not render; such requests take the row path.
 _NESTED = frozenset(("array_value", "kvlist_value"))
 _USER, _FEATURE = tables.USER_ATTRIBUTE, tables.FEATURE_ATTRIBUTE
+_IDS = frozenset((_USER, _FEATURE))
 
 
 class _RowPathNeeded(Exception):
@@ -74,13 +75,13 @@ class Screened:
 
 
 def screen_metrics(
-    request: ExportMetricsServiceRequest, body: bytes | None, converter: CumulativeToDelta, window: TimeWindow
+    request: ExportMetricsServiceRequest, body: bytes | None, converter: CumulativeToDelta, rules: PointRules
 ) -> Screened | None:
     """Check and convert ``request`` in place; None when it must take the row path (nothing is kept then)."""
     screened = Screened(Decoded())
     edits = _Edits()
     try:
-        _screen(request, converter, window, screened, edits)
+        _screen(request, converter, rules, screened, edits)
     except _RowPathNeeded:
         converter.rollback(screened.decoded.undo)
         return None
@@ -94,7 +95,7 @@ def screen_metrics(
 def _screen(
     request: ExportMetricsServiceRequest,
     converter: CumulativeToDelta,
-    window: TimeWindow,
+    rules: PointRules,
     screened: Screened,
     edits: _Edits,
 ) -> None:
@@ -112,9 +113,9 @@ def _screen(
                     if resource_key is None:
                         resource_key = tuple(sorted(attribute_map(resource_metrics.resource.attributes).items()))
                     series = (resource_key, scope.name, scope.version, metric.name)
-                    kept = _to_delta(metric, series, converter, window, screened.decoded, edits)
+                    kept = _to_delta(metric, series, converter, rules, screened.decoded, edits)
                 else:
-                    kept = _check(metric, kind, window, screened.decoded, edits)
+                    kept = _check(metric, kind, rules, screened.decoded, edits)
                 screened.counts[kind] = screened.counts.get(kind, 0) + kept
 
 
@@ -129,86 +130,88 @@ def _exemplars_plain(point: Any) -> None:
         _require_plain(exemplar.filtered_attributes)
 
 
-def _usage_attributes(point: Any) -> tuple[bool, bool]:
-    """Whether ``user.id`` and ``feature.key`` render non-empty (the last of repeated keys counts)."""
-    has_user = has_feature = False
+def _id_lengths(point: Any) -> tuple[int, int]:
+    """The rendered lengths in bytes of ``user.id`` and ``feature.key``, 0 when missing or empty (the last of
+    repeated keys counts)."""
+    user = feature = 0
     for kv in point.attributes:
         value = kv.value
-        if value.string_value:
-            present = True
-        else:
-            kind = value.WhichOneof("value")
-            if kind in _NESTED:
-                raise _RowPathNeeded
-            present = kind not in (None, "string_value") and (kind != "bytes_value" or value.bytes_value != b"")
+        text = value.string_value
+        if not text and value.WhichOneof("value") in _NESTED:
+            raise _RowPathNeeded
         key = kv.key
-        if key == _USER:
-            has_user = present
-        elif key == _FEATURE:
-            has_feature = present
-    return has_user, has_feature
+        if key in _IDS:
+            # A plain ASCII string, the common case, is measured inline: this is the hot loop's cost per id.
+            size = len(text) if text and text.isascii() else rendered_bytes(value)
+            if key == _USER:
+                user = size
+            else:
+                feature = size
+    return user, feature
 
 
-def _point_problem(point: Any, usage: tuple[bool, int] | None, window: TimeWindow) -> str | None:
+def _point_problem(point: Any, usage: tuple[bool, int] | None, rules: PointRules) -> str | None:
     """Why ``point`` is refused; ``usage`` is (monotonic, temporality) for ``feature.usage`` points."""
-    time_ns = point.time_unix_nano
+    time_ns, window = point.time_unix_nano, rules.window
     if time_ns < window.earliest or time_ns > window.latest or point.start_time_unix_nano > window.latest:
         return window.problem(point.start_time_unix_nano, time_ns)
+    # Summary points carry no exemplars.
+    exemplars = getattr(point, "exemplars", ())
+    if exemplars:
+        _exemplars_plain(point)
+        if problem := exemplars_problem(exemplars):
+            return problem
     if usage is None:
         _require_plain(point.attributes)
-        # Summary points carry no exemplars.
-        if getattr(point, "exemplars", None):
-            _exemplars_plain(point)
         return None
-    if point.exemplars:
-        _exemplars_plain(point)
     value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
-    problem = value_problem(value, usage[0], usage[1])
+    problem = value_problem(value, usage[0], usage[1], rules.max_value)
     if problem is None:
-        has_user, has_feature = _usage_attributes(point)
-        problem = attributes_problem(has_user, has_feature)
+        problem = attributes_problem(*_id_lengths(point), rules.max_id_bytes)
     return problem
 
 
-def _check(metric: Metric, kind: str, window: TimeWindow, decoded: Decoded, edits: _Edits) -> int:
+def _check(metric: Metric, kind: str, rules: PointRules, decoded: Decoded, edits: _Edits) -> int:
     """Refuse the invalid points of a metric that needs no conversion; the number of points kept."""
     data = getattr(metric, kind)
     if kind == "sum" and metric.name == tables.USAGE_METRIC:
-        refused = _check_usage(data, window, decoded)
+        refused = _check_usage(data, rules, decoded)
     else:
-        refused = _refuse_each(data.data_points, None, window, decoded)
+        refused = _refuse_each(data.data_points, None, rules, decoded)
     return edits.remove(data.data_points, refused)
 
 
-def _check_usage(data: Any, window: TimeWindow, decoded: Decoded) -> list[int]:
+def _check_usage(data: Any, rules: PointRules, decoded: Decoded) -> list[int]:
     """Indexes of the refused points of a ``feature.usage`` sum (the hot loop of metering)."""
     shape = (data.is_monotonic, data.aggregation_temporality)
-    if value_problem(0.0, *shape) is not None:
-        return _refuse_each(data.data_points, shape, window, decoded)
-    earliest, latest = window
+    (earliest, latest), max_value, max_id = rules
+    if value_problem(0.0, *shape, max_value) is not None:
+        return _refuse_each(data.data_points, shape, rules, decoded)
     refused = []
     for index, point in enumerate(data.data_points):
         time_ns = point.time_unix_nano
         value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+        user, feature = _id_lengths(point)
         if (
             time_ns < earliest
             or time_ns > latest
             or point.start_time_unix_nano > latest
-            or not 0 <= value < math.inf
+            or not 0 <= value <= max_value
             or point.exemplars
-            or _usage_attributes(point) != (True, True)
+            or not 0 < user <= max_id
+            or not 0 < feature <= max_id
         ):
-            problem = _point_problem(point, shape, window)
+            problem = _point_problem(point, shape, rules)
             if problem is not None:
                 decoded.reject(problem)
                 refused.append(index)
     return refused
 
 
-def _refuse_each(points: Any, shape: tuple[bool, int] | None, window: TimeWindow, decoded: Decoded) -> list[int]:
+def _refuse_each(points: Any, shape: tuple[bool, int] | None, rules: PointRules, decoded: Decoded) -> list[int]:
     refused = []
     for index, point in enumerate(points):
-        problem = _point_problem(point, shape, window)
+        problem = _point_problem(point, shape, rules)
         if problem is not None:
             decoded.reject(problem)
             refused.append(index)
@@ -216,14 +219,14 @@ def _refuse_each(points: Any, shape: tuple[bool, int] | None, window: TimeWindow
 
 
 def _to_delta(
-    metric: Metric, series: Hashable, converter: CumulativeToDelta, window: TimeWindow, decoded: Decoded, edits: _Edits
+    metric: Metric, series: Hashable, converter: CumulativeToDelta, rules: PointRules, decoded: Decoded, edits: _Edits
 ) -> int:
     """Check a monotonic cumulative sum and turn its points into deltas; the number of points kept."""
     data = metric.sum
     usage = (True, _CUMULATIVE) if metric.name == tables.USAGE_METRIC else None
     removed = []
     for index, point in enumerate(data.data_points):
-        problem = _point_problem(point, usage, window)
+        problem = _point_problem(point, usage, rules)
         if problem is not None:
             decoded.reject(problem)
             removed.append(index)

@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from usagemeter_collector._cumulative import CumulativeToDelta, Undo
-from usagemeter_collector._decoded import Decoded, TimeWindow
+from usagemeter_collector._decoded import Decoded, PointRules
 from usagemeter_collector._errors import StorageUnavailable
 from usagemeter_collector._fast import screen_metrics
 from usagemeter_collector._lean import valid_usage_points
@@ -79,13 +79,13 @@ class Ingest:
         spool: Spool,
         converter: CumulativeToDelta,
         telemetry: Telemetry,
-        window: Callable[[], TimeWindow],
+        rules: Callable[[], PointRules],
         protobuf_metrics: bool = True,
     ) -> None:
         self._spool = spool
         self._converter = converter
         self._telemetry = telemetry
-        self._window = window
+        self._rules = rules
         self._protobuf_metrics = protobuf_metrics
 
     async def export_metrics(
@@ -112,7 +112,7 @@ class Ingest:
         response = ExportTraceServiceResponse()
 
         def prepare() -> Prepared:
-            return prepare_rows(decode_traces(request, self._window()), digest)
+            return prepare_rows(decode_traces(request, self._rules().window), digest)
 
         decoded = await self._ingest(prepare, digest, self._telemetry)
         if decoded is not None and decoded.rejected:
@@ -121,17 +121,17 @@ class Ingest:
         return response
 
     def _prepare_metrics(self, request: ExportMetricsServiceRequest, body: bytes | None, digest: bytes) -> Prepared:
-        window = self._window()
+        rules = self._rules()
         # The receiver already parsed ``request`` in full, which vouches for the wire form of every
         # part the lean pass skips; what the lean pass accepts is then spooled as it arrived.
         if self._protobuf_metrics and body is not None:
-            points = valid_usage_points(body, window)
+            points = valid_usage_points(body, rules)
             if points is not None:
                 kept = MetricsRequest(body, _USAGE_KINDS, points)
                 return Prepared(Decoded(), points, encode_request_record(digest, [], kept))
-        screened = screen_metrics(request, body, self._converter, window) if self._protobuf_metrics else None
+        screened = screen_metrics(request, body, self._converter, rules) if self._protobuf_metrics else None
         if screened is None:
-            return prepare_rows(decode_metrics(request, self._converter, window), digest)
+            return prepare_rows(decode_metrics(request, self._converter, rules), digest)
         decoded = screened.decoded
         if not screened.points:
             return Prepared(decoded, 0, None)

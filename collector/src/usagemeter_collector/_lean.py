@@ -14,7 +14,6 @@ the full checks, which decide exactly as before.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._decoded import TimeWindow
+from usagemeter_collector._decoded import PointRules
 from usagemeter_collector._plain_points import all_plain_and_valid
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -119,16 +118,16 @@ _Request = _request_type("usagemeter.lean", _MESSAGES)
 _RawRequest = _request_type("usagemeter.lean_raw", _RAW_MESSAGES)
 
 
-def valid_usage_points(body: bytes, window: TimeWindow) -> int | None:
-    """The number of points when ``body`` holds only valid delta ``feature.usage`` points with plain
-    attributes (it is then stored as it is); None when the full checks must decide."""
-    in_bulk = _count(_RawRequest, body, lambda points: all_plain_and_valid(list(points), window))
-    return in_bulk if in_bulk is not None else _checked_point_by_point(body, window)
+def valid_usage_points(body: bytes, rules: PointRules) -> int | None:
+    """The number of points when ``body`` holds only delta ``feature.usage`` points valid under ``rules`` with
+    plain attributes (it is then stored as it is); None when the full checks must decide."""
+    in_bulk = _count(_RawRequest, body, lambda points: all_plain_and_valid(list(points), rules))
+    return in_bulk if in_bulk is not None else _checked_point_by_point(body, rules)
 
 
-def _checked_point_by_point(body: bytes, window: TimeWindow) -> int | None:
+def _checked_point_by_point(body: bytes, rules: PointRules) -> int | None:
     """``valid_usage_points`` with every point read as a message and checked on its own."""
-    return _count(_Request, body, lambda points: _all_valid(points, window))
+    return _count(_Request, body, lambda points: _all_valid(points, rules))
 
 
 def _count(message_type: type[Message], body: bytes, check: Callable[[Any], bool]) -> int | None:
@@ -182,10 +181,11 @@ def _usage_points(metric: Any) -> Any:
     return data.data_points
 
 
-def _all_valid(points: Any, window: TimeWindow) -> bool:
-    """Whether every point is in the window, has a finite non-negative value, no exemplars and exactly
-    ``user.id`` and ``feature.key`` as non-empty plain strings (the hot loop of metering)."""
-    earliest, latest = window
+def _all_valid(points: Any, rules: PointRules) -> bool:
+    """Whether every point is in the window, has a non-negative value up to the maximum, no exemplars and
+    exactly ``user.id`` and ``feature.key`` as non-empty plain strings within the id length limit (the hot
+    loop of metering)."""
+    (earliest, latest), max_value, max_id = rules
     for point in points:
         attributes = point.attributes
         if len(attributes) != 2:
@@ -197,13 +197,15 @@ def _all_valid(points: Any, window: TimeWindow) -> bool:
         if not (
             earliest <= point.time_unix_nano <= latest
             and point.start_time_unix_nano <= latest
-            and 0 <= (point.as_int or point.as_double) < math.inf
+            and 0 <= (point.as_int or point.as_double) <= max_value
             and len(user) > 2
             and user[0] == _STRING_TAG
             and user[1] == len(user) - 2 < _ONE_BYTE_LENGTH
+            and user[1] <= max_id
             and len(feature) > 2
             and feature[0] == _STRING_TAG
             and feature[1] == len(feature) - 2 < _ONE_BYTE_LENGTH
+            and feature[1] <= max_id
             and not point.HasField("exemplars")
         ):
             return False

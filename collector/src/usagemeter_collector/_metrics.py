@@ -20,9 +20,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from usagemeter_clickhouse import tables
 from usagemeter_collector import _schema
-from usagemeter_collector._attributes import attribute_map
+from usagemeter_collector._attributes import attribute_map, text_bytes
 from usagemeter_collector._cumulative import CumulativeToDelta, SeriesLimitReached
-from usagemeter_collector._decoded import Decoded, Row, TimeWindow
+from usagemeter_collector._decoded import Decoded, PointRules, Row, any_unstorable_time
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -32,30 +32,28 @@ _NO_EXEMPLARS: tuple[list[Any], ...] = ([], [], [], [], [])
 class _Context:
     """What the point handlers of one metric share."""
 
-    __slots__ = ("converter", "decoded", "head", "series", "window")
+    __slots__ = ("converter", "decoded", "head", "rules", "series")
 
     def __init__(
-        self, decoded: Decoded, converter: CumulativeToDelta, head: Row, series: Hashable, window: TimeWindow | None
+        self, decoded: Decoded, converter: CumulativeToDelta, head: Row, series: Hashable, rules: PointRules
     ) -> None:
         self.decoded = decoded
         self.converter = converter
         self.head = head
         self.series = series
-        self.window = window
+        self.rules = rules
 
-    def outside(self, start_ns: int, time_ns: int) -> bool:
-        """Reject a point whose timestamps are out of the accepted window."""
-        if self.window is None or (problem := self.window.problem(start_ns, time_ns)) is None:
+    def outside(self, start_ns: int, time_ns: int, exemplars: Sequence[Exemplar] = ()) -> bool:
+        """Reject a point whose timestamps are out of the accepted window or whose exemplars cannot be stored."""
+        problem = self.rules.window.problem(start_ns, time_ns) or exemplars_problem(exemplars)
+        if problem is None:
             return False
         self.decoded.reject(problem)
         return True
 
 
-def decode_metrics(
-    request: ExportMetricsServiceRequest, converter: CumulativeToDelta, window: TimeWindow | None = None
-) -> Decoded:
-    """Rows for every storable data point of ``request``; invalid usage points and points outside ``window``
-    are counted as rejected."""
+def decode_metrics(request: ExportMetricsServiceRequest, converter: CumulativeToDelta, rules: PointRules) -> Decoded:
+    """Rows for every storable data point of ``request``; points breaking ``rules`` are counted as rejected."""
     decoded = Decoded()
     for resource_metrics in request.resource_metrics:
         resource_attributes = attribute_map(resource_metrics.resource.attributes)
@@ -79,7 +77,7 @@ def decode_metrics(
                     continue
                 head = (*scope_head, metric.name, metric.description, metric.unit)
                 series = (resource_key, scope.name, scope.version, metric.name)
-                handler(metric, _Context(decoded, converter, head, series, window))
+                handler(metric, _Context(decoded, converter, head, series, rules))
     return decoded
 
 
@@ -101,17 +99,26 @@ def _exemplars(exemplars: Sequence[Exemplar]) -> tuple[list[Any], ...]:
     )
 
 
-def usage_problem(attributes: dict[str, str], value: float, monotonic: bool, temporality: int) -> str | None:
+def exemplars_problem(exemplars: Sequence[Exemplar]) -> str | None:
+    """Why a point with these exemplars cannot be stored, or None when it can."""
+    if exemplars and any_unstorable_time(exemplars):
+        return "exemplar timestamp out of range"
+    return None
+
+
+def usage_problem(
+    attributes: dict[str, str], value: float, monotonic: bool, temporality: int, rules: PointRules
+) -> str | None:
     """Why a ``feature.usage`` point cannot be metered, or None when it can."""
-    problem = value_problem(value, monotonic, temporality)
+    problem = value_problem(value, monotonic, temporality, rules.max_value)
     if problem is None:
-        problem = attributes_problem(
-            bool(attributes.get(tables.USER_ATTRIBUTE)), bool(attributes.get(tables.FEATURE_ATTRIBUTE))
-        )
+        user = text_bytes(attributes.get(tables.USER_ATTRIBUTE, ""))
+        feature = text_bytes(attributes.get(tables.FEATURE_ATTRIBUTE, ""))
+        problem = attributes_problem(user, feature, rules.max_id_bytes)
     return problem
 
 
-def value_problem(value: float, monotonic: bool, temporality: int) -> str | None:
+def value_problem(value: float, monotonic: bool, temporality: int, max_value: float) -> str | None:
     """Why a ``feature.usage`` value of a sum with this shape cannot be metered, or None when it can."""
     if not monotonic:
         return f"{tables.USAGE_METRIC} must be a monotonic sum"
@@ -121,15 +128,19 @@ def value_problem(value: float, monotonic: bool, temporality: int) -> str | None
         return f"{tables.USAGE_METRIC} value must be finite"
     if value < 0:
         return f"{tables.USAGE_METRIC} value must not be negative"
+    if value > max_value:
+        # A cap per point keeps every sum of points finite and exact.
+        return f"{tables.USAGE_METRIC} value must not exceed {max_value:.15g}"
     return None
 
 
-def attributes_problem(has_user: bool, has_feature: bool) -> str | None:
-    """Why a ``feature.usage`` point lacking one of its identifying attributes cannot be metered."""
-    if not has_user:
-        return f"{tables.USAGE_METRIC} data point lacks attribute {tables.USER_ATTRIBUTE}"
-    if not has_feature:
-        return f"{tables.USAGE_METRIC} data point lacks attribute {tables.FEATURE_ATTRIBUTE}"
+def attributes_problem(user_bytes: int, feature_bytes: int, max_id_bytes: int) -> str | None:
+    """Why a ``feature.usage`` point whose ids render to these lengths (0: missing or empty) cannot be metered."""
+    for name, size in ((tables.USER_ATTRIBUTE, user_bytes), (tables.FEATURE_ATTRIBUTE, feature_bytes)):
+        if not size:
+            return f"{tables.USAGE_METRIC} data point lacks attribute {name}"
+        if size > max_id_bytes:
+            return f"{tables.USAGE_METRIC} attribute {name} is longer than {max_id_bytes} bytes"
     return None
 
 
@@ -140,11 +151,11 @@ def _sum(metric: Metric, ctx: _Context) -> None:
     to_delta = monotonic and temporality == _CUMULATIVE
     rows = ctx.decoded.rows[_schema.METRICS_SUM]
     for point in data.data_points:
-        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano, point.exemplars):
             continue
         attributes = attribute_map(point.attributes)
         value = _number(point)
-        if is_usage and (problem := usage_problem(attributes, value, monotonic, temporality)):
+        if is_usage and (problem := usage_problem(attributes, value, monotonic, temporality, ctx.rules)):
             ctx.decoded.reject(problem)
             continue
         start, stored_temporality = point.start_time_unix_nano, temporality
@@ -177,7 +188,7 @@ def _sum(metric: Metric, ctx: _Context) -> None:
 def _gauge(metric: Metric, ctx: _Context) -> None:
     rows = ctx.decoded.rows[_schema.METRICS_GAUGE]
     for point in metric.gauge.data_points:
-        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano, point.exemplars):
             continue
         rows.append(
             (
@@ -196,7 +207,7 @@ def _histogram(metric: Metric, ctx: _Context) -> None:
     data = metric.histogram
     rows = ctx.decoded.rows[_schema.METRICS_HISTOGRAM]
     for point in data.data_points:
-        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano, point.exemplars):
             continue
         rows.append(
             (
@@ -221,7 +232,7 @@ def _exponential_histogram(metric: Metric, ctx: _Context) -> None:
     data = metric.exponential_histogram
     rows = ctx.decoded.rows[_schema.METRICS_EXPONENTIAL_HISTOGRAM]
     for point in data.data_points:
-        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano):
+        if ctx.outside(point.start_time_unix_nano, point.time_unix_nano, point.exemplars):
             continue
         rows.append(
             (

@@ -20,6 +20,9 @@ _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_
 _METRIC_KINDS = ("sum", "gauge", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
 # One byte is never a valid id, so an id that is not hex is rejected downstream with its reason.
 _NOT_HEX = base64.b64encode(b"\x00").decode("ascii")
+#: Messages nested deeper are refused, as the protobuf parser refuses them in binary requests.
+_MAX_MESSAGE_DEPTH = 100
+_MAX_REASON_CHARS = 600
 
 
 class Encoding(enum.Enum):
@@ -46,16 +49,28 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
         return body
     if coding != "gzip":
         raise PayloadError(415, f"unsupported Content-Encoding {coding!r}: use gzip or none")
+    # A gzip body is one or more members, each a complete stream; all of them make up the request.
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while rest or not parts:
+        data, rest = _gunzip_member(rest, max_bytes - size, max_bytes)
+        size += len(data)
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _gunzip_member(body: bytes, room: int, max_bytes: int) -> tuple[bytes, bytes]:
+    """The first gzip member of ``body`` decompressed (at most ``room`` bytes), and the bytes after it."""
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
     try:
-        data = inflater.decompress(body, max_bytes + 1)
+        data = inflater.decompress(body, room + 1)
     except zlib.error as exc:
         raise PayloadError(400, f"invalid gzip body: {exc}") from exc
-    if len(data) > max_bytes:
+    if len(data) > room:
         raise PayloadError(413, f"decompressed body exceeds the limit of {max_bytes} bytes")
     if not inflater.eof:
         raise PayloadError(400, "invalid gzip body: truncated stream")
-    return data
+    return data, inflater.unused_data
 
 
 def parse(body: bytes, encoding: Encoding, message_type: type[M]) -> M:
@@ -68,19 +83,43 @@ def parse(body: bytes, encoding: Encoding, message_type: type[M]) -> M:
         except DecodeError as exc:
             raise PayloadError(400, f"malformed protobuf {name} (truncated or corrupt): {exc}") from exc
         return message
+    document = _json_object(body, name)
+    for holder in _id_holders(document):
+        _hex_ids_to_base64(holder)
+    try:
+        json_format.ParseDict(document, message, ignore_unknown_fields=True, max_recursion_depth=_MAX_MESSAGE_DEPTH)
+    except (json_format.ParseError, TypeError, ValueError, OverflowError) as exc:
+        # OverflowError: an enum given as Infinity, which the mapping converts with int().
+        raise PayloadError(400, _reason(f"invalid OTLP JSON {name}: {exc}")) from exc
+    except SystemError as exc:
+        # upb reports a key it cannot encode (an unpaired surrogate escape) only as a SystemError.
+        if not isinstance(exc.__cause__, UnicodeError):
+            raise
+        raise PayloadError(400, f"invalid OTLP JSON {name}: a key is not valid Unicode") from exc
+    return message
+
+
+def _json_object(body: bytes, name: str) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(400, f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        # The parser gives up past the interpreter's recursion limit, long after any OTLP document ends.
+        raise PayloadError(400, "invalid JSON: nested too deeply") from exc
     if not isinstance(document, dict):
         raise PayloadError(400, f"invalid OTLP JSON {name}: the body must be a JSON object")
-    for holder in _id_holders(document):
-        _hex_ids_to_base64(holder)
-    try:
-        json_format.ParseDict(document, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, TypeError, ValueError) as exc:
-        raise PayloadError(400, f"invalid OTLP JSON {name}: {exc}") from exc
-    return message
+    return document
+
+
+def _reason(text: str) -> str:
+    """``text`` fit to answer with: unpaired surrogates escaped, and its middle left out past a few hundred
+    characters (a parse error's path repeats once per level of nesting)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) <= _MAX_REASON_CHARS:
+        return text
+    half = _MAX_REASON_CHARS // 2
+    return f"{text[:half]} … {text[-half:]}"
 
 
 def serialize(message: Message, encoding: Encoding) -> bytes:

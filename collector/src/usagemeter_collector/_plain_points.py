@@ -10,9 +10,9 @@ operations per distinct length instead of a dozen Python steps per point.
 
 A point is plain when it holds exactly: a start time, a time, one value (an int
 or a double), and two attributes, ``user.id`` and ``feature.key``, each a
-non-empty string shorter than 128 bytes and nothing else. Anything else
-(exemplars, flags, another attribute, a repeated field) makes the check answer
-False, and the caller decides point by point.
+non-empty string shorter than 128 bytes and within the id length limit, and
+nothing else. Anything else (exemplars, flags, another attribute, a repeated
+field) makes the check answer False, and the caller decides point by point.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._decoded import TimeWindow
+from usagemeter_collector._decoded import PointRules
 
 #: Below this many points the per-point checks are as cheap as the setup of the bulk ones.
 MIN_POINTS = 32
@@ -52,8 +52,8 @@ class Layout(NamedTuple):
     variable: np.ndarray
 
 
-def all_plain_and_valid(points: Sequence[bytes], window: TimeWindow) -> bool:
-    """True when every point is plain and valid in ``window``; False when the bulk check cannot tell
+def all_plain_and_valid(points: Sequence[bytes], rules: PointRules) -> bool:
+    """True when every point is plain and valid under ``rules``; False when the bulk check cannot tell
     (a point is not plain, or not valid, or the points have too many lengths to be worth it)."""
     if len(points) < MIN_POINTS:
         return False
@@ -64,21 +64,21 @@ def all_plain_and_valid(points: Sequence[bytes], window: TimeWindow) -> bool:
         return False
     for group in np.split(order, starts):
         rows = operator.itemgetter(*group.tolist())(points) if len(group) > 1 else (points[int(group[0])],)
-        if not _group_valid(rows, window):
+        if not _group_valid(rows, rules):
             return False
     return True
 
 
-def _group_valid(rows: tuple[bytes, ...], window: TimeWindow) -> bool:
+def _group_valid(rows: tuple[bytes, ...], rules: PointRules) -> bool:
     """Whether points of one length all share the first one's plain layout and hold valid values."""
-    layout = plain_layout(rows[0])
+    (earliest, latest), max_value, max_id = rules
+    layout = plain_layout(rows[0], max_id)
     if layout is None:
         return False
     matrix = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), len(rows[0]))
     fixed = ~layout.variable
     if not (matrix[:, fixed] == matrix[0, fixed]).all():
         return False
-    earliest, latest = window
     times = _column(matrix, layout.time, "<u8")
     if not ((times >= earliest) & (times <= latest)).all():
         return False
@@ -86,15 +86,16 @@ def _group_valid(rows: tuple[bytes, ...], window: TimeWindow) -> bool:
         return False
     values = _column(matrix, layout.value, "<f8" if layout.value_is_double else "<i8")
     # NaN fails both comparisons, as it should.
-    return bool(((values >= 0) & (values < np.inf)).all())
+    return bool(((values >= 0) & (values <= max_value)).all())
 
 
 def _column(matrix: np.ndarray, offset: int, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(matrix[:, offset : offset + 8]).view(dtype)[:, 0]
 
 
-def plain_layout(point: bytes) -> Layout | None:
-    """The layout of ``point`` when it is plain (see the module's docstring), else None."""
+def plain_layout(point: bytes, max_id_bytes: int) -> Layout | None:
+    """The layout of ``point`` when it is plain (see the module's docstring) with ids of at most
+    ``max_id_bytes``, else None."""
     fields = _fields(point, 0, len(point))
     if fields is None:
         return None
@@ -106,7 +107,7 @@ def plain_layout(point: bytes) -> Layout | None:
     keys: set[bytes] = set()
     for number, wire, offset, length in fields:
         if number == _ATTRIBUTE:
-            key = _plain_attribute(point, wire, offset, length, variable)
+            key = _plain_attribute(point, wire, offset, length, max_id_bytes, variable)
             if key is None:
                 return None
             keys.add(key)
@@ -122,8 +123,11 @@ def plain_layout(point: bytes) -> Layout | None:
     return Layout(offsets[_START], offsets[_TIME], value, value_is_double, variable)
 
 
-def _plain_attribute(point: bytes, wire: int, offset: int, length: int, variable: np.ndarray) -> bytes | None:
-    """The key of an attribute whose value is a plain string (its characters marked variable), else None."""
+def _plain_attribute(
+    point: bytes, wire: int, offset: int, length: int, max_bytes: int, variable: np.ndarray
+) -> bytes | None:
+    """The key of an attribute whose value is a plain string of at most ``max_bytes`` (its characters marked
+    variable), else None."""
     fields = _fields(point, offset, offset + length) if wire == _LENGTH_DELIMITED else None
     if fields is None or [(number, wire) for number, wire, *_ in fields] != [
         (_KEY, _LENGTH_DELIMITED),
@@ -137,6 +141,8 @@ def _plain_attribute(point: bytes, wire: int, offset: int, length: int, variable
     number, text_wire, text_offset, text_length = text[0]
     # One field, string_value, with its length in one byte: what the per-point check accepts.
     if (number, text_wire) != (_STRING, _LENGTH_DELIMITED) or not 0 < text_length < _ONE_BYTE_LENGTH:
+        return None
+    if text_length > max_bytes:
         return None
     variable[text_offset : text_offset + text_length] = True
     return point[key_offset : key_offset + key_length]

@@ -7,6 +7,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from usagemeter_collector._decoded import DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_POINT_VALUE
+
+#: Beyond this a Float64 no longer holds every integer, so a larger cap would let totals drift.
+_LARGEST_EXACT_INTEGER = float(2**53)
+
 
 class CollectorSettings(BaseSettings):
     """Where the OTLP receivers listen, where the spool lives and how rows are batched. Port 0 picks a free port."""
@@ -51,7 +56,21 @@ class CollectorSettings(BaseSettings):
         description="A cumulative series not updated for this long is forgotten; its next point starts a new run.",
     )
     raw_retention_days: int = Field(default=30, ge=1, description="Points older than this are rejected.")
-    max_future_seconds: int = Field(default=86_400, ge=0, description="Points further ahead than this are rejected.")
+    max_future_seconds: int = Field(
+        default=300, ge=0, description="Clock skew allowed to senders: points further ahead than this are rejected."
+    )
+    max_point_value: float = Field(
+        default=DEFAULT_MAX_POINT_VALUE,
+        gt=0,
+        le=_LARGEST_EXACT_INTEGER,
+        description="Largest feature.usage value of one point (delta or cumulative); larger ones are rejected.",
+    )
+    max_id_bytes: int = Field(
+        default=DEFAULT_MAX_ID_BYTES,
+        ge=1,
+        le=65_536,
+        description="Longest user.id and feature.key of a feature.usage point in UTF-8 bytes; longer are rejected.",
+    )
     ingest_tokens: str = Field(
         default="", description="Comma-separated bearer tokens accepted on ingest; empty accepts every sender."
     )

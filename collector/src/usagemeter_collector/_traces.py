@@ -12,7 +12,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from usagemeter_collector import _schema
 from usagemeter_collector._attributes import attribute_map
-from usagemeter_collector._decoded import Decoded, TimeWindow
+from usagemeter_collector._decoded import Decoded, TimeWindow, any_unstorable_time
 
 SPAN_KINDS: dict[int, str] = {
     Span.SPAN_KIND_UNSPECIFIED: "Unspecified",
@@ -56,6 +56,8 @@ def decode_traces(request: ExportTraceServiceRequest, window: TimeWindow | None 
                 problem = id_problem(span)
                 if problem is None and window is not None:
                     problem = window.problem(span.start_time_unix_nano, span.start_time_unix_nano)
+                if problem is None and any_unstorable_time(span.events):
+                    problem = "span event timestamp out of range"
                 if problem:
                     decoded.reject(problem)
                     continue
