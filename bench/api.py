@@ -4,10 +4,11 @@ Run: .venv/bin/python bench/api.py [--load-seconds 90] [--duration 15]
 Writes its results section to docs/benchmarks/api.md.
 
 Layout: a loader process fills a fresh embedded database (100,000 users x 10 features); the API
-then runs under uvicorn (uvloop + httptools) in its own process, a bare FastAPI app (constant JSON)
-in another under the same settings, and the load comes from separate processes: a lean open-loop
-client (pre-encoded HTTP/1.1 requests on raw keep-alive connections, one request in flight per
-connection) for latency at a fixed offered rate, Debian's `wrk` for maximum throughput.
+then runs in its own process as `usagemeter api` serves it (uvicorn with uvloop and httptools, behind
+the product's per-connection limits), a bare FastAPI app (constant JSON) in another under plain
+uvicorn, and the load comes from separate processes: a lean open-loop client (pre-encoded HTTP/1.1
+requests on raw keep-alive connections, one request in flight per connection) for latency at a
+fixed offered rate, Debian's `wrk` for maximum throughput.
 All traffic is on 127.0.0.1.
 """
 
@@ -47,7 +48,7 @@ _MIN_RAW_POINTS = 2_000_000
 _DASHBOARD_RPS = 20
 #: Alternating wrk runs per endpoint for the throughput comparison.
 _THROUGHPUT_ROUNDS = 3
-#: uvicorn settings of both servers: what `uvicorn[standard]` deploys.
+#: uvicorn settings of the bare server: what `uvicorn[standard]` deploys.
 _UVICORN = {"host": "127.0.0.1", "log_level": "warning", "access_log": False, "loop": "uvloop", "http": "httptools"}
 #: Frames the profile summary reports (request handling, serialisation, the view and the engine).
 _PROFILED = (
@@ -172,18 +173,18 @@ def _load_raw(client: object, started: float, budget_seconds: float) -> int:
 
 
 def serve(data_dir: Path, port: int) -> None:
-    """The usagemeter API on the loaded database, under uvicorn (one worker)."""
-    import uvicorn
+    """The usagemeter API on the loaded database, served as the command serves it (one worker, its client limits)."""
     from pydantic import SecretStr
 
+    from usagemeter._serving import api_server
     from usagemeter_api import ApiSettings, create_app
     from usagemeter_clickhouse import connect, embedded_url
 
     plans = data_dir / "plans.toml"
-    settings = ApiSettings(jwt_secret=SecretStr(SECRET), plans_file=plans)
+    settings = ApiSettings(jwt_secret=SecretStr(SECRET), plans_file=plans, api_port=port)
     app = create_app(settings, lambda: connect(embedded_url(data_dir / "engine"), DATABASE))
     _load_live_view(app.state.live_usage, data_dir)
-    uvicorn.run(app, port=port, **_UVICORN)  # type: ignore[arg-type]
+    api_server(app, settings, "warning").run()
 
 
 def _load_live_view(live: object, data_dir: Path) -> None:
