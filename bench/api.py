@@ -508,6 +508,9 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=90, help="Budget for loading the dataset.")
     parser.add_argument("--duration", type=float, default=15, help="Seconds per measurement.")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        # Checked first: the dataset takes minutes to load before wrk is needed.
+        sys.exit("bench/api.py: wrk is not installed (apt-get install wrk)")
     report = run(args.load_seconds, args.duration)
     print(report)
     RESULTS.write_text(report, encoding="utf-8")
