@@ -5,8 +5,8 @@ Writes its results section to docs/benchmarks/api.md.
 
 Layout: a loader process fills a fresh embedded database (100,000 users x 10 features); the API
 then runs in its own process as `usagemeter api` serves it (uvicorn with uvloop and httptools, behind
-the product's per-connection limits), a bare FastAPI app (constant JSON) in another under plain
-uvicorn, and the load comes from separate processes: a lean open-loop client (pre-encoded HTTP/1.1
+the product's per-connection limits), a bare FastAPI app (constant JSON) in another served the same
+way, and the load comes from separate processes: a lean open-loop client (pre-encoded HTTP/1.1
 requests on raw keep-alive connections, one request in flight per connection) for latency at a
 fixed offered rate, Debian's `wrk` for maximum throughput.
 All traffic is on 127.0.0.1.
@@ -48,8 +48,6 @@ _MIN_RAW_POINTS = 2_000_000
 _DASHBOARD_RPS = 20
 #: Alternating wrk runs per endpoint for the throughput comparison.
 _THROUGHPUT_ROUNDS = 3
-#: uvicorn settings of the bare server: what `uvicorn[standard]` deploys.
-_UVICORN = {"host": "127.0.0.1", "log_level": "warning", "access_log": False, "loop": "uvloop", "http": "httptools"}
 #: Frames the profile summary reports (request handling, serialisation, the view and the engine).
 _PROFILED = (
     "check_quota",
@@ -221,9 +219,16 @@ def _resident_mb() -> float:
 
 
 def serve_bare(port: int) -> None:
-    """The baseline: a bare FastAPI app returning a constant JSON, under the same uvicorn settings."""
-    import uvicorn
+    """The baseline: a bare FastAPI app returning a constant JSON, served by the same server as the API.
+
+    Both sit behind the product's per-connection limits, so the ratio measures what the API's own code
+    costs; what the limits cost against plain uvicorn is measured by bench/hostile.py.
+    """
     from fastapi import FastAPI
+    from pydantic import SecretStr
+
+    from usagemeter._serving import api_server
+    from usagemeter_api import ApiSettings
 
     app = FastAPI()
 
@@ -231,7 +236,7 @@ def serve_bare(port: int) -> None:
     async def bare() -> dict[str, object]:
         return {"allowed": True, "remaining": 8, "used": 42}
 
-    uvicorn.run(app, port=port, **_UVICORN)  # type: ignore[arg-type]
+    api_server(app, ApiSettings(jwt_secret=SecretStr(SECRET), api_port=port), "warning").run()
 
 
 # ---------------------------------------------------------------- load generation (this process)
@@ -439,8 +444,8 @@ def _report(
         *(row(name, values, failures) for name, (values, failures) in latency.items()),
         row(f"dashboard-metrics at {_DASHBOARD_RPS} rps", dashboard_ms),
         "",
-        f"Maximum throughput (`wrk -t2 -c32`, one uvicorn worker each with uvloop and httptools;"
-        f" {len(bare_runs)} alternating runs each, mean):",
+        f"Maximum throughput (`wrk -t2 -c32`, one uvicorn worker each with uvloop and httptools, both behind the"
+        f" product's per-connection limits; {len(bare_runs)} alternating runs each, mean):",
         "",
         "| endpoint | requests/s | runs | vs bare |",
         "|---|---|---|---|",
