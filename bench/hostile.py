@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -114,11 +113,11 @@ def _repeat(client: Callable[..., Any], *arguments: Any) -> Callable[[], Any]:
 
 
 def _wave(pid: int, ports: dict[str, int], name: str, calls: list[Callable[[], Any]]) -> dict[str, Any]:
-    from tests.serving.hostile import PeakRss, in_threads, rss_bytes
+    from tests.serving.hostile import PeakRss, Repeating, in_threads, rss_bytes
 
     normal = _NormalClient(ports)
     started = time.monotonic()
-    with PeakRss(pid) as peak, normal:
+    with PeakRss(pid) as peak, Repeating(0.2, normal, join_seconds=30):
         outcomes = in_threads(calls)()
     elapsed = time.monotonic() - started
     time.sleep(2)
@@ -137,34 +136,25 @@ def _wave(pid: int, ports: dict[str, int], name: str, calls: list[Callable[[], A
 
 
 class _NormalClient:
-    """A well-behaved client asking for health and posting an empty OTLP export during a wave."""
+    """A well-behaved client asking for health and posting an empty OTLP export, one round per call."""
 
     def __init__(self, ports: dict[str, int]) -> None:
-        self.ports, self.ok, self.total = ports, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _NormalClient:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        health = partial(httpx.get, f"http://127.0.0.1:{self.ports['api']}/api/v1/health")
-        export = partial(
-            httpx.post,
-            f"http://127.0.0.1:{self.ports['http']}/v1/metrics",
-            content=b"",
-            headers={"Content-Type": "application/x-protobuf"},
+        self.ok, self.total = 0, 0
+        self._calls = (
+            partial(httpx.get, f"http://127.0.0.1:{ports['api']}/api/v1/health"),
+            partial(
+                httpx.post,
+                f"http://127.0.0.1:{ports['http']}/v1/metrics",
+                content=b"",
+                headers={"Content-Type": "application/x-protobuf"},
+            ),
         )
-        while not self._stop.wait(0.2):
-            for call in (health, export):
-                self.total += 1
-                with contextlib.suppress(httpx.HTTPError):
-                    self.ok += call(timeout=10).status_code == 200
+
+    def __call__(self) -> None:
+        for call in self._calls:
+            self.total += 1
+            with contextlib.suppress(httpx.HTTPError):
+                self.ok += call(timeout=10).status_code == 200
 
 
 # --- fast path -------------------------------------------------------------------------------------

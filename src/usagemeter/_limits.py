@@ -160,13 +160,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.send_400_response("Invalid HTTP request received.")
             return
         if self._in_head and self._head_bytes > self._max_head:
-            self._refuse(431, f"Request line and headers exceed {self._max_head} bytes.")
+            self._refuse_head()
 
     def on_headers_complete(self) -> None:
         """Refuse a head over the bound; otherwise start the request and the body's deadline."""
         # Counted bytes may include body bytes that came with the head: only then is the head measured.
         if self._head_bytes > self._max_head and self._head_size() > self._max_head:
-            self._refuse(431, f"Request line and headers exceed {self._max_head} bytes.")
+            self._refuse_head()
             raise _Refused
         self._in_head, self._head_bytes = False, 0
         self.deadline = self.loop.time() + self._body_timeout
@@ -204,6 +204,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_size(self) -> int:
         return len(self.url) + _LINE_OVERHEAD + sum(len(n) + len(v) + _HEADER_OVERHEAD for n, v in self.headers)
+
+    def _refuse_head(self) -> None:
+        self._refuse(431, f"Request line and headers exceed {self._max_head} bytes.")
 
     def _refuse(self, status: int, message: str) -> None:
         body = message.encode("ascii")

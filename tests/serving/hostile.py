@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 MIB = 1024 * 1024
 
@@ -28,35 +29,16 @@ class Outcome:
 
 def slowloris(port: int, *, pause: float = 0.25, rounds: int = 240, host: str = "127.0.0.1") -> Outcome:
     """Start a request head and add one header line per ``pause`` until the server closes it or rounds run out."""
-    sent = 0
-    try:
-        with socket.create_connection((host, port), timeout=30) as sock:
-            sent += _send(sock, b"GET /api/v1/health HTTP/1.1\r\nHost: slow\r\n")
-            for _ in range(rounds):
-                if select.select([sock], [], [], pause)[0]:
-                    return Outcome(True, _status(_drain(sock)), sent)
-                sent += _send(sock, b"X-Slow: 1\r\n")
-    except OSError:
-        return Outcome(True, None, sent)
-    return Outcome(False, None, sent)
+    head = b"GET /api/v1/health HTTP/1.1\r\nHost: slow\r\n"
+    return _trickle(host, port, head, b"X-Slow: 1\r\n", pause, rounds)
 
 
 def slow_body(port: int, path: str, *, pause: float = 0.25, rounds: int = 240, host: str = "127.0.0.1") -> Outcome:
     """Send a request head announcing a 1 MiB body, then one body byte per ``pause`` until the server closes it."""
-    sent = 0
     head = (
         f"POST {path} HTTP/1.1\r\nHost: slow\r\nContent-Type: application/x-protobuf\r\nContent-Length: {MIB}\r\n\r\n"
     )
-    try:
-        with socket.create_connection((host, port), timeout=30) as sock:
-            sent += _send(sock, head.encode())
-            for _ in range(rounds):
-                if select.select([sock], [], [], pause)[0]:
-                    return Outcome(True, _status(_drain(sock)), sent)
-                sent += _send(sock, b"\x00")
-    except OSError:
-        return Outcome(True, None, sent)
-    return Outcome(False, None, sent)
+    return _trickle(host, port, head.encode(), b"\x00", pause, rounds)
 
 
 def huge_header(port: int, size: int, *, chunk: int = 64 * 1024, host: str = "127.0.0.1") -> Outcome:
@@ -101,25 +83,51 @@ def rss_bytes(pid: int) -> int:
     raise ValueError(f"no VmRSS for process {pid}")
 
 
-class PeakRss:
-    """Samples a process's resident memory in a thread while in use; ``peak`` is the largest sample."""
+class Repeating:
+    """Calls ``action`` every ``every`` seconds in a thread of its own while in use."""
 
-    def __init__(self, pid: int, every: float = 0.05) -> None:
-        self.pid, self.every, self.peak = pid, every, rss_bytes(pid)
+    def __init__(self, every: float, action: Callable[[], object], *, join_seconds: float = 10.0) -> None:
+        self.every, self._action, self._join_seconds = every, action, join_seconds
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(self._join_seconds)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._action()
+
+
+class PeakRss(Repeating):
+    """Samples a process's resident memory in a thread while in use; ``peak`` is the largest sample."""
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        self.pid, self.peak = pid, rss_bytes(pid)
+        super().__init__(every, self._sample)
 
     def _sample(self) -> None:
-        while not self._stop.wait(self.every):
-            self.peak = max(self.peak, rss_bytes(self.pid))
+        self.peak = max(self.peak, rss_bytes(self.pid))
+
+
+def _trickle(host: str, port: int, head: bytes, drip: bytes, pause: float, rounds: int) -> Outcome:
+    """Send ``head``, then ``drip`` once per ``pause`` until the server answers or closes, or rounds run out."""
+    sent = 0
+    try:
+        with socket.create_connection((host, port), timeout=30) as sock:
+            sent += _send(sock, head)
+            for _ in range(rounds):
+                if select.select([sock], [], [], pause)[0]:
+                    return Outcome(True, _status(_drain(sock)), sent)
+                sent += _send(sock, drip)
+    except OSError:
+        return Outcome(True, None, sent)
+    return Outcome(False, None, sent)
 
 
 def _send(sock: socket.socket, data: bytes) -> int:

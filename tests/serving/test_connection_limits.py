@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from tests.serving.conftest import LIMITS, read_all, read_response, status_of
+from tests.serving.conftest import LIMITS, Served, read_all, read_response, status_of
 
 
 def get(path: str, *headers: str, keep_alive: bool = False) -> bytes:
@@ -24,6 +24,19 @@ def closed_by_server(sock: socket.socket, attempts: int = 50) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def trickle(served: Served, head: bytes, drip: bytes, timeout: float) -> bytes:
+    """Send ``head``, then ``drip`` 50 times a fifth of ``timeout`` apart (or until refused); what was answered."""
+    with served.connect() as sock:
+        sock.sendall(head)
+        try:
+            for _ in range(50):
+                time.sleep(timeout / 5)
+                sock.sendall(drip)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return read_all(sock)
 
 
 def test_a_request_head_over_the_bound_is_answered_431_and_closed(serve):
@@ -83,15 +96,8 @@ def test_keep_alive_and_pipelined_requests_each_get_a_fresh_head_bound(serve):
 
 def test_a_client_that_trickles_its_head_gets_408_and_is_closed(serve):
     served = serve()
-    with served.connect() as sock:
-        sock.sendall(b"GET /ok HTTP/1.1\r\nHost: test\r\n")
-        try:
-            for _ in range(50):  # one header line at a time, each well within the bound, never finishing
-                time.sleep(LIMITS.header_timeout_seconds / 5)
-                sock.sendall(b"X-Slow: 1\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        response = read_all(sock)
+    # One header line at a time, each well within the bound, never finishing.
+    response = trickle(served, b"GET /ok HTTP/1.1\r\nHost: test\r\n", b"X-Slow: 1\r\n", LIMITS.header_timeout_seconds)
     assert response == b"" or status_of(response) == 408
 
 
@@ -104,15 +110,8 @@ def test_a_connection_that_sends_nothing_is_closed(serve):
 
 def test_a_client_that_trickles_its_body_is_cut_off(serve):
     served = serve()
-    with served.connect() as sock:
-        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n")
-        try:
-            for _ in range(50):
-                time.sleep(LIMITS.body_timeout_seconds / 5)
-                sock.sendall(b"b")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        response = read_all(sock)
+    head = b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n"
+    response = trickle(served, head, b"b", LIMITS.body_timeout_seconds)
     assert response == b"" or status_of(response) == 408
 
 
