@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -14,7 +12,7 @@ import pytest
 import usagemeter_instrumentation as usagemeter
 from tests.instrumentation.lossy_proxy import AnswerDroppingProxy
 from tests.instrumentation.receivers import GrpcReceiver, HttpReceiver, Recorder, wait_until
-from tests.instrumentation.test_process import _clean_env
+from tests.instrumentation.test_process import run_python
 from usagemeter_instrumentation import _api
 
 LONG_INTERVAL = 600_000
@@ -161,13 +159,7 @@ for _ in range(7):
 
 def test_the_exit_flush_resends_an_export_whose_answer_was_lost(grpc_receiver: GrpcReceiver) -> None:
     grpc_receiver.recorder.lose_answers("withhold")
-    result = subprocess.run(
-        [sys.executable, "-c", _EXITING, grpc_receiver.endpoint],
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(_EXITING, grpc_receiver.endpoint)
 
     assert result.returncode == 0, result.stderr
     assert grpc_receiver.recorder.usage_totals() == {("dave", "document_export"): 7}

@@ -26,18 +26,14 @@ print(sorted(forbidden & set(sys.modules)))
 """
 
 
-def _clean_env() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+def run_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` to its end in a new interpreter, without this process's OTEL_* variables."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    return subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_pending_usage_is_flushed_when_the_process_exits(grpc_receiver: GrpcReceiver) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, grpc_receiver.endpoint],
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(_SCRIPT, grpc_receiver.endpoint)
 
     assert result.returncode == 0, result.stderr
     assert grpc_receiver.recorder.usage_totals() == {("dave", "document_export"): 7}
@@ -45,9 +41,7 @@ def test_pending_usage_is_flushed_when_the_process_exits(grpc_receiver: GrpcRece
 
 
 def test_importing_the_instrumentation_loads_no_server_component() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _IMPORT_CHECK], env=_clean_env(), capture_output=True, text=True, timeout=60
-    )
+    result = run_python(_IMPORT_CHECK)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -60,7 +60,6 @@ class _InlineFinder(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.inline: list[str] = []
-        self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         names = {name for name, _ in attrs}

@@ -60,7 +60,6 @@ class PipelineSettings:
     cardinality_limit: int
     max_pending_series: int = DEFAULT_MAX_PENDING_SERIES
     span_sampling: SpanSampling = None
-    dedup_window_seconds: float = DEFAULT_DEDUP_WINDOW_SECONDS
     #: How long after its first attempt a failed export may still be resent (see :func:`resend_window`).
     resend_window_seconds: float = DEFAULT_DEDUP_WINDOW_SECONDS - DEFAULT_EXPORT_TIMEOUT_SECONDS
 
@@ -104,7 +103,6 @@ def resolve_settings(
         cardinality_limit=cardinality_limit or DEFAULT_CARDINALITY_LIMIT,
         max_pending_series=max_pending_series or DEFAULT_MAX_PENDING_SERIES,
         span_sampling=dict(span_sampling) if isinstance(span_sampling, Mapping) else span_sampling,
-        dedup_window_seconds=window,
         resend_window_seconds=resend_window(window, timeout_seconds, env),
     )
 

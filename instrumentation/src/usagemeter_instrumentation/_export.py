@@ -77,10 +77,10 @@ class ResendingExporter(MetricExporter):
             self._keep(metrics_data, started)
             return MetricExportResult.FAILURE
 
-    def resend(self) -> bool:
-        """Send the failed batch now; ``True`` when no batch is left waiting."""
+    def resend(self, seen: int | None = None) -> bool:
+        """Send the failed batch now; ``True`` when no batch is left waiting (see :meth:`_deliver_failed`)."""
         with self._lock:
-            return self._deliver_failed(None)
+            return self._deliver_failed(seen)
 
     def resend_in_background(self) -> None:
         """Resend the failed batch on a thread of its own, unless none waits or a send is under way.
@@ -91,9 +91,7 @@ class ResendingExporter(MetricExporter):
         if self._failed is None or self._closed or self._lock.locked():
             return
         seen = self._attempts
-        threading.Thread(
-            target=self._resend_unless_attempted, args=(seen,), name="usagemeter-resend", daemon=True
-        ).start()
+        threading.Thread(target=self.resend, args=(seen,), name="usagemeter-resend", daemon=True).start()
 
     def failed_once(self) -> bool:
         """Whether a batch waits that has not been resent yet."""
@@ -113,10 +111,6 @@ class ResendingExporter(MetricExporter):
         """Shut the inner exporter down; a batch still waiting is reported by the pipeline."""
         self._closed = True
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
-
-    def _resend_unless_attempted(self, seen: int) -> None:
-        with self._lock:
-            self._deliver_failed(seen)
 
     def _deliver_failed(self, seen: int | None) -> bool:
         """Resend the failed batch; ``True`` when none waits any more.

@@ -107,14 +107,19 @@ class Pipeline:
         """
         if not self.exporter.resend():
             return False
-        pending: int | None = None
-        while True:
-            done = bool(self.meter_provider.force_flush(timeout_millis=timeout_millis))
-            if self.exporter.pending():  # this collection's export failed and waits to be resent
-                return False
+        done = self._collect(timeout_millis)
+        pending = self.pending()
+        while done and pending:
+            done = self._collect(timeout_millis)
             pending, before = self.pending(), pending
-            if not done or not pending or (before is not None and pending >= before):
-                return done and not pending
+            if pending >= before:  # the tallies do not empty: an export is refusing their counts
+                return False
+        return done and not pending
+
+    def _collect(self, timeout_millis: int) -> bool:
+        """One collection and its export; ``False`` when it failed (and waits to be resent) or timed out."""
+        done = bool(self.meter_provider.force_flush(timeout_millis=timeout_millis))
+        return done and not self.exporter.pending()
 
 
 def build_pipeline(settings: PipelineSettings) -> Pipeline:

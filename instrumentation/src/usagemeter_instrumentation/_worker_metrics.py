@@ -21,7 +21,7 @@ from usagemeter_instrumentation._names import (
     WORKER_QUEUE_DEPTH_METRIC,
 )
 from usagemeter_instrumentation._once import OnceLogger
-from usagemeter_instrumentation._tally import Attributes, Tally
+from usagemeter_instrumentation._tally import Attributes, Tally, flush_into
 
 _once = OnceLogger(logging.getLogger("usagemeter_instrumentation"))
 # Job run times from milliseconds to an hour.
@@ -95,8 +95,7 @@ def register_worker_instruments(meter: Meter, jobs: Tally) -> tuple[WorkerInstru
     )
 
     def hand_over(limit: int) -> None:
-        for key, amount in jobs.drain(limit):
-            counter.add(amount, jobs.attributes(key))
+        flush_into(jobs, counter.add, limit)
 
     return WorkerInstruments(jobs, duration), hand_over
 

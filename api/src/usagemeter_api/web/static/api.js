@@ -26,7 +26,7 @@ export function apiBase(root, params, here = window.location) {
   const fromHost = root.dataset.apiBase;
   if (fromHost) return { base: fromHost.replace(/\/+$/, ""), refused: false };
   const fromQuery = params.get("api");
-  if (fromQuery === null || fromQuery === "") return { base: "", refused: false };
+  if (!fromQuery) return { base: "", refused: false };
   const resolved = sameOriginUrl(fromQuery, here);
   if (resolved === null) return { base: "", refused: true };
   // Rebuilt from origin and path: no user info, query or fragment rides along into requests.

@@ -4,7 +4,8 @@
 import { createChart, updateChart } from "./chart.js";
 
 const STATE_ICONS = { ok: "✓", near: "⚠", full: "⛔", exceeded: "✕", unlimited: "∞" };
-const STATE_TEXT = { ok: "stateOk", near: "stateNear", full: "stateNoAccess", exceeded: "stateExceeded", unlimited: "stateUnlimited" };
+/** The message key of each quota state's words. */
+export const STATE_TEXT = { ok: "stateOk", near: "stateNear", full: "stateNoAccess", exceeded: "stateExceeded", unlimited: "stateUnlimited" };
 
 /** One of ok, near, full, exceeded, unlimited: the quota's state, worst first. */
 export function quotaState(quota) {
