@@ -13,6 +13,12 @@ from tests.collector.conftest import T0
 
 #: Hostile inputs kept as files, replayed on every run (see its README.md).
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "otlp"
+#: Where each signal's exports go, over OTLP/HTTP and over gRPC.
+HTTP_PATHS = {"metrics": "/v1/metrics", "traces": "/v1/traces"}
+GRPC_METHODS = {
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+}
 
 _ANY_ARRAY, _ANY_KVLIST, _LIST_VALUES, _KEY, _KV_VALUE = 5, 6, 1, 1, 2
 

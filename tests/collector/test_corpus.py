@@ -15,15 +15,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from tests.collector.conftest import T0, post_metrics, usage_by_user, usage_point, usage_request
-from tests.collector.hostile import CORPUS
+from tests.collector.hostile import CORPUS, GRPC_METHODS, HTTP_PATHS
 
 M = TypeVar("M", ExportMetricsServiceResponse, ExportTraceServiceResponse, status_pb2.Status)
 
-_PATHS = {"metrics": "/v1/metrics", "traces": "/v1/traces"}
-_GRPC_METHODS = {
-    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-}
 _MEDIA_TYPES = {"pb": "application/x-protobuf", "json": "application/json"}
 _GRPC_CODES = {200: grpc.StatusCode.OK, 400: grpc.StatusCode.INVALID_ARGUMENT}
 _FILES = sorted(path for path in CORPUS.iterdir() if path.name != "README.md")
@@ -44,7 +39,7 @@ class _Entry:
 
     def post(self, client: httpx.Client) -> httpx.Response:
         headers = {"Content-Type": self.media_type} | ({"Content-Encoding": "gzip"} if self.compressed else {})
-        return client.post(_PATHS[self.signal], content=self.body, headers=headers)
+        return client.post(HTTP_PATHS[self.signal], content=self.body, headers=headers)
 
     def rejected(self, response: httpx.Response) -> int:
         """The points or spans a 200 answer says were refused."""
@@ -62,7 +57,7 @@ class _Entry:
         return message
 
     def grpc_code(self, channel: grpc.Channel) -> grpc.StatusCode:
-        export = channel.unary_unary(_GRPC_METHODS[self.signal])
+        export = channel.unary_unary(GRPC_METHODS[self.signal])
         try:
             export(gzip.decompress(self.body) if self.compressed else self.body, timeout=30)
         except grpc.RpcError as failure:
@@ -72,7 +67,7 @@ class _Entry:
 
 def test_the_corpus_is_not_empty() -> None:
     assert len(_FILES) >= 10
-    assert {path.name.split(".")[0] for path in _FILES} == set(_PATHS)
+    assert {path.name.split(".")[0] for path in _FILES} == set(HTTP_PATHS)
 
 
 def test_every_corpus_request_gets_its_answer_and_valid_requests_are_still_stored(start_collector, clickhouse) -> None:

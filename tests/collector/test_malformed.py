@@ -72,6 +72,12 @@ _CASES = [
 ]
 
 
+def _reason(response: httpx.Response) -> str:
+    if response.headers["content-type"] == "application/x-protobuf":
+        return status_pb2.Status.FromString(response.content).message
+    return json.loads(response.content)["message"]
+
+
 @pytest.mark.parametrize(("headers", "make_body", "status", "reason"), _CASES)
 def test_malformed_http_exports_get_specific_errors(start_collector, clickhouse, headers, make_body, status, reason):
     collector = start_collector(max_request_bytes=_MAX)
@@ -79,11 +85,7 @@ def test_malformed_http_exports_get_specific_errors(start_collector, clickhouse,
     with httpx.Client(base_url=base) as client:
         response = client.post("/v1/metrics", content=make_body(), headers=headers)
         assert response.status_code == status
-        if response.headers["content-type"] == "application/x-protobuf":
-            message = status_pb2.Status.FromString(response.content).message
-        else:
-            message = json.loads(response.content)["message"]
-        assert reason in message
+        assert reason in _reason(response)
 
         ok = client.post("/v1/metrics", content=_valid_body("after"), headers=_PROTOBUF)
         assert ok.status_code == 200
@@ -118,12 +120,6 @@ def _deep_json(signal: str) -> list[tuple[bytes, str]]:
         # Shallow enough for the JSON reader, deeper than protobuf messages may nest.
         (json_nested_any_value(60, signal), "too deep"),
     ]
-
-
-def _reason(response: httpx.Response) -> str:
-    if response.headers["content-type"] == "application/x-protobuf":
-        return status_pb2.Status.FromString(response.content).message
-    return json.loads(response.content)["message"]
 
 
 def test_deeply_nested_json_gets_400_with_a_reason(collector, clickhouse):

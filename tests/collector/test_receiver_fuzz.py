@@ -38,16 +38,11 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, M
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.collector.conftest import T0, attrs, usage_by_user, usage_point, usage_request
-from tests.collector.hostile import CORPUS, nested_any_value
+from tests.collector.hostile import CORPUS, GRPC_METHODS, HTTP_PATHS, nested_any_value
 
 _EXAMPLES = 300
 _PB = "application/x-protobuf"
-_PATHS = {"metrics": "/v1/metrics", "traces": "/v1/traces"}
 _RESPONSES = {"metrics": ExportMetricsServiceResponse, "traces": ExportTraceServiceResponse}
-_GRPC_METHODS = {
-    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-}
 #: What a hostile body may get: a success (possibly partial), or a refusal of the body with its reason.
 _HTTP_ANSWERS = {200, 400, 413, 415}
 _GRPC_ANSWERS = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -293,7 +288,7 @@ def _decode(content: bytes, encoding: str, message: Any) -> None:
 
 
 def _check_grpc_answer(channel: grpc.Channel, signal: str, body: bytes) -> None:
-    export: Callable[..., bytes] = channel.unary_unary(_GRPC_METHODS[signal])
+    export: Callable[..., bytes] = channel.unary_unary(GRPC_METHODS[signal])
     try:
         export(body, timeout=30)
     except grpc.RpcError as failure:
@@ -318,7 +313,7 @@ def test_no_mutation_of_a_valid_export_gets_a_server_error(collector, clickhouse
         def post(export: tuple[str, str, int, bytes]) -> None:
             signal, encoding, members, body = export
             headers = {"Content-Type": encoding} | ({"Content-Encoding": "gzip"} if members else {})
-            response = client.post(_PATHS[signal], content=_gzip(body, members), headers=headers)
+            response = client.post(HTTP_PATHS[signal], content=_gzip(body, members), headers=headers)
             _check_http_answer(response, signal, encoding)
             if encoding == _PB:
                 _check_grpc_answer(channel, signal, body)

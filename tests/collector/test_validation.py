@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import grpc
 import httpx
@@ -98,6 +99,22 @@ def _span(trace_id: bytes, span_id: bytes, parent: bytes = b"") -> Span:
     return span
 
 
+def _post_traces(collector, request: ExportTraceServiceRequest) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{collector.http_port}/v1/traces",
+        content=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+
+
+def _two_spans() -> tuple[ExportTraceServiceRequest, Any]:
+    """A traces request of two valid spans, and its list of spans."""
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    spans.extend([_span(bytes(range(1, 17)), bytes(range(1, 9))), _span(bytes(range(2, 18)), bytes(range(2, 10)))])
+    return request, spans
+
+
 def test_spans_with_invalid_ids_are_rejected(collector, clickhouse):
     request = ExportTraceServiceRequest()
     spans = request.resource_spans.add().scope_spans.add().spans
@@ -110,11 +127,7 @@ def test_spans_with_invalid_ids_are_rejected(collector, clickhouse):
             _span(bytes(range(1, 17)), bytes(range(2, 10)), parent=b"\x01"),
         ]
     )
-    response = httpx.post(
-        f"http://127.0.0.1:{collector.http_port}/v1/traces",
-        content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-    )
+    response = _post_traces(collector, request)
     assert response.status_code == 200
     answer = ExportTraceServiceResponse.FromString(response.content)
     assert answer.partial_success.rejected_spans == 4
@@ -287,15 +300,9 @@ def test_the_allowed_clock_skew_is_configurable(start_collector, clickhouse):
 
 def test_spans_beyond_the_allowed_clock_skew_are_refused(collector, clickhouse):
     now = time.time_ns()
-    request = ExportTraceServiceRequest()
-    spans = request.resource_spans.add().scope_spans.add().spans
-    spans.extend([_span(bytes(range(1, 17)), bytes(range(1, 9))), _span(bytes(range(2, 18)), bytes(range(2, 10)))])
+    request, spans = _two_spans()
     spans[1].start_time_unix_nano, spans[1].end_time_unix_nano = now + 10 * _MINUTE_NS, now + 11 * _MINUTE_NS
-    response = httpx.post(
-        f"http://127.0.0.1:{collector.http_port}/v1/traces",
-        content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-    )
+    response = _post_traces(collector, request)
     answer = ExportTraceServiceResponse.FromString(response.content)
     assert answer.partial_success.rejected_spans == 1
     assert "too far in the future" in answer.partial_success.error_message
@@ -325,16 +332,10 @@ def test_points_with_exemplars_later_than_storable_are_refused_and_nothing_is_se
 
 
 def test_spans_with_events_later_than_storable_are_refused_and_nothing_is_set_aside(collector, clickhouse):
-    request = ExportTraceServiceRequest()
-    spans = request.resource_spans.add().scope_spans.add().spans
-    spans.extend([_span(bytes(range(1, 17)), bytes(range(1, 9))), _span(bytes(range(2, 18)), bytes(range(2, 10)))])
+    request, spans = _two_spans()
     spans[0].events.add(time_unix_nano=_NOW + 1, name="kept")
     spans[1].events.add(time_unix_nano=2**64 - 1, name="late")
-    response = httpx.post(
-        f"http://127.0.0.1:{collector.http_port}/v1/traces",
-        content=request.SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-    )
+    response = _post_traces(collector, request)
     answer = ExportTraceServiceResponse.FromString(response.content)
     assert answer.partial_success.rejected_spans == 1
     assert answer.partial_success.error_message == "span event timestamp out of range (1)"

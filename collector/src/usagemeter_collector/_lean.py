@@ -23,13 +23,12 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from usagemeter_clickhouse import tables
 from usagemeter_collector._decoded import PointRules
-from usagemeter_collector._plain_points import all_plain_and_valid
+from usagemeter_collector._plain_points import all_plain_and_valid, longest_plain_id
 
 _F = descriptor_pb2.FieldDescriptorProto
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _USER, _FEATURE = tables.USER_ATTRIBUTE, tables.FEATURE_ATTRIBUTE
 _STRING_TAG = 0x0A  # AnyValue.string_value: field 1, length-delimited
-_ONE_BYTE_LENGTH = 0x80
 
 # (name, number, type, repeated, message type, oneof)
 _Field = tuple[str, int, int, bool, str | None, str | None]
@@ -185,7 +184,8 @@ def _all_valid(points: Any, rules: PointRules) -> bool:
     """Whether every point is in the window, has a non-negative value up to the maximum, no exemplars and
     exactly ``user.id`` and ``feature.key`` as non-empty plain strings within the id length limit (the hot
     loop of metering)."""
-    (earliest, latest), max_value, max_id = rules
+    (earliest, latest), max_value, max_id_bytes = rules
+    max_id = longest_plain_id(max_id_bytes)
     for point in points:
         attributes = point.attributes
         if len(attributes) != 2:
@@ -193,19 +193,17 @@ def _all_valid(points: Any, rules: PointRules) -> bool:
         # Indexing adds a missing key with an empty value, which fails the checks below as it should.
         user = attributes[_USER]
         feature = attributes[_FEATURE]
-        # A plain non-empty string is the string_value field alone, its length in one byte.
+        # A plain non-empty string is the string_value field alone, its length in one byte and within the limit.
         if not (
             earliest <= point.time_unix_nano <= latest
             and point.start_time_unix_nano <= latest
             and 0 <= (point.as_int or point.as_double) <= max_value
             and len(user) > 2
             and user[0] == _STRING_TAG
-            and user[1] == len(user) - 2 < _ONE_BYTE_LENGTH
-            and user[1] <= max_id
+            and user[1] == len(user) - 2 <= max_id
             and len(feature) > 2
             and feature[0] == _STRING_TAG
-            and feature[1] == len(feature) - 2 < _ONE_BYTE_LENGTH
-            and feature[1] <= max_id
+            and feature[1] == len(feature) - 2 <= max_id
             and not point.HasField("exemplars")
         ):
             return False

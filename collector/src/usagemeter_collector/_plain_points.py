@@ -139,13 +139,16 @@ def _plain_attribute(
     if text is None or len(text) != 1:
         return None
     number, text_wire, text_offset, text_length = text[0]
-    # One field, string_value, with its length in one byte: what the per-point check accepts.
-    if (number, text_wire) != (_STRING, _LENGTH_DELIMITED) or not 0 < text_length < _ONE_BYTE_LENGTH:
-        return None
-    if text_length > max_bytes:
+    # One field, string_value, its length in one byte and within the id limit: what the per-point check accepts.
+    if (number, text_wire) != (_STRING, _LENGTH_DELIMITED) or not 0 < text_length <= longest_plain_id(max_bytes):
         return None
     variable[text_offset : text_offset + text_length] = True
     return point[key_offset : key_offset + key_length]
+
+
+def longest_plain_id(max_id_bytes: int) -> int:
+    """The longest id, in bytes, of a plain point under a limit of ``max_id_bytes``: its length fits in one byte."""
+    return min(max_id_bytes, _ONE_BYTE_LENGTH - 1)
 
 
 def _fields(data: bytes, position: int, end: int) -> list[_Field] | None:

@@ -7,10 +7,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from usagemeter_collector._cumulative import DEFAULT_MAX_SERIES
 from usagemeter_collector._decoded import DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_POINT_VALUE
+from usagemeter_collector._state import StateLimits
 
 #: Beyond this a Float64 no longer holds every integer, so a larger cap would let totals drift.
 _LARGEST_EXACT_INTEGER = float(2**53)
+#: The defaults of the spool state's bounds, which the settings below set.
+_STATE_LIMITS = StateLimits()
 
 
 class CollectorSettings(BaseSettings):
@@ -43,15 +47,17 @@ class CollectorSettings(BaseSettings):
         default=600.0, ge=0, description="How long an acknowledged request's content hash makes its resend a no-op."
     )
     dedup_max_hashes: int = Field(
-        default=500_000, ge=1, description="Most request hashes kept for resend detection; the oldest go first."
+        default=_STATE_LIMITS.max_hashes,
+        ge=1,
+        description="Most request hashes kept for resend detection; the oldest go first.",
     )
     cumulative_max_series: int = Field(
-        default=1_000_000,
+        default=DEFAULT_MAX_SERIES,
         ge=1,
         description="Most cumulative series tracked; points of new series beyond it are refused (partial success).",
     )
     cumulative_series_ttl_seconds: float = Field(
-        default=6 * 3600.0,
+        default=_STATE_LIMITS.series_ttl_seconds,
         gt=0,
         description="A cumulative series not updated for this long is forgotten; its next point starts a new run.",
     )
