@@ -174,7 +174,7 @@ def _present_ingest_token() -> None:
     """Let the demo authenticate as any sender would: with the first ingest token, unless OTLP headers are set."""
     from usagemeter_collector import CollectorSettings
 
-    tokens = [token.strip() for token in CollectorSettings().ingest_tokens.split(",") if token.strip()]
+    tokens = CollectorSettings().tokens()
     if tokens:
         # The OTel SDK reads this variable; its values are URL-encoded.
         os.environ.setdefault("OTEL_EXPORTER_OTLP_HEADERS", f"authorization=Bearer%20{tokens[0]}")

@@ -123,6 +123,6 @@ class CollectorSettings(BaseSettings):
         """The spool directory: ``spool_dir``, or ``spool`` inside ``data_dir``."""
         return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
 
-    def tokens(self) -> frozenset[str]:
-        """The accepted ingest bearer tokens (empty: no authentication)."""
-        return frozenset(token.strip() for token in self.ingest_tokens.split(",") if token.strip())
+    def tokens(self) -> tuple[str, ...]:
+        """The accepted ingest bearer tokens in the order given, each once (empty: no authentication)."""
+        return tuple(dict.fromkeys(token.strip() for token in self.ingest_tokens.split(",") if token.strip()))
