@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import tracemalloc
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -76,16 +77,20 @@ def _damage_one(path: Path, framed: list[bytes], record: int, where: int) -> int
     return offset
 
 
-@pytest.mark.parametrize("record", [0, 17, 48])
-@pytest.mark.parametrize("where", [0, 5, 13, 30], ids=["magic", "length", "header checksum", "body"])
-def test_one_flipped_byte_costs_one_record_and_the_rest_are_read(tmp_path: Path, where: int, record: int) -> None:
+def _assert_one_record_lost(path: Path, framing: Callable[[bytes], bytes], record: int, where: int) -> None:
+    """Flip one byte of ``record``, ``where`` bytes into it: that record is reported damaged, all others are read."""
     bodies = [_body(number) for number in range(50)]
-    framed = [frame(body) for body in bodies]
-    path = tmp_path / "segment.seg"
+    framed = [framing(body) for body in bodies]
     offset = _damage_one(path, framed, record, where)
     items = list(scan_segment(path))
     assert [item for item in items if isinstance(item, bytes)] == bodies[:record] + bodies[record + 1 :]
     assert [item for item in items if isinstance(item, Damage)] == [Damage(offset, len(framed[record]), 1, tail=False)]
+
+
+@pytest.mark.parametrize("record", [0, 17, 48])
+@pytest.mark.parametrize("where", [0, 5, 13, 30], ids=["magic", "length", "header checksum", "body"])
+def test_one_flipped_byte_costs_one_record_and_the_rest_are_read(tmp_path: Path, where: int, record: int) -> None:
+    _assert_one_record_lost(tmp_path / "segment.seg", frame, record, where)
 
 
 @pytest.mark.parametrize("record", [0, 17, 48])
@@ -93,13 +98,7 @@ def test_one_flipped_byte_costs_one_record_and_the_rest_are_read(tmp_path: Path,
 def test_records_after_damage_in_a_segment_of_the_earlier_layout_are_read(
     tmp_path: Path, where: int, record: int
 ) -> None:
-    bodies = [_body(number) for number in range(50)]
-    framed = [_legacy_frame(body) for body in bodies]
-    path = tmp_path / "segment.seg"
-    offset = _damage_one(path, framed, record, where)
-    items = list(scan_segment(path))
-    assert [item for item in items if isinstance(item, bytes)] == bodies[:record] + bodies[record + 1 :]
-    assert [item for item in items if isinstance(item, Damage)] == [Damage(offset, len(framed[record]), 1, tail=False)]
+    _assert_one_record_lost(tmp_path / "segment.seg", _legacy_frame, record, where)
 
 
 def test_a_damaged_length_claiming_gigabytes_is_never_allocated(tmp_path: Path) -> None:

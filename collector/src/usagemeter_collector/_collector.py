@@ -74,10 +74,9 @@ class Collector:
             segment_bytes=settings.spool_segment_bytes,
             seal_after_seconds=settings.batch_max_delay_seconds,
             dedup_window_seconds=settings.dedup_window_seconds,
+            state=StateLimits(settings.cumulative_series_ttl_seconds, settings.dedup_max_hashes),
         )
         self.spool = Spool(settings.resolved_spool_dir(), limits, self.telemetry)
-        state_limits = StateLimits(settings.cumulative_series_ttl_seconds, settings.dedup_max_hashes)
-        self.spool.state.limit(state_limits, self.telemetry)
         backoff = (settings.retry_initial_seconds, settings.retry_max_seconds)
         self._writer = SpoolWriter(
             client_factory,

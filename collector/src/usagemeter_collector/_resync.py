@@ -27,8 +27,7 @@ from usagemeter_collector._segments import (
     MAGIC,
     QUARANTINE_DIR,
     SEGMENT_SUFFIX,
-    private_dir,
-    write_durably,
+    keep_aside,
 )
 from usagemeter_collector._telemetry import Telemetry
 
@@ -221,7 +220,7 @@ class SegmentRecords:
             )
             return
         self._telemetry.spool_records_damaged += damage.records
-        target = self._directory / QUARANTINE_DIR / f"{name}{SEGMENT_SUFFIX}.{damage.offset}.damaged"
+        kept = f"{name}{SEGMENT_SUFFIX}.{damage.offset}.damaged"
         logger.error(
             "spool segment %s: %d damaged bytes at byte %d lost %d acknowledged record(s); the records after "
             "them are kept, the damaged bytes copied to %s",
@@ -229,13 +228,12 @@ class SegmentRecords:
             damage.length,
             damage.offset,
             damage.records,
-            target,
+            self._directory / QUARANTINE_DIR / kept,
         )
         try:
             with open(self._directory / (name + SEGMENT_SUFFIX), "rb") as segment:
                 segment.seek(damage.offset)
                 data = segment.read(damage.length)
-            private_dir(target.parent)
-            write_durably(target, data)
+            keep_aside(self._directory, kept, data)
         except OSError as exc:
             logger.error("cannot keep the damaged bytes of spool segment %s: %s", name, exc)

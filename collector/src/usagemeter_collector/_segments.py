@@ -62,6 +62,18 @@ def private_dir(directory: Path) -> None:
     os.chmod(directory, DIR_MODE)
 
 
+def quarantine_dir(directory: Path) -> Path:
+    """The quarantine folder of the spool in ``directory``, created (owner-only) if needed."""
+    folder = directory / QUARANTINE_DIR
+    private_dir(folder)
+    return folder
+
+
+def keep_aside(directory: Path, name: str, data: bytes) -> None:
+    """Write ``data`` durably as ``name`` in the quarantine folder of the spool in ``directory``."""
+    write_durably(quarantine_dir(directory) / name, data)
+
+
 def create_private(path: Path, flags: int) -> int:
     """Open ``path`` for writing with ``flags`` (creating it), mode 0600 whatever the umask; the descriptor."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | flags, FILE_MODE)

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from usagemeter_collector._appending import SegmentAppender
@@ -38,7 +38,7 @@ from usagemeter_collector._segments import (
     private_dir,
     segment_names,
 )
-from usagemeter_collector._state import DurableState
+from usagemeter_collector._state import DurableState, StateLimits
 from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class SpoolLimits:
     segment_bytes: int
     seal_after_seconds: float
     dedup_window_seconds: float
+    #: How long idle cumulative series are remembered and how many request hashes are kept.
+    state: StateLimits = field(default_factory=StateLimits)
 
 
 @dataclass(eq=False)
@@ -71,7 +73,7 @@ class Spool:
         self.directory = directory
         self._limits = limits
         self._telemetry = telemetry
-        self.state = DurableState(directory, limits.dedup_window_seconds)
+        self.state = DurableState(directory, limits.dedup_window_seconds, limits.state, telemetry)
         self._records = SegmentRecords(directory, telemetry)
         self._cond = threading.Condition()
         self._queue: list[_Append] = []

@@ -90,11 +90,6 @@ class DurableState:
         self._snapshot_bytes = 0
         self.covered = ""
 
-    def limit(self, limits: StateLimits, telemetry: Telemetry) -> None:
-        """Apply ``limits`` and report into ``telemetry`` (before :meth:`load`)."""
-        self._limits, self._telemetry = limits, telemetry
-        self.series.ttl_seconds = limits.series_ttl_seconds
-
     def load(self, segments: Iterable[tuple[str, list[Record]]]) -> None:
         """Read the snapshot and sidecars, then replay ``segments`` (name, records) still in the spool."""
         now = time.time()
@@ -178,33 +173,36 @@ class DurableState:
         path = self._directory / SNAPSHOT_FILE
         if not path.exists():
             return ""
-        try:
-            data = path.read_bytes()
-            covered, entries = decode_series_file(data, now)
-            self.series.load(entries)
-        except DamagedStateFile as exc:
-            self._quarantine(path, str(exc), _SNAPSHOT_LOST)
+        folded = self._fold_series_file(path, now, _SNAPSHOT_LOST)
+        if folded is None:
             self.series = SeriesTable(self._limits.series_ttl_seconds)
             return ""
-        self._snapshot_bytes = len(data)
-        self.covered = covered
-        return covered
+        self.covered, self._snapshot_bytes = folded
+        return self.covered
 
     def _load_series_sidecars(self, snapshot_covered: str) -> None:
         for path in sorted(self._directory.glob("*" + SERIES_SUFFIX)):
             if path.name.removesuffix(SERIES_SUFFIX) <= snapshot_covered:
                 path.unlink()  # already folded into the snapshot
                 continue
-            try:
-                data = path.read_bytes()
-                covered, entries = decode_series_file(data, 0.0)
-                self.series.load(entries)
-            except DamagedStateFile as exc:
-                self._quarantine(path, str(exc), _SIDECAR_LOST)
+            folded = self._fold_series_file(path, 0.0, _SIDECAR_LOST)
+            if folded is None:
                 continue
+            covered, size = folded
             self._sidecars.append(path)
-            self._sidecar_bytes += len(data)
+            self._sidecar_bytes += size
             self.covered = max(self.covered, covered)
+
+    def _fold_series_file(self, path: Path, seen_fallback: float, consequence: str) -> tuple[str, int] | None:
+        """Fold in a series state file; the last segment it covers and its size, None if damaged (moved aside)."""
+        try:
+            data = path.read_bytes()
+            covered, entries = decode_series_file(data, seen_fallback)
+            self.series.load(entries)
+        except DamagedStateFile as exc:
+            self._quarantine(path, str(exc), consequence)
+            return None
+        return covered, len(data)
 
     def _load_hashes(self, now: float) -> None:
         for sidecar in sorted(self._directory.glob("*" + HASHES_SUFFIX)):

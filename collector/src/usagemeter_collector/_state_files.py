@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 
-from usagemeter_collector._segments import FILE_MODE, QUARANTINE_DIR, fsync_dir, private_dir
+from usagemeter_collector._segments import FILE_MODE, fsync_dir, quarantine_dir
 from usagemeter_collector._series import ENTRY_BYTES, SeriesState, series_digest, unpack_entries
 
 logger = logging.getLogger(__name__)
@@ -130,8 +130,7 @@ def _is_number(value: Any) -> bool:
 
 def quarantine(path: Path, reason: str, consequence: str) -> Path:
     """Move a damaged state file into the spool's quarantine folder (owner-only), logging what it means."""
-    folder = path.parent / QUARANTINE_DIR
-    private_dir(folder)
+    folder = quarantine_dir(path.parent)
     target = folder / path.name
     if target.exists():
         target = folder / f"{path.name}.{os.stat(path).st_mtime_ns}"

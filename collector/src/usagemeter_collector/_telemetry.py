@@ -129,7 +129,7 @@ class Telemetry:
         """What the collector's health depends on, now."""
         since = self.spool_unwritable_since_seconds
         return CollectorStatus(
-            spool_writable=not since,
+            spool_writable=bool(self.spool_writable),
             spool_unwritable_since=datetime.fromtimestamp(since, UTC) if since else None,
             spool_last_error=self.spool_last_error or None,
             spool_write_errors=self.spool_write_errors,

@@ -25,7 +25,7 @@ from usagemeter_collector import _schema
 from usagemeter_collector._landing import KIND_ORDER, LANDING_TABLES, length_delimited
 from usagemeter_collector._read_ahead import SegmentContents, SegmentReader
 from usagemeter_collector._records import MetricsRequest
-from usagemeter_collector._segments import QUARANTINE_DIR, private_dir, write_durably
+from usagemeter_collector._segments import QUARANTINE_DIR, keep_aside
 from usagemeter_collector._spool import Spool
 from usagemeter_collector._telemetry import Telemetry
 
@@ -177,11 +177,9 @@ class SpoolWriter:
 
     def _quarantine(self, name: str) -> bool:
         """Move the segment aside; False (to be tried again) while the copy cannot be written, e.g. on a full disk."""
-        target = self._spool.directory / QUARANTINE_DIR
         source = self._spool.segment_path(name)
         try:
-            private_dir(target)
-            write_durably(target / source.name, source.read_bytes())
+            keep_aside(self._spool.directory, source.name, source.read_bytes())
         except OSError as exc:
             logger.error("cannot move spool segment %s to %s, will retry: %s", name, QUARANTINE_DIR, exc)
             return False
