@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.clickhouse_server import ClickHouseServer, cluster_config
 from usagemeter_clickhouse import Client, connect, embedded_url, migrate
+
+#: Name of the two-shard cluster the cluster fixtures form.
+CLUSTER = "usagemeter_pair"
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +55,73 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+class ServerFactory:
+    """Starts ClickHouse server processes for one test or session, and stops them all at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.servers: list[ClickHouseServer] = []
+
+    def server(self, **config: object) -> ClickHouseServer:
+        """A started server of its own."""
+        server = ClickHouseServer(self.root / f"server{len(self.servers)}", free_port(), free_port(), **config)  # type: ignore[arg-type]
+        self.servers.append(server)
+        server.start()
+        return server
+
+    def cluster(self, shards: int = 2) -> list[ClickHouseServer]:
+        """Started servers forming the cluster named ``CLUSTER``, one shard each."""
+        first = len(self.servers)
+        members = [
+            ClickHouseServer(self.root / f"server{first + i}", free_port(), free_port(), macros={"shard": str(i + 1)})
+            for i in range(shards)
+        ]
+        for member in members:
+            member.remote_servers = cluster_config(CLUSTER, members)
+            self.servers.append(member)
+        for member in members:
+            member.start()
+        return members
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Servers for one test, which may stop, kill and restart them."""
+    factory = ServerFactory(tmp_path / "servers")
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def session_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    factory = ServerFactory(tmp_path_factory.mktemp("servers"))
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(session_servers: ServerFactory) -> ClickHouseServer:
+    """One real ClickHouse server shared by the session's tests: each test uses a database of its own."""
+    return session_servers.server()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_cluster(session_servers: ServerFactory) -> list[ClickHouseServer]:
+    """Two real ClickHouse servers forming the two-shard cluster ``CLUSTER``, shared by the session."""
+    return session_servers.cluster()
+
+
+@pytest.fixture
+def server_clickhouse(clickhouse_server: ClickHouseServer, database: str) -> Iterator[Client]:
+    """A migrated database of its own on the shared ClickHouse server."""
+    client = connect(clickhouse_server.url(), database, create_database=True)
+    migrate(client)
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    client.close()
