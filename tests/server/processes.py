@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -61,7 +62,7 @@ class Service:
     ports: dict[str, int]
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Service:
+    def start(self) -> Self:
         """Start (or restart) the process on the same ports and wait until it serves."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(

@@ -10,7 +10,8 @@ from usagemeter_clickhouse import Client, connect, migrate
 def test_the_schema_migrates_on_the_server(server_clickhouse: Client) -> None:
     version = server_clickhouse.command("SELECT version()")
     assert str(version).startswith("26.")
-    assert server_clickhouse.command("SELECT count() FROM system.tables WHERE database = currentDatabase()") > 10
+    tables = server_clickhouse.query("SELECT count() FROM system.tables WHERE database = currentDatabase()")
+    assert tables.result_rows[0][0] > 10
 
 
 def test_data_survives_a_clean_stop_and_a_kill(server_factory: ServerFactory) -> None:
