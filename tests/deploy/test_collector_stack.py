@@ -74,8 +74,8 @@ def test_every_collector_keeps_its_spool_on_a_persistent_volume_of_its_own(
         assert found, f"{name}'s spool {_spool_dir(service)} is in the container's filesystem"
         volume, _ = found
         assert volume in compose["volumes"], f"{name}: {volume} is not a declared named volume"
-        external = compose["volumes"][volume] or {}
-        assert not external.get("driver_opts", {}).get("type") == "tmpfs", f"{volume} does not persist"
+        declared = compose["volumes"][volume] or {}
+        assert declared.get("driver_opts", {}).get("type") != "tmpfs", f"{volume} does not persist"
         assert owners[volume] == [name], f"spool volume {volume} is shared by {owners[volume]}"
         # Replicas of one service would share its volume, hence its spool.
         assert (service.get("deploy") or {}).get("replicas", 1) == 1 and "scale" not in service, name
