@@ -93,3 +93,20 @@ def test_spans_stored_before_the_migration_are_backfilled_once(collector, clickh
     migrate(clickhouse.undrained)
     assert clickhouse.query(f"SELECT count() FROM {tables.TRACE_ID_TS}").result_rows[0][0] == rows
     assert _windows(clickhouse) == windows
+
+
+def test_on_a_clickhouse_server_the_lookup_fills_and_answers_the_plugins_query(server_clickhouse, database):
+    trace_id, other = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174a4e4a6c8b2e3f1d0"
+    server_clickhouse.command(
+        f"INSERT INTO {tables.TRACES} (Timestamp, TraceId, SpanId, SpanName, ServiceName) VALUES "
+        f"(fromUnixTimestamp64Nano({T0}), '{trace_id}', 'a1', 'chat.completion', 'backend'), "
+        f"(fromUnixTimestamp64Nano({T0 + 7 * SECOND}), '{trace_id}', 'a2', 'tool.call', 'backend'), "
+        f"(fromUnixTimestamp64Nano({T0 + 60 * SECOND}), '{other}', 'b1', 'chat.completion', 'backend'), "
+        f"(fromUnixTimestamp64Nano({T0}), '', 'c1', 'untraced', 'backend')"
+    )
+    assert _windows(server_clickhouse) == {
+        trace_id: (T0 // SECOND, T0 // SECOND + 7),
+        other: (T0 // SECOND + 60, T0 // SECOND + 60),
+    }
+    result = server_clickhouse.query(trace_id_query(database, tables.TRACES, trace_id))
+    assert sorted(row[result.column_names.index("spanID")] for row in result.result_rows) == ["a1", "a2"]
