@@ -219,20 +219,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        reason = _one_line_reason(exc)
+        reason = _one_line_reason(exc, args)
         if reason is None:
             raise
+        logger.debug("details of the failure", exc_info=exc)
         print(f"usagemeter {args.command}: {reason}", file=sys.stderr)
         return 2
 
 
-def _one_line_reason(exc: Exception) -> str | None:
+def _one_line_reason(exc: Exception, args: argparse.Namespace) -> str | None:
     """The reason to show for an expected failure, or None for a bug (shown with its traceback)."""
     from pydantic import ValidationError
 
     from usagemeter._serving import SchemaNotReady
     from usagemeter_clickhouse import UsagemeterClickHouseError
 
+    reason = _clickhouse_reason(exc, args)
+    if reason is not None:
+        return reason
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = "_".join(str(part) for part in first["loc"]).upper()
@@ -242,3 +246,18 @@ def _one_line_reason(exc: Exception) -> str | None:
     if isinstance(exc, CommandError | UsagemeterClickHouseError | SchemaNotReady):
         return str(exc).splitlines()[0]
     return None
+
+
+def _clickhouse_reason(exc: Exception, args: argparse.Namespace) -> str | None:
+    """The reason for a failure ClickHouse caused (unreachable, or refusing), naming it by host and port."""
+    from pydantic import ValidationError
+
+    from usagemeter._failures import Target, clickhouse_reason
+
+    try:
+        settings = _clickhouse_settings(args)
+    except ValidationError:
+        return None
+    target = Target.of(settings.resolved_url(), settings.clickhouse_database)
+    action = "migrate database" if args.command in ("migrate", "up") else "open database"
+    return clickhouse_reason(exc, target, action)

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.compose_file import REPO, environment_of, raw_compose, references
+from tests.deploy.compose_file import ENV_EXAMPLE, REPO, environment_of, raw_compose, read_env_file, references
+from usagemeter_clickhouse import available_migrations, tables
 
 CLICKHOUSE_CONFIG = REPO / "docker" / "clickhouse"
 PROVISIONING = REPO / "grafana" / "provisioning"
@@ -92,3 +93,27 @@ def test_dashboard_provider_points_at_the_mounted_dashboards(services: dict[str,
         assert sorted(local.glob("*.json")), f"provider {provider['name']} finds no dashboards in {local}"
     home = environment_of(services["grafana"])["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (PROVISIONING / Path(home).relative_to(CONTAINER_PROVISIONING)).is_file()
+
+
+#: The first plugin release that checks for the trace-id lookup table before reading it.
+PLUGIN_WITH_LOOKUP_CHECK = (4, 14, 0)
+
+
+def _plugin_versions(services: dict[str, Any]) -> set[str]:
+    """The plugin version compose installs by default and the one .env.example sets."""
+    preinstall = environment_of(services["grafana"])["GF_PLUGINS_PREINSTALL_SYNC"]
+    defaults = {arg for name, op, arg in references(preinstall) if name == "GRAFANA_CLICKHOUSE_PLUGIN_VERSION"}
+    return {v for v in defaults if v} | {read_env_file(ENV_EXAMPLE)["GRAFANA_CLICKHOUSE_PLUGIN_VERSION"]}
+
+
+def test_traces_open_in_otel_mode_on_the_lookup_table_with_a_plugin_that_reads_it(services: dict[str, Any]):
+    traces = _datasource()["jsonData"]["traces"]
+    # otelEnabled alone does nothing: the plugin's OTel mode needs a schema version.
+    assert traces["otelEnabled"] is True and traces["otelVersion"] == "latest"
+    assert traces["defaultTable"] == tables.TRACES
+    assert tables.TRACE_ID_TS == tables.TRACES + "_trace_id_ts"
+    migrations = [m for m in available_migrations() if f"CREATE TABLE IF NOT EXISTS {tables.TRACE_ID_TS} " in m.sql]
+    assert migrations, "no migration creates the lookup table the plugin reads"
+    versions = _plugin_versions(services)
+    assert len(versions) == 1, versions
+    assert tuple(int(part) for part in versions.pop().split(".")) >= PLUGIN_WITH_LOOKUP_CHECK

@@ -11,6 +11,8 @@ METRICS_HISTOGRAM = "otel_metrics_histogram"
 METRICS_EXPONENTIAL_HISTOGRAM = "otel_metrics_exponential_histogram"
 METRICS_SUMMARY = "otel_metrics_summary"
 TRACES = "otel_traces"
+#: Trace id -> first and last span time (the exporter's lookup table Grafana's trace view reads).
+TRACE_ID_TS = "otel_traces_trace_id_ts"
 
 USAGE_MINUTE = "feature_usage_minute"
 USAGE_DAY = "feature_usage_day"
@@ -32,6 +34,7 @@ RAW_TTL = {
     METRICS_EXPONENTIAL_HISTOGRAM: "toDateTime(TimeUnix)",
     METRICS_SUMMARY: "toDateTime(TimeUnix)",
     TRACES: "toDateTime(Timestamp)",
+    TRACE_ID_TS: "toDateTime(Start)",
 }
 
 #: Plans and user -> plan assignments (ReplacingMergeTree; read the newest Version per key).
