@@ -45,6 +45,9 @@ class UsageCache:
         self._entries: dict[_Key, _Entry] = {}
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def recent(self, user_id: str, feature_keys: Sequence[str], window: Window) -> Reading | None:
         """The totals of ``feature_keys`` when each was read within ``ttl_seconds``, else None."""
         return self._lookup(user_id, feature_keys, window, self._ttl)
