@@ -74,6 +74,14 @@ class Service:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def wait_for_output(self, text: str, timeout: float = 60) -> None:
+        """Wait until the process has logged ``text``."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not log {text!r} in {timeout} s:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, then wait; returns the exit code."""
         assert self.process is not None

@@ -73,6 +73,15 @@ class ApiSettings(BaseSettings):
     quota_live_refresh_seconds: float = Field(
         default=0.25, gt=0, le=10, description="How often the in-memory quota view reads newly ingested usage."
     )
+    quota_max_staleness_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description=(
+            "While ClickHouse cannot be read, quotas answer from the usage last read (stale) for at most this long,"
+            " then 503; 0 never answers stale."
+        ),
+    )
     worker_degraded_after_seconds: float = Field(
         default=120, gt=0, description="A worker whose last heartbeat is older than this is degraded."
     )

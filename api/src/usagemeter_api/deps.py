@@ -7,14 +7,16 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
+from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 
 from usagemeter_api.auth import AuthError, AuthUnavailable, Principal, TokenVerifier
+from usagemeter_api.errors import service_unavailable
 from usagemeter_api.plan_store import PlanStore
 from usagemeter_api.plans import PlanCatalog
-from usagemeter_api.pool import ClientPool
+from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
 from usagemeter_clickhouse import Client
 
 __all__ = [
@@ -73,11 +75,7 @@ async def _verified(verifier: TokenVerifier, token: str) -> Principal:
         raise _unauthorized(str(exc)) from exc
     except AuthUnavailable as exc:
         logger.warning("cannot verify an RS256 token: %s", exc)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="the token's signing keys cannot be fetched right now",
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise service_unavailable("the token's signing keys cannot be fetched right now") from exc
 
 
 #: The caller named by the request's bearer token; 401 when it is missing or refused.
@@ -154,13 +152,23 @@ Store = Annotated[PlanStore, Depends(plan_store)]
 
 
 async def plan_catalog(request: Request) -> PlanCatalog:
-    """The current plans and assignments: the store's snapshot, revalidated off the event loop when stale."""
+    """The current plans and assignments: the store's snapshot, revalidated off the event loop when stale.
+
+    When ClickHouse cannot be read the last good catalog answers; only a process that
+    never read one answers 503.
+    """
     store: PlanStore = request.app.state.plan_store
     snapshot = store.snapshot()
     if snapshot is not None:
         return snapshot
     pool: ClientPool = request.app.state.clickhouse_pool
-    return await pool.call(store.catalog)
+    try:
+        return await pool.call(store.catalog)
+    except (ClickHouseUnavailable, ClickHouseError) as exc:
+        held = store.revalidation_failed(exc)
+        if held is None:
+            raise
+        return held
 
 
 Plans = Annotated[PlanCatalog, Depends(plan_catalog)]

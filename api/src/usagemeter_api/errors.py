@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import status
+from fastapi import HTTPException, status
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ErrorBody", "ValidationErrorBody", "error_responses"]
+__all__ = ["RETRY_AFTER_SECONDS", "ErrorBody", "ValidationErrorBody", "error_responses", "service_unavailable"]
+
+#: The ``Retry-After`` of every 503: what is away (ClickHouse, the JWKS) is retried about this often.
+RETRY_AFTER_SECONDS = 5
 
 
 class ErrorBody(BaseModel):
@@ -49,7 +52,17 @@ _EXAMPLES: dict[int, str] = {
     status.HTTP_409_CONFLICT: "plan 'team' exists already",
     status.HTTP_503_SERVICE_UNAVAILABLE: "usage data is unavailable: the ClickHouse query failed",
 }
-_UNAVAILABLE = "ClickHouse (or the JWKS) cannot be reached; retry after `Retry-After` seconds."
+_UNAVAILABLE = (
+    "ClickHouse (or the JWKS) cannot be reached, or the usage figures held through a ClickHouse outage are"
+    " older than `USAGEMETER_QUOTA_MAX_STALENESS_SECONDS`; retry after `Retry-After` seconds."
+)
+
+
+def service_unavailable(detail: str) -> HTTPException:
+    """A 503 with ``detail`` and ``Retry-After``."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
 
 
 def error_responses(descriptions: dict[int, str], *, validated: bool = True) -> dict[int | str, dict[str, Any]]:

@@ -19,6 +19,9 @@ Exactness rests on two properties of the ingest rollup:
 Each refresh re-reads every minute >= the frozen watermark; settled minutes are folded
 into the base and the watermark moves past them, the rest replace the previous
 refresh's unsettled part. Nothing is counted twice and nothing is skipped.
+
+While ClickHouse cannot be read the view keeps answering with the totals of its last
+completed cycle, and :attr:`LiveUsage.freshness` says when that was and that it is behind.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy.typing as npt
 
 from usagemeter_api._pair_totals import PairTotals, pair_key
 from usagemeter_api.periods import Window, period_window
+from usagemeter_api.quota import Freshness
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["LiveUsage"]
@@ -41,6 +45,10 @@ __all__ = ["LiveUsage"]
 logger = logging.getLogger(__name__)
 
 _SETTLE = timedelta(seconds=60)
+#: Totals not refreshed for this many refresh intervals (and at least the floor) are stale
+#: even without a failed cycle: a cycle stuck on an unanswered query is not progress.
+_FRESH_FOR_REFRESHES = 4
+_FRESH_FOR_FLOOR_SECONDS = 5.0
 
 _NOW_SQL = "SELECT now('UTC')"
 
@@ -106,6 +114,8 @@ class LiveUsage:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refreshes = 0
+        self._freshness: Freshness | None = None
+        self._fresh_for = max(_FRESH_FOR_FLOOR_SECONDS, _FRESH_FOR_REFRESHES * refresh_seconds)
 
     @property
     def ready(self) -> bool:
@@ -116,6 +126,11 @@ class LiveUsage:
     def refreshes(self) -> int:
         """Completed load and refresh cycles."""
         return self._refreshes
+
+    @property
+    def freshness(self) -> Freshness | None:
+        """When the totals were last brought up to date from ClickHouse; None until loaded."""
+        return self._freshness
 
     @property
     def watermark(self) -> datetime | None:
@@ -151,17 +166,37 @@ class LiveUsage:
             return {key: _total(state, pair_key(user_id, key), index) for key in feature_keys}
 
     def _run(self) -> None:
-        client = self._client_factory()
+        client: Client | None = None
+        failing = False
         try:
             while not self._stop.is_set():
+                started = Freshness.now(self._fresh_for)
                 try:
+                    client = client or self._client_factory()
                     self._cycle(client)
+                except Exception as exc:
+                    self._fell_behind(exc, already=failing)
+                    failing = True
+                else:
+                    if failing:
+                        logger.info("live usage totals are current again")
+                    failing = False
+                    self._freshness = started
                     self._refreshes += 1
-                except Exception:
-                    logger.exception("refreshing live usage totals failed; retrying")
                 self._stop.wait(self._refresh_seconds)
         finally:
-            client.close()
+            if client is not None:
+                client.close()
+
+    def _fell_behind(self, exc: Exception, *, already: bool) -> None:
+        freshness = self._freshness
+        if freshness is not None:
+            self._freshness = freshness.falling_behind()
+        if already:
+            # One report per outage: a cycle fails every refresh interval until it ends.
+            logger.debug("refreshing live usage totals failed again: %s", exc)
+        else:
+            logger.warning("refreshing live usage totals failed; answering from the last totals: %s", exc, exc_info=exc)
 
     def _cycle(self, client: Client) -> None:
         now = self._clock(client)

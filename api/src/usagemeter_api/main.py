@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from usagemeter_api.auth import TokenVerifier, jwks_client
 from usagemeter_api.config import ApiSettings
 from usagemeter_api.deps import system_clock
+from usagemeter_api.errors import RETRY_AFTER_SECONDS
 from usagemeter_api.live_usage import LiveUsage
 from usagemeter_api.plan_store import PlanStore
 from usagemeter_api.plans import load_plans
@@ -27,7 +28,6 @@ from usagemeter_clickhouse import Client
 __all__ = ["API_PREFIX", "create_app"]
 
 API_PREFIX = "/api/v1"
-_RETRY_AFTER_SECONDS = "5"
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def create_app(
     app.state.plan_store = store
     app.state.settings = settings
     app.state.clock = clock
-    app.state.usage_cache = UsageCache(settings.quota_cache_seconds)
+    app.state.usage_cache = UsageCache(settings.quota_cache_seconds, hold_seconds=settings.quota_max_staleness_seconds)
     app.state.live_usage = live
     app.state.clickhouse_pool = pool
     app.state.system_views = SystemViews(pool, settings.dashboard_cache_seconds)
@@ -98,7 +98,7 @@ def _token_verifier(settings: ApiSettings) -> TokenVerifier:
 
 
 def _service_unavailable(detail: str) -> JSONResponse:
-    headers = {"Retry-After": _RETRY_AFTER_SECONDS}
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
 
 

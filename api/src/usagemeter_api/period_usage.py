@@ -1,17 +1,30 @@
-"""A user's usage in a current period: from the in-memory view on the event loop, else from ClickHouse."""
+"""A user's usage in a current period: from the in-memory view on the event loop, else from ClickHouse.
+
+While ClickHouse cannot be read, the usage the API holds answers, marked stale: the view's
+last totals, or the totals last read for that user. Held figures older than
+``quota_max_staleness_seconds`` are refused with a 503, and so is a user the API holds
+nothing for: usage is never guessed.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
+from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import Depends, Request
 
+from usagemeter_api.config import ApiSettings
+from usagemeter_api.errors import service_unavailable
 from usagemeter_api.live_usage import LiveUsage
 from usagemeter_api.periods import Window
-from usagemeter_api.pool import ClientPool
-from usagemeter_api.usage import usage_totals
+from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.quota import Freshness
+from usagemeter_api.usage_cache import Reading, UsageCache
 
-__all__ = ["Live", "live_usage", "period_used"]
+__all__ = ["Live", "live_usage", "period_reading", "period_used"]
+
+logger = logging.getLogger(__name__)
 
 
 async def live_usage(request: Request) -> LiveUsage | None:
@@ -23,16 +36,76 @@ async def live_usage(request: Request) -> LiveUsage | None:
 Live = Annotated[LiveUsage | None, Depends(live_usage)]
 
 
+async def period_reading(
+    request: Request,
+    live: LiveUsage | None,
+    user_id: str,
+    feature_keys: list[str],
+    window: Window,
+    *,
+    reuse: bool = False,
+) -> Reading:
+    """Uses per feature key of ``user_id`` in ``window``, and how fresh they are.
+
+    The view answers without leaving the event loop; until it is loaded, and for windows
+    it does not hold, ClickHouse is read in the thread pool on a pooled client (``reuse``:
+    a total read within ``quota_cache_seconds`` is reused). 503 when the figures held
+    through an outage are too old, or when nothing is held.
+    """
+    if not feature_keys:
+        return {}, Freshness.now()
+    reading = _from_view(live, user_id, feature_keys, window)
+    if reading is None:
+        reading = await _from_clickhouse(request, user_id, feature_keys, window, reuse=reuse)
+    _refuse_if_too_old(request, reading[1])
+    return reading
+
+
 async def period_used(
     request: Request, live: LiveUsage | None, user_id: str, feature_keys: list[str], window: Window
 ) -> dict[str, float]:
-    """Uses per feature key of ``user_id`` in ``window``.
+    """Uses per feature key of ``user_id`` in ``window`` (:func:`period_reading` without the freshness)."""
+    totals, _ = await period_reading(request, live, user_id, feature_keys, window)
+    return totals
 
-    The view answers without leaving the event loop; until it is loaded, and for windows
-    it does not hold, ClickHouse is read in the thread pool on a pooled client.
-    """
-    totals = None if live is None else live.used(user_id, feature_keys, window)
-    if totals is not None:
-        return totals
+
+def _from_view(live: LiveUsage | None, user_id: str, feature_keys: list[str], window: Window) -> Reading | None:
+    if live is None:
+        return None
+    # Read before the totals, so the totals are at least as fresh as they are said to be.
+    freshness = live.freshness
+    totals = live.used(user_id, feature_keys, window)
+    if totals is None or freshness is None:
+        return None
+    return totals, freshness
+
+
+async def _from_clickhouse(
+    request: Request, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool
+) -> Reading:
+    cache: UsageCache = request.app.state.usage_cache
+    recent = cache.recent(user_id, feature_keys, window) if reuse else None
+    if recent is not None:
+        return recent
     pool: ClientPool = request.app.state.clickhouse_pool
-    return await pool.call(usage_totals, user_id, feature_keys, window)
+    try:
+        return await pool.call(cache.read, user_id, feature_keys, window)
+    except (ClickHouseUnavailable, ClickHouseError) as exc:
+        held = cache.held(user_id, feature_keys, window)
+        if held is None:
+            raise
+        logger.debug("answering held usage of %r: ClickHouse cannot be read: %s", user_id, exc)
+        return held
+
+
+def _refuse_if_too_old(request: Request, freshness: Freshness) -> None:
+    settings: ApiSettings = request.app.state.settings
+    bound = settings.quota_max_staleness_seconds
+    if not freshness.stale or freshness.age() <= bound:
+        return
+    as_of = freshness.as_of.isoformat().replace("+00:00", "Z")
+    raise service_unavailable(
+        f"usage figures are unavailable: ClickHouse cannot be read, and the figures last read from it"
+        f" (at {as_of}, {freshness.age():.0f} s ago) are older than USAGEMETER_QUOTA_MAX_STALENESS_SECONDS"
+        f" ({bound:g} s) allows"
+    )

@@ -5,6 +5,10 @@ per key. The catalog is cached per process and revalidated by comparing the tabl
 newest versions, so a change made by any process takes effect within ``ttl_seconds``,
 and at once in the process that made it. A started store revalidates in a background
 thread twice per ``ttl_seconds``, so requests read its snapshot without waiting for ClickHouse.
+
+The last good catalog is held for as long as ClickHouse cannot be read: once a
+revalidation failed, readers get the held catalog (:meth:`PlanStore.snapshot`) until one
+succeeds, instead of each retrying on its request.
 """
 
 from __future__ import annotations
@@ -58,15 +62,39 @@ class PlanStore:
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        # When the latest revalidation failed (monotonic); None while they succeed.
+        self._failed_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def snapshot(self) -> PlanCatalog | None:
-        """The cached catalog if it was revalidated within ``ttl_seconds``, else None (call :meth:`catalog`)."""
+        """The catalog to use without a query, else None (call :meth:`catalog`).
+
+        That is the cached catalog if it was revalidated within ``ttl_seconds``, or the held
+        one if a revalidation failed within ``ttl_seconds`` (ClickHouse is away).
+        """
         snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() - snapshot.checked_at < self._ttl:
+        if snapshot is None:
+            return None
+        now = time.monotonic()
+        failed_at = self._failed_at
+        if now - snapshot.checked_at < self._ttl or (failed_at is not None and now - failed_at < self._ttl):
             return snapshot.catalog
         return None
+
+    def held(self) -> PlanCatalog | None:
+        """The last catalog read from ClickHouse, however old; None when none was ever read."""
+        snapshot = self._snapshot
+        return None if snapshot is None else snapshot.catalog
+
+    def revalidation_failed(self, exc: Exception) -> PlanCatalog | None:
+        """Note that reading the catalog failed with ``exc``; returns the held catalog to answer with, if any."""
+        if self._failed_at is None:
+            logger.warning("revalidating the plan catalog failed; answering from the held catalog: %s", exc)
+        else:
+            logger.debug("revalidating the plan catalog failed again: %s", exc)
+        self._failed_at = time.monotonic()
+        return self.held()
 
     def start(self, client_factory: Callable[[], Client]) -> None:
         """Keep the snapshot revalidated in a background thread (with a positive ``ttl_seconds``)."""
@@ -93,8 +121,8 @@ class PlanStore:
                     client = client or client_factory()
                     with self._lock:
                         self._refresh(client)
-                except Exception:
-                    logger.exception("revalidating the plan catalog failed; retrying")
+                except Exception as exc:
+                    self.revalidation_failed(exc)
                 self._stop.wait(self._ttl / 2)
         finally:
             if client is not None:
@@ -119,8 +147,10 @@ class PlanStore:
             self._lock.release()
 
     def invalidate(self) -> None:
-        """Forget the cached catalog, so the next read sees every change."""
-        self._snapshot = None
+        """Expire the cached catalog, so the next read sees every change (it stays held for outages)."""
+        snapshot = self._snapshot
+        if snapshot is not None:
+            self._snapshot = _Snapshot((), snapshot.catalog, float("-inf"))
 
     def create_plan(self, client: Client, plan_id: str, plan: Plan, *, default: bool = False) -> PlanCatalog:
         """Add a plan; PlanConflict when the id is taken."""
@@ -159,13 +189,12 @@ class PlanStore:
 
     def _fresh(self, client: Client) -> PlanCatalog:
         with self._lock:
-            self._snapshot = None
-            return self._refresh(client).catalog
+            return self._refresh(client, reread=True).catalog
 
-    def _refresh(self, client: Client) -> _Snapshot:
+    def _refresh(self, client: Client, *, reread: bool = False) -> _Snapshot:
         versions = tuple(int(value) for value in client.query(_VERSIONS_SQL).result_rows[0])
         snapshot = self._snapshot
-        if snapshot is not None and snapshot.versions == versions:
+        if snapshot is not None and snapshot.versions == versions and not reread:
             snapshot = _Snapshot(versions, snapshot.catalog, time.monotonic())
         else:
             if versions[1] == 0:

@@ -1,15 +1,56 @@
-"""Turning a usage total and a plan limit into a quota item."""
+"""Turning a usage total and a plan limit into a quota item, and how fresh that total is."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from usagemeter_api.periods import Window
 from usagemeter_api.schemas import QuotaItem
 from usagemeter_api.usage import as_number
 
-__all__ = ["QuotaFigures", "evaluate_quota", "quota_figures"]
+__all__ = ["Freshness", "QuotaFigures", "evaluate_quota", "quota_figures"]
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """When usage figures were last known good from ClickHouse, and whether they are behind it.
+
+    ``behind`` says the latest attempt to bring them up to date failed. A source kept
+    current in the background also sets ``fresh_for``: figures older than that are stale
+    even without a failure, so a refresh stuck on a query that never returns is not
+    taken for progress.
+    """
+
+    as_of: datetime
+    known_at: float
+    fresh_for: float | None = None
+    behind: bool = False
+
+    @classmethod
+    def now(cls, fresh_for: float | None = None) -> Freshness:
+        """Figures read from ClickHouse at this moment."""
+        return cls(datetime.now(UTC), time.monotonic(), fresh_for)
+
+    def age(self) -> float:
+        """Seconds since the figures were known good."""
+        return max(time.monotonic() - self.known_at, 0.0)
+
+    @property
+    def stale(self) -> bool:
+        """Whether the figures are (or may be) behind ClickHouse's."""
+        return self.behind or (self.fresh_for is not None and self.age() > self.fresh_for)
+
+    def falling_behind(self) -> Freshness:
+        """The same figures once an attempt to update them failed."""
+        return Freshness(self.as_of, self.known_at, self.fresh_for, behind=True)
+
+    def oldest(self, other: Freshness) -> Freshness:
+        """The freshness of an answer built from both figures."""
+        older = self if self.known_at <= other.known_at else other
+        return Freshness(older.as_of, older.known_at, older.fresh_for, behind=self.behind or other.behind)
 
 
 @dataclass(frozen=True, slots=True)

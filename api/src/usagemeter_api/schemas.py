@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -18,7 +18,11 @@ __all__ = [
     "QuotaCheck",
     "QuotaItem",
     "QuotaList",
+    "QuotaListing",
 ]
+
+#: How fresh the example answers are: read from ClickHouse a moment ago.
+_FRESH_EXAMPLE: JsonDict = {"as_of": "2026-11-20T09:30:00.250000Z", "stale": False}
 
 QUOTA_EXAMPLE: JsonDict = {
     "feature_key": "ai_content_generation",
@@ -51,15 +55,34 @@ class QuotaItem(BaseModel):
     period_end: datetime = Field(description="End of the period, exclusive (UTC).")
 
 
+#: When the usage figures were last known good from ClickHouse.
+AsOf = Annotated[
+    datetime, Field(description="When the usage figures were last known good from ClickHouse (RFC 3339, UTC).")
+]
+#: Whether the usage figures may be behind ClickHouse's.
+Stale = Annotated[
+    bool,
+    Field(
+        description=(
+            "True when the figures may be behind ClickHouse's: it cannot be read (or has stopped answering) and the"
+            " answer comes from the usage the API holds. Stale answers are given for at most"
+            " USAGEMETER_QUOTA_MAX_STALENESS_SECONDS after as_of, then 503."
+        )
+    ),
+]
+
+
 class FeatureQuota(QuotaItem):
-    """One feature's quota, with whose it is."""
+    """One feature's quota, with whose it is and how fresh it is."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **QUOTA_EXAMPLE}]}
+        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **QUOTA_EXAMPLE, **_FRESH_EXAMPLE}]}
     )
 
     user_id: str
     plan_id: str
+    as_of: AsOf
+    stale: Stale
 
 
 class PlanSummary(BaseModel):
@@ -90,6 +113,15 @@ class QuotaList(BaseModel):
     period_start: datetime
     period_end: datetime
     quotas: list[QuotaItem]
+
+
+class QuotaListing(QuotaList):
+    """Every metered feature of a user's plan, and how fresh the usage figures are."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**QUOTA_LIST_EXAMPLE, **_FRESH_EXAMPLE}]})
+
+    as_of: AsOf
+    stale: Stale
 
 
 class CollectorHealth(BaseModel):
@@ -137,6 +169,7 @@ class QuotaCheck(BaseModel):
                     "near_limit": True,
                     "exceeded": False,
                     "reset_at": "2026-12-01T00:00:00Z",
+                    **_FRESH_EXAMPLE,
                 }
             ]
         }
@@ -154,3 +187,5 @@ class QuotaCheck(BaseModel):
     near_limit: bool
     exceeded: bool = Field(description="used is already above the limit.")
     reset_at: datetime = Field(description="When the period ends and usage starts again from zero (UTC).")
+    as_of: AsOf
+    stale: Stale

@@ -19,13 +19,11 @@ from usagemeter_api.deps import (
 )
 from usagemeter_api.errors import error_responses
 from usagemeter_api.live_usage import LiveUsage
-from usagemeter_api.period_usage import Live, period_used
+from usagemeter_api.period_usage import Live, period_reading
 from usagemeter_api.periods import period_window
 from usagemeter_api.plans import Plan
-from usagemeter_api.pool import ClientPool
 from usagemeter_api.quota import evaluate_quota, quota_figures
-from usagemeter_api.schemas import FeatureQuota, PlanSummary, QuotaCheck, QuotaList
-from usagemeter_api.usage_cache import UsageCache
+from usagemeter_api.schemas import FeatureQuota, PlanSummary, QuotaCheck, QuotaListing
 
 router = APIRouter(prefix="/quotas", tags=["quotas"])
 
@@ -52,7 +50,9 @@ async def check_quota(
     """Call before metered work: whether ``amount`` more uses are allowed, what remains and when it resets.
 
     A hard plan refuses work that would go past the limit; a soft plan allows it and
-    reports ``exceeded``. ``used`` is exact as of ClickHouse's data about a second ago.
+    reports ``exceeded``. ``used`` is exact as of ClickHouse's data about a second ago
+    (``as_of``); while ClickHouse cannot be read the check answers from the usage last
+    read, with ``stale: true``, for up to ``USAGEMETER_QUOTA_MAX_STALENESS_SECONDS``.
     """
     # The hot path: the bearer check, the clock and app state are called here rather than
     # resolved as dependencies, since resolving one costs more than the lookup it wraps.
@@ -61,15 +61,9 @@ async def check_quota(
     plan_id, plan = (await plan_catalog(request)).plan_for(user_id)
     limit = _limit_of(plan_id, plan, feature_key)
     window = period_window(plan.period, request_time(request))
-    state = request.app.state
-    live: LiveUsage | None = state.live_usage
-    totals = None if live is None else live.used(user_id, [feature_key], window)
-    if totals is None:
-        pool: ClientPool = state.clickhouse_pool
-        cache: UsageCache = state.usage_cache
-        used = await pool.call(cache.used, user_id, feature_key, window)
-    else:
-        used = totals[feature_key]
+    live: LiveUsage | None = request.app.state.live_usage
+    totals, freshness = await period_reading(request, live, user_id, [feature_key], window, reuse=True)
+    used = totals[feature_key]
     item = quota_figures(used, limit, plan.near_limit_ratio)
     fits = limit is None or used + amount <= limit
     answer = QuotaCheck(
@@ -85,19 +79,21 @@ async def check_quota(
         near_limit=item.near_limit,
         exceeded=item.exceeded,
         reset_at=window.end,
+        as_of=freshness.as_of,
+        stale=freshness.stale,
     )
     # Serialised here: the model is built from checked values, so FastAPI's second
     # validation of the return value would only repeat the work.
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
-@router.get("", response_model=QuotaList, responses=error_responses(_AUTH))
-async def list_quotas(request: Request, user_id: TargetUser, plans: Plans, now: Clock, live: Live) -> QuotaList:
-    """Every metered feature of the user's plan with its usage in the current period."""
+@router.get("", response_model=QuotaListing, responses=error_responses(_AUTH))
+async def list_quotas(request: Request, user_id: TargetUser, plans: Plans, now: Clock, live: Live) -> QuotaListing:
+    """Every metered feature of the user's plan with its usage in the current period, and how fresh it is."""
     plan_id, plan = plans.plan_for(user_id)
     window = period_window(plan.period, now)
-    used = await period_used(request, live, user_id, list(plan.limits), window)
-    return QuotaList(
+    used, freshness = await period_reading(request, live, user_id, list(plan.limits), window)
+    return QuotaListing(
         user_id=user_id,
         plan=_summary(plan_id, plan),
         period_start=window.start,
@@ -106,6 +102,8 @@ async def list_quotas(request: Request, user_id: TargetUser, plans: Plans, now: 
             evaluate_quota(key, used.get(key, 0.0), limit, plan.near_limit_ratio, window)
             for key, limit in plan.limits.items()
         ],
+        as_of=freshness.as_of,
+        stale=freshness.stale,
     )
 
 
@@ -113,13 +111,15 @@ async def list_quotas(request: Request, user_id: TargetUser, plans: Plans, now: 
 async def get_quota(
     request: Request, feature_key: str, user_id: TargetUser, plans: Plans, now: Clock, live: Live
 ) -> FeatureQuota:
-    """One feature's usage against its limit in the current period."""
+    """One feature's usage against its limit in the current period, and how fresh it is."""
     plan_id, plan = plans.plan_for(user_id)
     limit = _limit_of(plan_id, plan, feature_key)
     window = period_window(plan.period, now)
-    used = (await period_used(request, live, user_id, [feature_key], window)).get(feature_key, 0.0)
-    item = evaluate_quota(feature_key, used, limit, plan.near_limit_ratio, window)
-    return FeatureQuota(user_id=user_id, plan_id=plan_id, **item.model_dump())
+    used, freshness = await period_reading(request, live, user_id, [feature_key], window)
+    item = evaluate_quota(feature_key, used.get(feature_key, 0.0), limit, plan.near_limit_ratio, window)
+    return FeatureQuota(
+        user_id=user_id, plan_id=plan_id, **item.model_dump(), as_of=freshness.as_of, stale=freshness.stale
+    )
 
 
 def _limit_of(plan_id: str, plan: Plan, feature_key: str) -> int | None:
