@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.clickhouse_server import ClickHouseServer
 from tests.cluster.support import cluster_env
 from tests.conftest import CLUSTER, ServerFactory, free_port
-from tests.server.processes import run_migrate, usagemeter
+from tests.server.processes import run_migrate, server_env, usagemeter
 from usagemeter_clickhouse import available_migrations, tables
 
 #: The public tables readers and the collector use, each a Distributed table on a cluster.
@@ -120,3 +122,17 @@ def test_a_listed_host_that_is_down_is_named_and_no_host_is_changed(
     assert result.returncode == 2, result.stderr
     assert f"cannot reach ClickHouse host 127.0.0.1:{nowhere}" in result.stderr.strip().splitlines()[-1]
     assert database not in clickhouse_cluster[0].query("SHOW DATABASES FORMAT TSV").split()
+
+
+def test_a_cluster_the_server_does_not_know_is_named(clickhouse_server: ClickHouseServer, database: str) -> None:
+    result = usagemeter("migrate", env=cluster_env(clickhouse_server, database))
+    assert result.returncode == 2, result.stderr
+    entry = f"127.0.0.1:{clickhouse_server.http_port}"
+    assert result.stderr.strip() == f"usagemeter migrate: cluster '{CLUSTER}' is not in the remote_servers of {entry}"
+
+
+def test_a_cluster_needs_a_server(tmp_path: Path) -> None:
+    env = server_env(f"chdb://{tmp_path / 'engine'}", "usagemeter", clickhouse_cluster=CLUSTER)
+    result = usagemeter("migrate", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "a ClickHouse cluster needs a server URL" in result.stderr

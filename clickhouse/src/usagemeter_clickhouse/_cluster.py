@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
+from clickhouse_connect.driver.client import Client
+
 from usagemeter_clickhouse._client import connect
 from usagemeter_clickhouse._errors import MigrationError, SchemaError
 from usagemeter_clickhouse._migrate import Migration, migrate
@@ -45,6 +47,8 @@ def migrate_deployment(
     Returns the migrations applied now, per host name. A host that cannot be reached
     fails the whole run (a MigrationError naming it) before any host is changed.
     """
+    if options.cluster is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise SchemaError("a ClickHouse cluster needs a server URL (http(s)://...), not the embedded engine")
     if options.cluster is None or options.replicated:
         if options.replicated:
             _create_database_on_cluster(url, database, options)
@@ -59,7 +63,6 @@ def cluster_hosts(url: str, cluster: str) -> list[Host]:
     """Every host of ``cluster`` as the server at ``url`` knows it, with its HTTP URL."""
     parts = urlsplit(url)
     user, password = unquote(parts.username or "default"), unquote(parts.password or "")
-    port_setting = "https_port" if parts.scheme == "https" else "http_port"
     entry = connect(url, "system")
     try:
         members = entry.query(_MEMBERS_SQL, parameters={"cluster": cluster}).result_rows
@@ -67,16 +70,22 @@ def cluster_hosts(url: str, cluster: str) -> list[Host]:
             raise SchemaError(f"cluster {cluster!r} is not in the remote_servers of {_display(url)}")
         hosts = []
         for shard, address, tcp_port in members:
-            name = f"{_netloc(address, tcp_port)} (shard {shard})"
-            remote = f"remote({_quote(_netloc(address, tcp_port))}, system.one, {_quote(user)}, {_quote(password)})"
-            try:
-                http_port = entry.query(f"SELECT getServerPort({_quote(port_setting)}) FROM {remote}").result_rows[0][0]
-            except Exception as exc:
-                raise MigrationError(f"cannot reach ClickHouse host {name} of cluster {cluster!r}: {exc}") from exc
-            hosts.append(Host(name, _host_url(parts.scheme, user, password, address, int(http_port))))
+            name = f"{_netloc(address, tcp_port)} (shard {shard}) of cluster {cluster!r}"
+            port = _http_port(entry, name, _netloc(address, tcp_port), user, password, parts.scheme == "https")
+            hosts.append(Host(name, _host_url(parts.scheme, user, password, address, port)))
         return hosts
     finally:
         entry.close()
+
+
+def _http_port(entry: Client, name: str, netloc: str, user: str, password: str, tls: bool) -> int:
+    """The HTTP(S) port of the host at native ``netloc``, asked of the host itself through ``remote()``."""
+    remote = f"remote({_quote(netloc)}, system.one, {_quote(user)}, {_quote(password)})"
+    setting = _quote("https_port" if tls else "http_port")
+    try:
+        return int(entry.query(f"SELECT getServerPort({setting}) FROM {remote}").result_rows[0][0])
+    except Exception as exc:
+        raise MigrationError(f"cannot reach ClickHouse host {name}: {exc}") from exc
 
 
 def _check_reachable(host: Host) -> None:

@@ -37,6 +37,8 @@ PARTITION BY toYYYYMM(Day)
 ORDER BY (Day, ConversionName, ServiceName)
 TTL Day + INTERVAL {{ROLLUP_RETENTION_DAYS}} DAY;
 
+-- Filled only by each shard's view below, never inserted into through the Distributed
+-- table: a key no query constrains keeps shard pruning from skipping a shard that holds rows.
 {{DISTRIBUTED conversions_day BY rand()}};
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS conversions_day_mv {{ON_CLUSTER}}
