@@ -96,3 +96,14 @@ def test_a_single_server_keeps_its_table_names_and_engines() -> None:
 def test_replication_needs_a_cluster() -> None:
     with pytest.raises(SchemaError, match="needs the cluster"):
         SchemaOptions(replicated=True)
+
+
+@pytest.mark.parametrize("options", [SHARDED, REPLICATED], ids=["sharded", "replicated"])
+def test_every_table_holding_data_on_a_cluster_is_a_shards_local_table(options: SchemaOptions) -> None:
+    """A migration that creates a data table without ``{{LOCAL}}`` and its ``{{DISTRIBUTED}}`` fails here."""
+    for statement in rendered(options)[1:]:
+        if "MergeTree" in engine(statement):
+            name = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)[1]  # type: ignore[index]
+            assert name.endswith("_local"), name
+        elif statement.startswith("CREATE TABLE"):
+            assert engine(statement) in ("Distributed", "Null"), statement[:120]
