@@ -31,10 +31,11 @@ def test_a_shard_down_during_ingest_loses_nothing_and_the_live_shards_quotas_kee
     collectors = [
         start_collector(cluster_env(s, database), tmp_path / f"c{n}", f"c{n}") for n, s in enumerate((live, down))
     ]
-    # Quotas read per user from ClickHouse (not the in-memory view), so each read asks only the user's shard;
-    # the plan catalog is trusted for longer than the outage.
-    api_env = cluster_env(live, database, quota_live_usage="false", plans_cache_seconds="60")
-    api = start_api(api_env, tmp_path, "api")
+    # One API reads quotas per user from ClickHouse, so each read asks only the user's shard; the other answers
+    # from its in-memory view (the default). Both trust their plan catalog for longer than the outage.
+    per_user = start_api(cluster_env(live, database, quota_live_usage="false", plans_cache_seconds="60"), tmp_path, "a")
+    in_memory = start_api(cluster_env(live, database, plans_cache_seconds="60"), tmp_path, "b")
+    apis = [per_user, in_memory]
     expected: Counter[str] = Counter()
     try:
         for collector in collectors:
@@ -43,12 +44,14 @@ def test_a_shard_down_during_ingest_loses_nothing_and_the_live_shards_quotas_kee
             expected.update(uses)
         for collector in collectors:
             collector.wait_drained()
-        wait_for_used([api], {user: float(total) for user, total in expected.items()})
+        wait_for_used(apis, {user: float(total) for user, total in expected.items()})
         on_live = local_usage(live, database, "feature_usage_day_local")
         before = dict(expected)
-        # A plan change now makes the API's catalog fresh as the outage starts.
+        # A plan change now makes each API's catalog fresh as the outage starts.
         admin = {"authorization": f"Bearer {token('operator', admin=True)}"}
-        assert httpx.put(f"{api.base}/admin/users/{USERS[0]}/plan", json={"plan_id": "pro"}, headers=admin).is_success
+        for api in apis:
+            moved = httpx.put(f"{api.base}/admin/users/{USERS[0]}/plan", json={"plan_id": "pro"}, headers=admin)
+            assert moved.is_success, moved.text
 
         down.stop()
         stopped = time.monotonic()
@@ -59,19 +62,20 @@ def test_a_shard_down_during_ingest_loses_nothing_and_the_live_shards_quotas_kee
                 uses = {user: round_ % 3 + 1 for user in USERS}
                 send_usage(collector.grpc_endpoint, uses)  # acknowledged, or it raises
                 expected.update(uses)
-            for user in on_live:
-                answer = quota_used(api.base, user)
-                assert answer.status_code == 200, answer.text
-                assert before[user] <= answer.json()["used"] <= expected[user]
+            for api in apis:
+                for user in on_live:
+                    answer = quota_used(api.base, user)
+                    assert answer.status_code == 200, (api.name, answer.text)
+                    assert before[user] <= answer.json()["used"] <= expected[user]
             time.sleep(2)
         assert all(spooled(collector) for collector in collectors)
         down.start()
 
         for collector in collectors:
             collector.wait_drained(timeout=120)
-        wait_for_used([api], {user: float(total) for user, total in expected.items()})
+        wait_for_used(apis, {user: float(total) for user, total in expected.items()})
         assert local_usage(down, database, "feature_usage_day_local"), "the restarted shard holds its users"
         assert round_ >= 2
     finally:
-        for service in [*collectors, api]:
+        for service in [*collectors, *apis]:
             assert service.stop() == 0, service.output()[-3000:]
