@@ -93,3 +93,26 @@ def test_a_block_half_stored_when_the_other_shard_refused_it_is_stored_once_on_r
     finally:
         client.close()
     assert_stored_once([entry, other], database)
+
+
+def test_retried_rows_inserted_into_a_distributed_table_are_stored_once_on_their_shards(
+    clickhouse_cluster: list[ClickHouseServer], cluster_database: str
+) -> None:
+    """The collector's row path (spans, and metrics when it decodes them itself) inserts into the public tables."""
+    now = time.time_ns()
+    rows = [[now, f"{n:032x}", f"{n:016x}", "feature.use", "backend"] for n in range(40)]
+    columns = ["Timestamp", "TraceId", "SpanId", "SpanName", "ServiceName"]
+    client = connect(clickhouse_cluster[1].url(), cluster_database)
+    try:
+        for _ in range(2):
+            settings = INSERT_SETTINGS | {"insert_deduplication_token": "segment-3:otel_traces:0"}
+            client.insert(tables.TRACES, rows, column_names=columns, settings=settings)
+    finally:
+        client.close()
+    per_shard = [
+        set(s.query(f"SELECT TraceId FROM `{cluster_database}`.otel_traces_local FORMAT TSV").split())
+        for s in clickhouse_cluster
+    ]
+    assert all(per_shard) and not per_shard[0] & per_shard[1]
+    counts = [int(s.query(f"SELECT count() FROM `{cluster_database}`.otel_traces_local")) for s in clickhouse_cluster]
+    assert sum(counts) == len(rows)
