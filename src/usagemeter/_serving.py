@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from usagemeter._limits import ConnectionLimits, server_options
 from usagemeter_api import ApiSettings
-from usagemeter_clickhouse import Client, applied_versions, available_migrations, connect, migrate
+from usagemeter_clickhouse import Client, applied_versions, available_migrations, connect, migrate_deployment
 from usagemeter_clickhouse.settings import ClickHouseSettings
 from usagemeter_collector import Collector, CollectorSettings
 
@@ -58,13 +58,9 @@ def limited_collector(client_factory: Callable[[], Client], settings: CollectorS
 
 
 def prepare_schema(settings: ClickHouseSettings) -> Callable[[], Client]:
-    """Create the database, apply pending migrations and return a client factory."""
+    """Create the database, apply pending migrations (on every host of a cluster) and return a client factory."""
     url, database = settings.resolved_url(), settings.clickhouse_database
-    client = connect(url, database, create_database=True)
-    try:
-        migrate(client, settings.schema_options())
-    finally:
-        client.close()
+    migrate_deployment(url, database, settings.schema_options(), settings.host_urls())
     return partial(connect, url, database)
 
 

@@ -9,6 +9,7 @@ from usagemeter_clickhouse import (
     available_migrations,
     connect,
     migrate,
+    migrate_deployment,
     tables,
 )
 
@@ -89,3 +90,20 @@ def test_connect_rejects_bad_urls_and_names(chdb_url):
         connect("mysql://x", "db")
     with pytest.raises(SchemaError):
         connect(chdb_url, "bad-name; DROP")
+
+
+def test_a_single_server_keeps_its_tables_without_local_or_distributed_ones(clickhouse):
+    engines = dict(
+        clickhouse.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()").result_rows
+    )
+    assert not [name for name in engines if name.endswith("_local")]
+    assert "Distributed" not in engines.values()
+    assert engines[tables.METRICS_SUM] == "MergeTree"
+    assert engines[tables.USAGE_DAY] == "SummingMergeTree"
+    assert engines[tables.PLANS] == "ReplacingMergeTree"
+
+
+@pytest.mark.parametrize("url", ["ftp://ch1:8123", "ch1:8123", "http://"])
+def test_listed_cluster_hosts_must_be_http_urls(url):
+    with pytest.raises(SchemaError, match="invalid ClickHouse host URL"):
+        migrate_deployment("http://u:p@127.0.0.1:1", "usagemeter", SchemaOptions(cluster="pair"), [url])

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 from usagemeter_clickhouse import tables
 from usagemeter_clickhouse._client import Client, check_database_name, connect, embedded_url, release_freed_memory
+from usagemeter_clickhouse._cluster import Host, cluster_hosts, migrate_deployment
 from usagemeter_clickhouse._errors import (
     DataDirectoryInUse,
     MigrationError,
     SchemaError,
     UsagemeterClickHouseError,
 )
-from usagemeter_clickhouse._migrate import (
-    Migration,
-    SchemaOptions,
-    applied_versions,
-    available_migrations,
-    migrate,
-)
+from usagemeter_clickhouse._migrate import Migration, applied_versions, available_migrations, migrate
+from usagemeter_clickhouse._render import SchemaOptions
 
 __all__ = [
     "Client",
     "DataDirectoryInUse",
+    "Host",
     "Migration",
     "MigrationError",
     "SchemaError",
@@ -35,9 +32,11 @@ __all__ = [
     "applied_versions",
     "available_migrations",
     "check_database_name",
+    "cluster_hosts",
     "connect",
     "embedded_url",
     "migrate",
+    "migrate_deployment",
     "release_freed_memory",
     "tables",
 ]

@@ -19,6 +19,12 @@ logger = logging.getLogger(__name__)
 
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+#: Session settings of every server client. On a sharded cluster an insert into a Distributed table
+#: commits on its shards before it is acknowledged (a spooled batch is deleted only after that, and a
+#: retry carries the same deduplication token to the same shards); a query constrained to one user
+#: asks only that user's shard. Without Distributed tables neither changes anything.
+SERVER_SETTINGS = {"distributed_foreground_insert": 1, "optimize_skip_unused_shards": 1}
+
 __all__ = ["Client", "check_database_name", "connect", "embedded_url", "release_freed_memory"]
 
 
@@ -58,6 +64,7 @@ def connect(url: str, database: str, *, create_database: bool = False) -> Client
             username=unquote(parts.username or "default"),
             password=unquote(parts.password or ""),
             database=db,
+            settings=SERVER_SETTINGS,
         )
     else:
         raise SchemaError(f"unsupported ClickHouse URL scheme {parts.scheme!r}: use chdb:// or http(s)://")

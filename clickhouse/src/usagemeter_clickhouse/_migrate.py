@@ -2,8 +2,10 @@
 
 Migration files live in ``migrations/`` as ``NNNN_name.sql``. Statements are
 separated by a semicolon at the end of a line. Placeholders in double braces
-are filled from :class:`SchemaOptions`, which is how one schema serves a single
-embedded engine and a replicated cluster.
+are filled from :class:`SchemaOptions` (see ``_render``), which is how one schema
+serves a single embedded engine, a sharded cluster and a replicated one.
+:func:`migrate` prepares one database on one server; ``_cluster`` runs it on
+every host of a sharded cluster.
 """
 
 from __future__ import annotations
@@ -18,38 +20,14 @@ from importlib import resources
 from clickhouse_connect.driver.client import Client
 
 from usagemeter_clickhouse import tables
-from usagemeter_clickhouse._errors import MigrationError, SchemaError
+from usagemeter_clickhouse._errors import MigrationError
+from usagemeter_clickhouse._render import SchemaOptions, render
 
 logger = logging.getLogger(__name__)
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-@dataclass(frozen=True)
-class SchemaOptions:
-    """Deployment choices the schema is rendered with."""
-
-    raw_retention_days: int = 30
-    rollup_retention_days: int = 400
-    cluster: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("raw_retention_days", "rollup_retention_days"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise SchemaError(f"{name} must be a positive number of days, got {value!r}")
-        if self.cluster is not None and not _CLUSTER_NAME.match(self.cluster):
-            raise SchemaError(f"invalid cluster name {self.cluster!r}")
-
-    def placeholders(self) -> dict[str, str]:
-        """Values substituted for ``{{NAME}}`` in migration files."""
-        return {
-            "ON_CLUSTER": f"ON CLUSTER `{self.cluster}`" if self.cluster else "",
-            "REPLICATED": "Replicated" if self.cluster else "",
-            "RAW_RETENTION_DAYS": str(self.raw_retention_days),
-            "ROLLUP_RETENTION_DAYS": str(self.rollup_retention_days),
-        }
+#: Keeper path of the replicated ledger: one for the whole cluster, so every host shows every record.
+_LEDGER_KEEPER_PATH = "'/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}'"
 
 
 @dataclass(frozen=True)
@@ -64,11 +42,9 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
-    def statements(self, options: SchemaOptions) -> list[str]:
-        """The file's statements with placeholders filled in."""
-        text = self.sql
-        for key, value in options.placeholders().items():
-            text = text.replace("{{" + key + "}}", value)
+    def statements(self, options: SchemaOptions, database: str = "usagemeter") -> list[str]:
+        """The file's statements with placeholders filled in for ``database``."""
+        text = render(self.sql, options, database)
         if "{{" in text:
             raise MigrationError(f"migration {self.version:04d} has an unknown placeholder")
         body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
@@ -86,11 +62,13 @@ def available_migrations() -> list[Migration]:
     return found
 
 
-def _ensure_ledger(client: Client, options: SchemaOptions) -> None:
-    on_cluster = options.placeholders()["ON_CLUSTER"]
-    engine = options.placeholders()["REPLICATED"] + "ReplacingMergeTree(AppliedAt)"
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {tables.SCHEMA_MIGRATIONS} {on_cluster} "
+def ledger_statement(options: SchemaOptions) -> str:
+    """The ledger of applied migrations: a table of each host's own, replicated cluster-wide if the schema is."""
+    engine = "ReplacingMergeTree(AppliedAt)"
+    if options.replicated:
+        engine = f"ReplicatedReplacingMergeTree({_LEDGER_KEEPER_PATH}, AppliedAt)"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {tables.SCHEMA_MIGRATIONS} {options.on_cluster} "
         "(Version UInt32, Name String, Checksum String, AppliedAt DateTime64(3, 'UTC')) "
         f"ENGINE = {engine} ORDER BY Version"
     )
@@ -109,13 +87,13 @@ def migrate(client: Client, options: SchemaOptions | None = None) -> list[Migrat
     statement and its record is safe. Returns the migrations applied now.
     """
     options = options or SchemaOptions()
-    _ensure_ledger(client, options)
+    client.command(ledger_statement(options))
     done = applied_versions(client)
     applied = []
     for migration in available_migrations():
         if migration.version in done:
             continue
-        for statement in migration.statements(options):
+        for statement in migration.statements(options, client.database or "default"):
             try:
                 client.command(statement)
             except Exception as exc:
@@ -133,20 +111,20 @@ def migrate(client: Client, options: SchemaOptions | None = None) -> list[Migrat
 
 
 def apply_retention(client: Client, options: SchemaOptions) -> None:
-    """Set every table's TTL to the configured retention (idempotent)."""
-    on_cluster = options.placeholders()["ON_CLUSTER"]
+    """Set every table's TTL to the configured retention (idempotent); on a cluster, the shards' own tables."""
     groups = (
         (tables.RAW_TTL, options.raw_retention_days),
         (tables.ROLLUP_TTL, options.rollup_retention_days),
     )
     for table_ttls, days in groups:
-        for table, column in table_ttls.items():
+        for public, column in table_ttls.items():
+            table = public + options.local_suffix
             wanted = f"{column} + toIntervalDay({days})"
             current = _current_ttl(client, table)
             if current is not None and current.replace(" ", "") == wanted.replace(" ", ""):
                 continue
             client.command(
-                f"ALTER TABLE {table} {on_cluster} MODIFY TTL {column} + INTERVAL {days} DAY",
+                f"ALTER TABLE {table} {options.on_cluster} MODIFY TTL {column} + INTERVAL {days} DAY",
                 settings={"materialize_ttl_after_modify": 0},
             )
 

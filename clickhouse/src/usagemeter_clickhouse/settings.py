@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from usagemeter_clickhouse._client import embedded_url
-from usagemeter_clickhouse._migrate import SchemaOptions
+from usagemeter_clickhouse._render import SchemaOptions
 
 
 class ClickHouseSettings(BaseSettings):
@@ -22,7 +22,16 @@ class ClickHouseSettings(BaseSettings):
     data_dir: Path = Field(default=Path(".usagemeter"), description="Data directory of embedded mode.")
     clickhouse_url: str | None = Field(default=None, description="chdb:///dir or http(s)://user:pass@host:8123")
     clickhouse_database: str = "usagemeter"
-    clickhouse_cluster: str | None = Field(default=None, description="Cluster name for ON CLUSTER / Replicated*.")
+    clickhouse_cluster: str | None = Field(
+        default=None, description="Cluster (in the servers' remote_servers) whose shards hold the data."
+    )
+    clickhouse_replicated: bool = Field(
+        default=False, description="Replicated* engines and ON CLUSTER DDL through Keeper (needs the cluster)."
+    )
+    clickhouse_hosts: str = Field(
+        default="",
+        description="Comma-separated http(s)://host:port of every cluster host, when migrate cannot derive them.",
+    )
     raw_retention_days: int = Field(default=30, ge=1)
     rollup_retention_days: int = Field(default=400, ge=1)
 
@@ -39,4 +48,9 @@ class ClickHouseSettings(BaseSettings):
             raw_retention_days=self.raw_retention_days,
             rollup_retention_days=self.rollup_retention_days,
             cluster=self.clickhouse_cluster,
+            replicated=self.clickhouse_replicated,
         )
+
+    def host_urls(self) -> list[str]:
+        """The cluster hosts named by ``clickhouse_hosts`` (empty: read them from the cluster)."""
+        return [url.strip() for url in self.clickhouse_hosts.split(",") if url.strip()]

@@ -3,7 +3,7 @@
 -- work against the same database. Monotonic cumulative sums arrive here already
 -- turned into deltas by the collector; everything else is stored as received.
 
-CREATE TABLE IF NOT EXISTS otel_metrics_sum {{ON_CLUSTER}} (
+CREATE TABLE IF NOT EXISTS otel_metrics_sum{{LOCAL}} {{ON_CLUSTER}} (
     ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
     ResourceSchemaUrl String CODEC(ZSTD(1)),
     ScopeName String CODEC(ZSTD(1)),
@@ -37,7 +37,9 @@ ORDER BY (ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attribute
 TTL toDateTime(TimeUnix) + INTERVAL {{RAW_RETENTION_DAYS}} DAY
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 
-CREATE TABLE IF NOT EXISTS otel_metrics_gauge {{ON_CLUSTER}} (
+{{DISTRIBUTED otel_metrics_sum BY cityHash64(Attributes['user.id'])}};
+
+CREATE TABLE IF NOT EXISTS otel_metrics_gauge{{LOCAL}} {{ON_CLUSTER}} (
     ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
     ResourceSchemaUrl String CODEC(ZSTD(1)),
     ScopeName String CODEC(ZSTD(1)),
@@ -69,7 +71,9 @@ ORDER BY (ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attribute
 TTL toDateTime(TimeUnix) + INTERVAL {{RAW_RETENTION_DAYS}} DAY
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 
-CREATE TABLE IF NOT EXISTS otel_metrics_histogram {{ON_CLUSTER}} (
+{{DISTRIBUTED otel_metrics_gauge BY cityHash64(ServiceName, MetricName, Attributes)}};
+
+CREATE TABLE IF NOT EXISTS otel_metrics_histogram{{LOCAL}} {{ON_CLUSTER}} (
     ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
     ResourceSchemaUrl String CODEC(ZSTD(1)),
     ScopeName String CODEC(ZSTD(1)),
@@ -106,3 +110,5 @@ PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 TTL toDateTime(TimeUnix) + INTERVAL {{RAW_RETENTION_DAYS}} DAY
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+{{DISTRIBUTED otel_metrics_histogram BY cityHash64(ServiceName, MetricName, Attributes)}};

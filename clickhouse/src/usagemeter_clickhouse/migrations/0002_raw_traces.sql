@@ -1,7 +1,7 @@
 -- Raw spans, named and shaped like the OpenTelemetry Collector's ClickHouse exporter.
 -- Spans carry per-use metadata for drill-down; quotas never depend on them.
 
-CREATE TABLE IF NOT EXISTS otel_traces {{ON_CLUSTER}} (
+CREATE TABLE IF NOT EXISTS otel_traces{{LOCAL}} {{ON_CLUSTER}} (
     Timestamp DateTime64(9, 'UTC') CODEC(Delta(8), ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),
@@ -37,3 +37,5 @@ PARTITION BY toDate(Timestamp)
 ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
 TTL toDateTime(Timestamp) + INTERVAL {{RAW_RETENTION_DAYS}} DAY
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+{{DISTRIBUTED otel_traces BY cityHash64(TraceId)}};

@@ -1,7 +1,7 @@
 -- Raw exponential histograms and summaries, named and shaped like the OpenTelemetry
 -- Collector's ClickHouse exporter. Stored as received.
 
-CREATE TABLE IF NOT EXISTS otel_metrics_exponential_histogram {{ON_CLUSTER}} (
+CREATE TABLE IF NOT EXISTS otel_metrics_exponential_histogram{{LOCAL}} {{ON_CLUSTER}} (
     ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
     ResourceSchemaUrl String CODEC(ZSTD(1)),
     ScopeName String CODEC(ZSTD(1)),
@@ -43,7 +43,9 @@ ORDER BY (ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attribute
 TTL toDateTime(TimeUnix) + INTERVAL {{RAW_RETENTION_DAYS}} DAY
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 
-CREATE TABLE IF NOT EXISTS otel_metrics_summary {{ON_CLUSTER}} (
+{{DISTRIBUTED otel_metrics_exponential_histogram BY cityHash64(ServiceName, MetricName, Attributes)}};
+
+CREATE TABLE IF NOT EXISTS otel_metrics_summary{{LOCAL}} {{ON_CLUSTER}} (
     ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
     ResourceSchemaUrl String CODEC(ZSTD(1)),
     ScopeName String CODEC(ZSTD(1)),
@@ -72,3 +74,5 @@ PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 TTL toDateTime(TimeUnix) + INTERVAL {{RAW_RETENTION_DAYS}} DAY
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+{{DISTRIBUTED otel_metrics_summary BY cityHash64(ServiceName, MetricName, Attributes)}};

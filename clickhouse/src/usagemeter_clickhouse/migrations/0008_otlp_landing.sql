@@ -7,7 +7,9 @@
 -- raw metric tables with the same rows and attribute
 -- rendering as the collector's row path: strings as they are, ints as decimals,
 -- bools as true/false, doubles as Python's repr, bytes as base64, ids as lower hex,
--- and the last of repeated attribute keys wins.
+-- and the last of repeated attribute keys wins. On a cluster the landing tables and
+-- their views exist on every node and write into the Distributed raw tables, so a
+-- collector may insert on any node and each row reaches its user's shard.
 
 CREATE FUNCTION IF NOT EXISTS usagemeter_otlp_number {{ON_CLUSTER}} AS (as_double, as_int) ->
     if(as_int != 0, toFloat64(as_int), as_double);

@@ -5,7 +5,7 @@
 -- without re-reading a period. Readers load their base from feature_usage_day on
 -- start, so this table keeps only a few days and needs no backfill.
 
-CREATE TABLE IF NOT EXISTS feature_usage_ingest {{ON_CLUSTER}} (
+CREATE TABLE IF NOT EXISTS feature_usage_ingest{{LOCAL}} {{ON_CLUSTER}} (
     IngestMinute DateTime('UTC'),
     UserId String,
     FeatureKey LowCardinality(String),
@@ -17,14 +17,16 @@ ORDER BY (IngestMinute, UserId, FeatureKey, Day)
 TTL IngestMinute + INTERVAL 3 DAY
 SETTINGS non_replicated_deduplication_window = 10000;
 
+{{DISTRIBUTED feature_usage_ingest BY cityHash64(UserId)}};
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS feature_usage_ingest_mv {{ON_CLUSTER}}
-TO feature_usage_ingest AS
+TO feature_usage_ingest{{LOCAL}} AS
 SELECT
     toStartOfMinute(now('UTC')) AS IngestMinute,
     Attributes['user.id'] AS UserId,
     Attributes['feature.key'] AS FeatureKey,
     toDate(TimeUnix) AS Day,
     sum(Value) AS Uses
-FROM otel_metrics_sum
+FROM otel_metrics_sum{{LOCAL}}
 WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
 GROUP BY UserId, FeatureKey, Day;

@@ -1,0 +1,109 @@
+"""The schema as rendered for a single server, a sharded cluster and a replicated cluster (Keeper cannot run here)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from usagemeter_clickhouse import SchemaError, SchemaOptions, available_migrations, tables
+from usagemeter_clickhouse._migrate import ledger_statement
+
+CLUSTER = "metering"
+DATABASE = "usagemeter"
+REPLICATED = SchemaOptions(cluster=CLUSTER, replicated=True)
+SHARDED = SchemaOptions(cluster=CLUSTER)
+
+
+def rendered(options: SchemaOptions) -> list[str]:
+    return [ledger_statement(options)] + [s for m in available_migrations() for s in m.statements(options, DATABASE)]
+
+
+def engine(statement: str) -> str:
+    match = re.search(r"ENGINE = (\w+)", statement)
+    return match[1] if match else ""
+
+
+def test_every_replicated_statement_runs_on_the_whole_cluster() -> None:
+    for statement in rendered(REPLICATED):
+        if statement.startswith(("CREATE", "ALTER")):
+            assert f"ON CLUSTER `{CLUSTER}`" in statement.splitlines()[0], statement[:200]
+
+
+def test_every_replicated_table_has_a_replicated_engine_with_keeper_path_and_replica_macros() -> None:
+    merge_trees = [s for s in rendered(REPLICATED) if "MergeTree" in engine(s)]
+    assert len(merge_trees) == 1 + 12  # the ledger and every data table
+    for statement in merge_trees:
+        assert engine(statement).startswith("Replicated"), statement[:120]
+        assert "'/clickhouse/tables/" in statement and "{replica}" in statement
+    data_tables = [s for s in merge_trees if tables.SCHEMA_MIGRATIONS not in s]
+    assert all("'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'" in s for s in data_tables)
+    day = next(s for s in data_tables if "feature_usage_day_local" in s)
+    assert "ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', Uses)" in day
+    ledger = merge_trees[0]
+    assert (
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}', AppliedAt)"
+        in (ledger)
+    )
+
+
+@pytest.mark.parametrize("options", [SHARDED, REPLICATED], ids=["sharded", "replicated"])
+def test_each_local_table_has_a_distributed_table_without_ttl_sharded_deterministically(options: SchemaOptions) -> None:
+    statements = rendered(options)
+    created = [re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", s) for s in statements]
+    names = [m[1] for m in created if m]
+    local = [name for name in names if name.endswith("_local")]
+    distributed = [s for s in statements if engine(s) == "Distributed"]
+    assert sorted(name.removesuffix("_local") for name in local) == sorted(
+        re.search(r"EXISTS (\w+)", s)[1]
+        for s in distributed  # type: ignore[index]
+    )
+    for statement in distributed:
+        name = re.search(r"EXISTS (\w+)", statement)[1]  # type: ignore[index]
+        assert names.index(f"{name}_local") < names.index(name), "the local table exists first"
+        assert f"Distributed('{CLUSTER}', '{DATABASE}', '{name}_local', " in statement
+        assert " TTL " not in statement and "ORDER BY" not in statement
+        assert "rand()" not in statement or name == tables.CONVERSIONS_DAY  # filled only by per-shard views
+
+
+@pytest.mark.parametrize("options", [SHARDED, REPLICATED], ids=["sharded", "replicated"])
+def test_rollup_views_read_and_write_the_shards_own_tables_and_landing_views_the_distributed_ones(
+    options: SchemaOptions,
+) -> None:
+    views = [s for s in rendered(options) if s.startswith("CREATE MATERIALIZED VIEW")]
+    for view in views:
+        target = re.search(r"\bTO (\w+)", view)[1]  # type: ignore[index]
+        source = re.findall(r"\bFROM (\w+)", view)[-1]
+        if source.startswith("otel_metrics_landing_"):
+            assert not target.endswith("_local"), view[:120]
+        else:
+            assert source.endswith("_local") and target.endswith("_local"), view[:120]
+
+
+def test_the_sharded_schema_needs_no_keeper() -> None:
+    for statement in rendered(SHARDED):
+        assert "ON CLUSTER" not in statement and "Replicated" not in statement
+
+
+def test_a_single_server_keeps_its_table_names_and_engines() -> None:
+    statements = rendered(SchemaOptions())
+    joined = "\n".join(statements)
+    assert "_local" not in joined and "Distributed" not in joined and "Replicated" not in joined
+    assert "ON CLUSTER" not in joined and "{{" not in joined
+    assert any(s.startswith(f"CREATE TABLE IF NOT EXISTS {tables.METRICS_SUM} ") for s in statements)
+
+
+def test_replication_needs_a_cluster() -> None:
+    with pytest.raises(SchemaError, match="needs the cluster"):
+        SchemaOptions(replicated=True)
+
+
+@pytest.mark.parametrize("options", [SHARDED, REPLICATED], ids=["sharded", "replicated"])
+def test_every_table_holding_data_on_a_cluster_is_a_shards_local_table(options: SchemaOptions) -> None:
+    """A migration that creates a data table without ``{{LOCAL}}`` and its ``{{DISTRIBUTED}}`` fails here."""
+    for statement in rendered(options)[1:]:
+        if "MergeTree" in engine(statement):
+            name = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)[1]  # type: ignore[index]
+            assert name.endswith("_local"), name
+        elif statement.startswith("CREATE TABLE"):
+            assert engine(statement) in ("Distributed", "Null"), statement[:120]

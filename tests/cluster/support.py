@@ -1,0 +1,42 @@
+"""What the cluster tests share: the services' environment on a cluster, and reading each shard's own tables."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.clickhouse_server import ClickHouseServer
+from tests.conftest import CLUSTER
+from tests.server.processes import JWT_SECRET, server_env
+from usagemeter_api.auth import mint_token
+
+FEATURE = "ai_content_generation"
+
+
+def cluster_env(entry: ClickHouseServer, database: str, **extra: str) -> dict[str, str]:
+    """The environment of a service using ``entry`` as its node of the cluster."""
+    return server_env(entry.url(), database, clickhouse_cluster=CLUSTER, **extra)
+
+
+def local_usage(server: ClickHouseServer, database: str, table: str, column: str = "Uses") -> dict[str, float]:
+    """Per-user totals in the shard's own ``table`` on ``server`` alone."""
+    answer = server.query(f"SELECT UserId, sum({column}) FROM `{database}`.{table} GROUP BY UserId FORMAT TSV")
+    return {user: float(total) for user, total in (line.split("\t") for line in answer.splitlines())}
+
+
+def local_raw_usage(server: ClickHouseServer, database: str) -> dict[str, float]:
+    """Per-user usage in the raw sums stored on ``server`` alone, and how many points."""
+    answer = server.query(
+        f"SELECT Attributes['user.id'], sum(Value) FROM `{database}`.otel_metrics_sum_local "
+        f"WHERE MetricName = 'feature.usage' GROUP BY 1 FORMAT TSV"
+    )
+    return {user: float(total) for user, total in (line.split("\t") for line in answer.splitlines())}
+
+
+def token(user: str, *, admin: bool = False) -> str:
+    """A bearer token of ``user`` for the APIs started here."""
+    return mint_token(JWT_SECRET, user, admin=admin, ttl_seconds=3600, audience=None, issuer=None)
+
+
+def quota_used(base: str, user: str, feature: str = FEATURE) -> httpx.Response:
+    """``GET /quotas/{feature}`` as ``user``."""
+    return httpx.get(f"{base}/quotas/{feature}", headers={"authorization": f"Bearer {token(user)}"}, timeout=30)
