@@ -31,7 +31,7 @@ _HELP = {
     "cumulative_series": ("gauge", "Cumulative series whose last spooled state is tracked."),
     "spool_writable": ("gauge", "1 while the spool can write, 0 since its last write failed."),
     "spool_unwritable_since_seconds": ("gauge", "Unix time the spool stopped being writable; 0 while it is."),
-    "insert_failing": ("gauge", "1 from a failed insert (or ClickHouse connection) until the next insert commits."),
+    "insert_failing": ("gauge", "1 from a failed insert or ClickHouse connection until an insert or connection works."),
     "insert_failing_since_seconds": ("gauge", "Unix time inserts started failing; 0 while they succeed."),
     "oldest_unsent_age_seconds": ("gauge", "Age of the oldest spooled data not yet in ClickHouse; 0 when none."),
 }
@@ -175,7 +175,7 @@ class Telemetry:
             self.insert_failing_since_seconds = time.time()
 
     def insert_succeeded(self) -> None:
-        """An insert committed: ClickHouse takes data again."""
+        """An insert committed (or a connection opened): ClickHouse takes data again."""
         self.insert_failing_since_seconds = 0.0
 
     def status(self) -> CollectorStatus:

@@ -82,12 +82,15 @@ class SpoolWriter:
         # Cuts a backoff short: set when the collector starts draining for its stop.
         self._wake = threading.Event()
         self._draining = False
+        self._first_attempt = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the writer thread; it opens its client itself, retrying while ClickHouse is unreachable."""
+        """Start the writer thread and wait for its first attempt to open a client; while ClickHouse is
+        unreachable it goes on trying in the background."""
         self._thread = threading.Thread(target=self._run, name="usagemeter-collector-writer", daemon=True)
         self._thread.start()
+        self._first_attempt.wait()
 
     def stop(self, grace_seconds: float) -> None:
         """Insert what the spool holds for up to ``grace_seconds``, then end; the rest stays spooled."""
@@ -154,8 +157,12 @@ class SpoolWriter:
                     backoff,
                 )
             else:
+                # Connected: the failure is over unless the next insert says otherwise.
+                self._telemetry.insert_succeeded()
                 logger.info("connected to ClickHouse")
                 return client
+            finally:
+                self._first_attempt.set()
             if self._pause(backoff):
                 return None
             backoff = self._next_backoff(backoff)
