@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.collector.conftest import T0, DrainedClient, LoopThread, post_metrics, usage_point, usage_request, wait_for
+from usagemeter_api.collector_probes import CollectorProbe
 from usagemeter_api.operations import CollectorReport, HealthThresholds, collector_reports, health_details
 from usagemeter_api.ops_schemas import ServiceHealth, WorkersReport, WorkerThresholds
 from usagemeter_clickhouse import Client
@@ -108,3 +109,20 @@ def test_a_restarted_collector_keeps_its_instance_id_and_another_spool_gets_anot
     other = start_collector(self_telemetry_interval_seconds=5, spool_dir=tmp_path / "other-spool")
     assert instance is not None and again.instance_id == instance
     assert other.instance_id not in (None, instance)
+
+
+def test_collectors_asked_directly_are_judged_by_their_answer_and_one_that_is_silent_is_down() -> None:
+    now = datetime.now(UTC)
+    probes = [
+        CollectorProbe("http://quiet:4318"),  # its self-telemetry is off: no instance, nothing in ClickHouse
+        CollectorProbe("http://refused:4318", instance="refused", insert_error="Code: 516. Authentication failed"),
+        CollectorProbe("http://gone:4318", unreachable="Connection refused"),
+    ]
+    details = health_details(now, now, THRESHOLDS, _no_workers(now), [], probes)
+    by_name = {service.name: (service.status, service.detail) for service in details.services}
+    assert by_name["collector at http://quiet:4318"] == ("healthy", "spool backlog 0.0 MiB")
+    assert by_name["collector refused"] == (
+        "down",
+        "inserts failing: Code: 516. Authentication failed; oldest unsent data 0 s old; spool backlog 0.0 MiB",
+    )
+    assert by_name["collector at http://gone:4318"] == ("down", "health check unanswered: Connection refused")

@@ -196,13 +196,12 @@ def _collectors(
     known = {report.instance for report in reports}
     reports = reports + [CollectorReport(name, None, 0.0) for name in answered if name not in known]
     services = [_collector(report, answered.get(report.instance), now, thresholds) for report in reports]
-    services += [
-        ServiceHealth(
-            name=f"collector at {probe.url}", status="down", detail=f"health check unanswered: {probe.unreachable}"
-        )
-        for probe in probes
-        if probe.instance is None
-    ]
+    for probe in probes:
+        if probe.unreachable is not None:
+            detail = f"health check unanswered: {probe.unreachable}"
+            services.append(ServiceHealth(name=f"collector at {probe.url}", status="down", detail=detail))
+        elif probe.instance is None:  # its self-telemetry is switched off: it has no instance id to report
+            services.append(_collector(CollectorReport(f"at {probe.url}", None, 0.0), probe, now, thresholds))
     return services
 
 
@@ -234,10 +233,12 @@ def _delivery(
         findings.append(("degraded", f"oldest unsent data {unsent:.0f} s old (degraded above {limit:g} s)"))
     if probe is not None and not probe.spool_writable:
         findings.append(("down", "spool cannot write: exports are refused"))
-    if report.reported_at is None:
+    if report.reported_at is not None:
+        age = max((now - report.reported_at).total_seconds(), 0.0)
+        if age > thresholds.collector_stale_after_seconds:
+            findings.append(("down", f"last report {age:.0f} s ago"))
+    elif probe is None:  # known from failing-insert rows only
         findings.append(("down", "no self-report stored in the last hour"))
-    elif (age := max((now - report.reported_at).total_seconds(), 0.0)) > thresholds.collector_stale_after_seconds:
-        findings.append(("down", f"last report {age:.0f} s ago"))
     return findings
 
 
