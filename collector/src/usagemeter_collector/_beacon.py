@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from usagemeter_collector import _schema
+from usagemeter_collector._self_telemetry import SERVICE_NAME
 from usagemeter_collector._telemetry import Telemetry, first_line
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = "usagemeter-collector"
 INSERT_FAILING = "usagemeter.collector.insert_failing"
 ERROR_ATTRIBUTE = "error"
 _COLUMNS = ("ResourceAttributes", "ServiceName", "MetricName", "MetricUnit", "Attributes", "TimeUnix", "Value")

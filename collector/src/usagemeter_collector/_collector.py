@@ -52,7 +52,8 @@ class _EmbeddedServer(uvicorn.Server):
 class Collector:
     """Receives OTLP metrics and spans, spools them durably and inserts them into ClickHouse.
 
-    ``client_factory`` is called once, on the writer thread, which then owns the client.
+    ``client_factory`` is called on the writer thread (again after each failure while ClickHouse is
+    unreachable), which then owns the client.
     The spool directory (``settings.resolved_spool_dir()``) belongs to one collector at a time.
     ``http_server_options`` are extra ``uvicorn.Config`` arguments for the OTLP/HTTP server (its protocol, limits).
     ``clickhouse_server`` says the factory opens a ClickHouse server rather than the embedded engine, which

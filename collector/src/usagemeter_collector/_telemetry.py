@@ -159,7 +159,7 @@ class Telemetry:
 
     @property
     def insert_failing(self) -> int:
-        """1 from a failed insert or connection attempt until the next insert commits."""
+        """1 from a failed insert or connection attempt until an insert commits or a connection opens."""
         return int(bool(self.insert_failing_since_seconds))
 
     @property
