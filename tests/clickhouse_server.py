@@ -10,6 +10,7 @@ script (``python -m tests.clickhouse_server DIR``) it serves the server living i
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +153,11 @@ class ClickHouseServer:
             "</clickhouse>\n"
         )
         (self.directory / "users.xml").write_text(_USERS)
+        # As the compose stack mounts it into format_schema_path; this server looks in its own directory instead.
+        # (Imported here: the server process itself has no use for the collector.)
+        from usagemeter_collector._landing import SCHEMA_FILE, bundled_schema_path
+
+        shutil.copy(bundled_schema_path(), self.directory / SCHEMA_FILE)
 
 
 def cluster_config(name: str, servers: list[ClickHouseServer]) -> str:

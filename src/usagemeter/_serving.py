@@ -45,8 +45,11 @@ def api_server(app: FastAPI, settings: ApiSettings, log_level: str) -> EmbeddedS
     return EmbeddedServer(config)
 
 
-def limited_collector(client_factory: Callable[[], Client], settings: CollectorSettings) -> Collector:
-    """A collector whose OTLP/HTTP server bounds what each client may hold by the collector's limits."""
+def limited_collector(
+    client_factory: Callable[[], Client], settings: CollectorSettings, *, clickhouse_server: bool = False
+) -> Collector:
+    """A collector whose OTLP/HTTP server bounds what each client may hold by the collector's limits
+    (``clickhouse_server``: the factory opens a ClickHouse server, not the embedded engine)."""
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,
         header_timeout_seconds=settings.http_header_timeout_seconds,
@@ -54,7 +57,8 @@ def limited_collector(client_factory: Callable[[], Client], settings: CollectorS
         max_connections=settings.http_max_connections,
         keepalive_seconds=settings.http_keepalive_seconds,
     )
-    return Collector(client_factory, settings, http_server_options=server_options(limits))
+    options = server_options(limits)
+    return Collector(client_factory, settings, http_server_options=options, clickhouse_server=clickhouse_server)
 
 
 def prepare_schema(settings: ClickHouseSettings) -> Callable[[], Client]:
@@ -64,9 +68,14 @@ def prepare_schema(settings: ClickHouseSettings) -> Callable[[], Client]:
     return partial(connect, url, database)
 
 
+def client_factory(settings: ClickHouseSettings) -> Callable[[], Client]:
+    """Opens a client on the configured database (each call a new one)."""
+    return partial(connect, settings.resolved_url(), settings.clickhouse_database)
+
+
 def require_schema(settings: ClickHouseSettings) -> Callable[[], Client]:
     """Return a client factory once the database has every migration applied."""
-    factory = partial(connect, settings.resolved_url(), settings.clickhouse_database)
+    factory = client_factory(settings)
     client = factory()
     try:
         missing = {m.version for m in available_migrations()} - applied_versions(client)

@@ -45,7 +45,7 @@ class UpOptions:
 async def run_up(options: UpOptions, *, announce: Callable[[str], None]) -> None:
     """Run until SIGINT/SIGTERM, then stop the demo, the API and the collector in order."""
     factory = prepare_schema(options.clickhouse)
-    collector = limited_collector(factory, options.collector)
+    collector = limited_collector(factory, options.collector, clickhouse_server=not options.clickhouse.embedded)
     app = create_app(options.api, factory)
     # /api/v1/health reports the spool of the collector sharing this process (degraded while it cannot write).
     setattr(app.state, COLLECTOR_STATUS, collector.status)

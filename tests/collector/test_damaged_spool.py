@@ -29,7 +29,6 @@ from tests.collector.conftest import (
 )
 from usagemeter_clickhouse import connect, tables
 from usagemeter_collector import Collector, CollectorSettings
-from usagemeter_collector import _collector as collector_module
 from usagemeter_collector._records import decode_record
 from usagemeter_collector._resync import scan_segment
 from usagemeter_collector._segments import HEADER, QUARANTINE_DIR
@@ -47,12 +46,11 @@ def spool_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fill_spool(
-    spool_dir: Path, chdb_url: str, database: str, loop_thread: LoopThread, clickhouse: object, monkeypatch
+    spool_dir: Path, chdb_url: str, database: str, loop_thread: LoopThread, clickhouse: object
 ) -> Callable[[], None]:
     """Acknowledge one request per user into the spool and stop with all of them still spooled."""
 
     def fill() -> None:
-        monkeypatch.setattr(collector_module, "DRAIN_GRACE_SECONDS", 0.2)
         settings = CollectorSettings(
             host="127.0.0.1",
             grpc_port=0,
@@ -60,6 +58,7 @@ def fill_spool(
             spool_dir=spool_dir,
             batch_max_delay_seconds=0.05,
             self_telemetry_interval_seconds=0,
+            drain_timeout_seconds=0.2,
         )
         collector = Collector(lambda: connect(chdb_url, database), settings)
         clickhouse.command(f"DETACH TABLE {tables.METRICS_SUM}")

@@ -12,9 +12,9 @@ from usagemeter_clickhouse import tables
 
 SERVICE = "usagemeter-collector"
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-#: Points in one report: fourteen delta sums, three gauges and the insert latency histogram.
-REPORT_POINTS = 18
-GAUGES = 3
+#: Points in one report: fourteen delta sums, four gauges and the insert latency histogram.
+REPORT_POINTS = 19
+GAUGES = 4
 
 
 def _post(port: int, body: bytes) -> httpx.Response:
@@ -100,6 +100,7 @@ def test_own_telemetry_resource_gauges_and_latency(start_collector, clickhouse, 
         parameters={"service": SERVICE},
     ).result_rows
     assert sorted(gauges) == [
+        ("usagemeter.collector.oldest_unsent_age", "s"),
         ("usagemeter.collector.spool_bytes", "By"),
         ("usagemeter.collector.spool_segments", "{segment}"),
         ("usagemeter.collector.spool_writable", "1"),

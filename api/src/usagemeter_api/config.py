@@ -106,6 +106,14 @@ class ApiSettings(BaseSettings):
     collector_backlog_degraded_bytes: float = Field(
         default=256 * 1024 * 1024, gt=0, description="A collector whose spool backlog exceeds this is degraded."
     )
+    collector_unsent_degraded_seconds: float = Field(
+        default=120, gt=0, description="A collector whose oldest unsent data is older than this is degraded."
+    )
+    collector_urls: str = Field(
+        default="",
+        description="Comma-separated OTLP/HTTP base URLs of collectors (http://collector:4318) whose GET /health "
+        "the health details include; empty: collectors are known from their self-telemetry only.",
+    )
 
     @field_validator("jwt_secret")
     @classmethod

@@ -1,7 +1,7 @@
 """The dashboard's user-independent part: conversions, worker status and system health.
 
-Its four reads run concurrently, each on a pooled client in the thread pool (``ClientPool.call``), and the
-result is reused for ``ttl_seconds``: these figures move on the scale of heartbeats
+Its reads run concurrently, each on a pooled client in the thread pool (``ClientPool.call``), beside the
+collectors' health checks, and the result is reused for ``ttl_seconds``: these figures move on the scale of heartbeats
 and minutes, and every dashboard of every user shares them.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from usagemeter_api.collector_probes import probe_collectors
 from usagemeter_api.operations import HealthThresholds, collector_reports, conversions, health_details, newest_point
 from usagemeter_api.ops_schemas import Conversions, HealthDetails, WorkersReport, WorkerThresholds
 from usagemeter_api.pool import ClientPool
@@ -76,16 +77,17 @@ class SystemViews:
 
     async def _read(self, now: datetime, workers: WorkerThresholds, health: HealthThresholds) -> SystemView:
         pool = self._pool
-        report, converted, newest, collectors = await asyncio.gather(
+        report, converted, newest, collectors, probes = await asyncio.gather(
             pool.call(worker_report, now, workers),
             pool.call(conversions, now),
             pool.call(newest_point, now),
             pool.call(collector_reports, now),
+            asyncio.to_thread(probe_collectors, health.collector_urls),
         )
         return SystemView(
             conversions=converted,
             workers=report,
-            health=health_details(newest, now, health, report, collectors),
+            health=health_details(newest, now, health, report, collectors, probes),
         )
 
 

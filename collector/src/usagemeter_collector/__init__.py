@@ -21,7 +21,7 @@ from usagemeter_collector._errors import CollectorError, PayloadError, SpoolFull
 from usagemeter_collector._metrics import decode_metrics
 from usagemeter_collector._schema import METRICS_EXPONENTIAL_HISTOGRAM, METRICS_SUMMARY
 from usagemeter_collector._settings import CollectorSettings
-from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._telemetry import Telemetry, first_line
 from usagemeter_collector._traces import decode_traces
 
 __all__ = [
@@ -42,4 +42,5 @@ __all__ = [
     "Undo",
     "decode_metrics",
     "decode_traces",
+    "first_line",
 ]

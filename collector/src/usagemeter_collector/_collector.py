@@ -15,13 +15,14 @@ from clickhouse_connect.driver.client import Client
 from starlette.applications import Starlette
 
 from usagemeter_collector._auth import TokenCheck
+from usagemeter_collector._beacon import FailureBeacon
 from usagemeter_collector._cumulative import CumulativeToDelta
 from usagemeter_collector._decoded import PointRules, TimeWindow
 from usagemeter_collector._grpc import add_otlp_services
 from usagemeter_collector._http import HttpOptions, build_http_app
 from usagemeter_collector._ingest import Ingest
 from usagemeter_collector._landing import format_schema
-from usagemeter_collector._self_telemetry import SelfReporter
+from usagemeter_collector._self_telemetry import SelfReporter, instance_id
 from usagemeter_collector._settings import CollectorSettings
 from usagemeter_collector._spool import Spool, SpoolLimits
 from usagemeter_collector._state import StateLimits
@@ -32,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: How long stop() lets requests in flight finish before cutting them off.
 SHUTDOWN_GRACE_SECONDS = 10.0
-#: How long stop() keeps inserting spooled rows; what is left stays spooled for the next start.
-DRAIN_GRACE_SECONDS = 10.0
 #: What a refused sender is told to wait before retrying.
 RETRY_AFTER_SECONDS = 1
 
@@ -53,9 +52,12 @@ class _EmbeddedServer(uvicorn.Server):
 class Collector:
     """Receives OTLP metrics and spans, spools them durably and inserts them into ClickHouse.
 
-    ``client_factory`` is called once, on the writer thread, which then owns the client.
+    ``client_factory`` is called on the writer thread (again after each failure while ClickHouse is
+    unreachable), which then owns the client.
     The spool directory (``settings.resolved_spool_dir()``) belongs to one collector at a time.
     ``http_server_options`` are extra ``uvicorn.Config`` arguments for the OTLP/HTTP server (its protocol, limits).
+    ``clickhouse_server`` says the factory opens a ClickHouse server rather than the embedded engine, which
+    decides how the default format schema is named.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Collector:
         settings: CollectorSettings,
         *,
         http_server_options: Mapping[str, Any] | None = None,
+        clickhouse_server: bool = False,
     ) -> None:
         self._settings = settings
         self._http_server_options = dict(http_server_options or {})
@@ -84,15 +87,14 @@ class Collector:
             self.telemetry,
             settings.batch_max_rows,
             backoff,
-            format_schema(settings.clickhouse_format_schema or None),
+            format_schema(settings.clickhouse_format_schema or None, server=clickhouse_server),
             settings.spool_segment_bytes,
         )
         self._ingest = Ingest(self.spool, self.converter, self.telemetry, self._rules, settings.protobuf_metrics)
-        interval = settings.self_telemetry_interval_seconds
-        self._reporter = SelfReporter(self.telemetry, self.spool, self._ingest, interval) if interval > 0 else None
+        self._reporter: SelfReporter | None = None
         self._tokens = TokenCheck(settings.tokens())
         http_options = HttpOptions(self._tokens, settings.max_request_bytes, RETRY_AFTER_SECONDS)
-        self._http_app = build_http_app(self._ingest, self.telemetry, http_options)
+        self._http_app = build_http_app(self._ingest, self.telemetry, http_options, self.health)
         self._grpc_server: grpc.aio.Server | None = None
         self._http_server: _EmbeddedServer | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -120,12 +122,27 @@ class Collector:
 
     @property
     def instance_id(self) -> str | None:
-        """The ``service.instance.id`` of the collector's own telemetry (None when it reports none)."""
+        """The ``service.instance.id`` of the collector's own telemetry, kept in its spool directory across
+        restarts (None when it reports none, or before start)."""
         return self._reporter.instance if self._reporter is not None else None
 
     def status(self) -> CollectorStatus:
         """Whether the spool can write, and what was lost to damage or moved aside since the start."""
         return self.telemetry.status()
+
+    def health(self) -> dict[str, Any]:
+        """What GET /health answers: ``ok`` or ``degraded`` with the reasons, and the figures they rest on."""
+        status = self.status()
+        reasons = status.reasons
+        return {
+            "status": "degraded" if reasons else "ok",
+            "instance": self.instance_id,
+            "reasons": reasons,
+            "insert_failing": status.insert_failing_since is not None,
+            "insert_last_error": status.insert_last_error,
+            "oldest_unsent_age_seconds": status.oldest_unsent_age_seconds,
+            "spool_writable": status.spool_writable,
+        }
 
     @property
     def drained(self) -> bool:
@@ -138,14 +155,12 @@ class Collector:
         return PointRules(window, settings.max_point_value, settings.max_id_bytes)
 
     async def start(self) -> None:
-        """Recover the spool, open the writer's ClickHouse client, then start both receivers."""
+        """Recover the spool, start the writer (it connects to ClickHouse itself, retrying while ClickHouse is
+        unreachable, so exports are spooled meanwhile), then start both receivers."""
         await asyncio.to_thread(self.spool.open)
         self.converter.restore(self.spool.state.series)
-        try:
-            await asyncio.to_thread(self._writer.start)
-        except BaseException:
-            await asyncio.to_thread(self.spool.close)
-            raise
+        self._report_as(await asyncio.to_thread(instance_id, self.spool.directory))
+        self._writer.start()
         try:
             await self._start_grpc()
             await self._start_http()
@@ -176,8 +191,19 @@ class Collector:
         if self._reporter is not None:
             await self._reporter.stop()
         await asyncio.to_thread(self.spool.close)
-        await asyncio.to_thread(self._writer.stop, DRAIN_GRACE_SECONDS)
-        logger.info("collector stopped")
+        await asyncio.to_thread(self._writer.stop, self._settings.drain_timeout_seconds)
+        left = self.spool.segments
+        if left:
+            logger.warning("collector stopped with %d spool segments not yet inserted; the next start sends them", left)
+        else:
+            logger.info("collector stopped, its spool empty")
+
+    def _report_as(self, instance: str) -> None:
+        """Report the collector's own telemetry, and failing inserts, as ``instance`` (unless switched off)."""
+        interval = self._settings.self_telemetry_interval_seconds
+        if interval > 0:
+            self._reporter = SelfReporter(self.telemetry, self.spool, self._ingest, interval, instance)
+            self._writer.beacon = FailureBeacon(self.telemetry, instance, interval)
 
     async def _start_grpc(self) -> None:
         options = [

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from usagemeter_collector._auth import TokenCheck
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 METRICS_PATH = "/v1/metrics"
 TRACES_PATH = "/v1/traces"
 TELEMETRY_PATH = "/metrics"
+HEALTH_PATH = "/health"
 
 _GRPC_CODES = {
     400: code_pb2.INVALID_ARGUMENT,
@@ -54,8 +55,11 @@ class HttpOptions:
     retry_after_seconds: int
 
 
-def build_http_app(ingest: Ingest, telemetry: Telemetry, options: HttpOptions) -> Starlette:
-    """The OTLP/HTTP ASGI app spooling through ``ingest``, with the collector's own metrics on GET /metrics."""
+def build_http_app(
+    ingest: Ingest, telemetry: Telemetry, options: HttpOptions, health: Callable[[], dict[str, Any]] | None = None
+) -> Starlette:
+    """The OTLP/HTTP ASGI app spooling through ``ingest``, with the collector's own metrics on GET /metrics
+    and, when ``health`` is given, its state as JSON on GET /health."""
     signals = {
         METRICS_PATH: _Signal(ExportMetricsServiceRequest, METRICS_SIGNAL, ingest.export_metrics),
         TRACES_PATH: _Signal(ExportTraceServiceRequest, TRACES_SIGNAL, ingest.export_traces),
@@ -75,8 +79,16 @@ def build_http_app(ingest: Ingest, telemetry: Telemetry, options: HttpOptions) -
             return PlainTextResponse(str(exc), status_code=401, headers={"WWW-Authenticate": "Bearer"})
         return PlainTextResponse(telemetry.render(), media_type="text/plain; version=0.0.4")
 
+    async def state(request: Request) -> Response:
+        # Unauthenticated like a readiness probe: status, reasons and ages only, no volumes.
+        assert health is not None
+        return JSONResponse(health())
+
     routes = [Route(path, export, methods=["POST"]) for path in signals]
-    return Starlette(routes=[*routes, Route(TELEMETRY_PATH, metrics, methods=["GET"])])
+    routes.append(Route(TELEMETRY_PATH, metrics, methods=["GET"]))
+    if health is not None:
+        routes.append(Route(HEALTH_PATH, state, methods=["GET"]))
+    return Starlette(routes=routes)
 
 
 async def _export(request: Request, signal: _Signal, options: HttpOptions) -> Response:

@@ -33,10 +33,14 @@ def bundled_schema_path() -> Path:
     return Path(str(resources.files("usagemeter_collector") / "schema" / SCHEMA_FILE)).resolve()
 
 
-def format_schema(schema: str | None) -> str:
-    """The ``format_schema`` setting: ``schema`` (a path or a name in the server's format_schema_path),
-    the bundled file by default, and the message."""
-    return f"{schema or bundled_schema_path()}:{MESSAGE}"
+def format_schema(schema: str | None, *, server: bool = False) -> str:
+    """The ``format_schema`` setting: ``schema`` (a path or a name in the server's format_schema_path) and the message.
+
+    By default the embedded engine reads the bundled file by its absolute path, while a ClickHouse server,
+    which refuses absolute paths there, finds the file by its name in its ``format_schema_path``.
+    """
+    default = SCHEMA_FILE if server else str(bundled_schema_path())
+    return f"{schema or default}:{MESSAGE}"
 
 
 def _varint(value: int) -> bytes:

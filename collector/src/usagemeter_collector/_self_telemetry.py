@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -32,6 +32,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from usagemeter_collector._errors import StorageUnavailable
 from usagemeter_collector._ingest import METRICS_SIGNAL, Ingest, content_digest
+from usagemeter_collector._segments import write_durably
 from usagemeter_collector._spool import Spool
 from usagemeter_collector._telemetry import INSERT_DURATION_BOUNDS, InsertStats, Telemetry
 
@@ -61,12 +62,32 @@ COUNTERS = (
 SPOOL_BYTES = "usagemeter.collector.spool_bytes"
 SPOOL_SEGMENTS = "usagemeter.collector.spool_segments"
 SPOOL_WRITABLE = "usagemeter.collector.spool_writable"
+OLDEST_UNSENT_AGE = "usagemeter.collector.oldest_unsent_age"
 INSERT_DURATION = "usagemeter.collector.insert_duration"
 
 
-def instance_id() -> str:
-    """A per-process identity: host and pid, plus a random part so that collectors sharing a process differ."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+#: The file in the spool directory that keeps the collector's instance id across restarts.
+INSTANCE_FILE = "instance"
+
+
+def instance_id(spool_dir: Path) -> str:
+    """The collector's identity, kept in its spool directory: a restarted collector reports as the same instance.
+
+    The spool belongs to one collector at a time and its backlog outlives a restart, so it is what an
+    instance is; the first start names it after the host, with a random part (two spools on one host differ).
+    """
+    path = spool_dir / INSTANCE_FILE
+    with contextlib.suppress(FileNotFoundError):
+        kept = path.read_text(encoding="utf-8").strip()
+        if kept:
+            return kept
+    made = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    try:
+        write_durably(path, made.encode())
+    except OSError as exc:
+        # Only the identity across restarts is at stake; this run still reports under the new name.
+        logger.warning("cannot keep the collector's instance id in %s: %s", path, exc)
+    return made
 
 
 @dataclass(frozen=True)
@@ -79,13 +100,17 @@ class Reading:
     spool_bytes: int
     spool_segments: int
     spool_writable: int
+    oldest_unsent_age: int = 0
 
 
 def take_reading(telemetry: Telemetry, spool: Spool) -> Reading:
     """The figures now; starts a new interval for the fastest and slowest insert."""
     counters = {counter: int(getattr(telemetry, counter)) for *_, counter in COUNTERS}
     stats = telemetry.take_insert_stats()
-    return Reading(time.time_ns(), counters, stats, telemetry.spool_bytes, spool.segments, telemetry.spool_writable)
+    age = round(telemetry.oldest_unsent_age_seconds)
+    return Reading(
+        time.time_ns(), counters, stats, telemetry.spool_bytes, spool.segments, telemetry.spool_writable, age
+    )
 
 
 def _zero_reading() -> Reading:
@@ -119,6 +144,7 @@ def _gauges(current: Reading) -> list[Metric]:
         gauge(SPOOL_BYTES, "By", current.spool_bytes),
         gauge(SPOOL_SEGMENTS, "{segment}", current.spool_segments),
         gauge(SPOOL_WRITABLE, "1", current.spool_writable),
+        gauge(OLDEST_UNSENT_AGE, "s", current.oldest_unsent_age),
     ]
 
 
@@ -155,8 +181,8 @@ def build_report(previous: Reading, current: Reading, instance: str, extremes: t
 class SelfReporter:
     """Reports the collector's telemetry into its own ingest every ``interval`` seconds while started."""
 
-    def __init__(self, telemetry: Telemetry, spool: Spool, ingest: Ingest, interval: float) -> None:
-        self.instance = instance_id()
+    def __init__(self, telemetry: Telemetry, spool: Spool, ingest: Ingest, interval: float, instance: str) -> None:
+        self.instance = instance
         self._telemetry = telemetry
         self._spool = spool
         self._ingest = ingest

@@ -84,8 +84,8 @@ class CollectorSettings(BaseSettings):
         default="",
         description=(
             "Format schema file ClickHouse decodes spooled metrics requests with: empty uses the absolute path of the "
-            "otlp_metrics.proto shipped with the collector (embedded engine); against a server, its name in the "
-            "server's format_schema_path."
+            "otlp_metrics.proto shipped with the collector with the embedded engine, and the name otlp_metrics.proto "
+            "(looked up in the server's format_schema_path) with a ClickHouse server."
         ),
     )
     protobuf_metrics: bool = Field(
@@ -95,6 +95,12 @@ class CollectorSettings(BaseSettings):
         default=10.0,
         ge=0,
         description="How often the collector stores its own telemetry through its ingest; 0 disables it.",
+    )
+    drain_timeout_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM, how long the collector keeps inserting its spool after it stops accepting; "
+        "what is left stays spooled for the next start.",
     )
     max_request_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest accepted request, compressed or not."

@@ -98,6 +98,7 @@ class Spool:
         self._records.left_by_earlier_run(names)
         self.state.load((name, [decode_record(body) for body in self.records(name)]) for name in names)
         self._sealed.extend(names)
+        self._note_oldest()
         self._disk_bytes = sum(self._path(name).stat().st_size for name in names)
         self._telemetry.spool_bytes = self._disk_bytes
         if names:
@@ -170,6 +171,7 @@ class Spool:
         self._records.forget(name)
         with self._cond:
             self._sealed.popleft()
+            self._note_oldest()
             self._disk_bytes -= size
             self._telemetry.spool_bytes = self._disk_bytes
             self._cond.notify_all()
@@ -295,7 +297,13 @@ class Spool:
         with self._cond:
             self.state.seal(name)
             self._sealed.append(name)
+            self._note_oldest()
             self._cond.notify_all()
+
+    def _note_oldest(self) -> None:
+        # Segment names start with their creation time in ns, so the oldest sealed one dates the oldest unsent data.
+        head = self._sealed[0].split("-", 1)[0] if self._sealed else ""
+        self._telemetry.oldest_unsent_ns = int(head) if head.isdigit() else 0
 
     def _fail_queued(self, exc: BaseException) -> None:
         with self._cond:

@@ -31,6 +31,9 @@ _HELP = {
     "cumulative_series": ("gauge", "Cumulative series whose last spooled state is tracked."),
     "spool_writable": ("gauge", "1 while the spool can write, 0 since its last write failed."),
     "spool_unwritable_since_seconds": ("gauge", "Unix time the spool stopped being writable; 0 while it is."),
+    "insert_failing": ("gauge", "1 from a failed insert or ClickHouse connection until an insert or connection works."),
+    "insert_failing_since_seconds": ("gauge", "Unix time inserts started failing; 0 while they succeed."),
+    "oldest_unsent_age_seconds": ("gauge", "Age of the oldest spooled data not yet in ClickHouse; 0 when none."),
 }
 
 #: Upper bounds (seconds) of the insert latency histogram's buckets.
@@ -59,6 +62,9 @@ class CollectorStatus:
     spool_write_errors: int
     spool_records_damaged: int
     state_files_quarantined: int
+    insert_failing_since: datetime | None = None
+    insert_last_error: str | None = None
+    oldest_unsent_age_seconds: float = 0.0
 
     @property
     def reasons(self) -> list[str]:
@@ -67,11 +73,33 @@ class CollectorStatus:
         if not self.spool_writable and self.spool_unwritable_since is not None:
             since = self.spool_unwritable_since.isoformat(timespec="seconds")
             reasons.append(f"spool cannot write since {since} ({self.spool_last_error}): exports are refused")
+        if self.insert_failing_since is not None:
+            since = self.insert_failing_since.isoformat(timespec="seconds")
+            reasons.append(
+                f"inserts into ClickHouse failing since {since} ({self.insert_last_error}); "
+                f"keeps spooling, oldest unsent data {self.oldest_unsent_age_seconds:.0f} s old"
+            )
         if self.spool_records_damaged:
             reasons.append(f"{_count(self.spool_records_damaged, 'acknowledged spool record')} lost to damaged bytes")
         if self.state_files_quarantined:
             reasons.append(f"{_count(self.state_files_quarantined, 'damaged spool state file')} moved aside")
         return reasons
+
+
+def first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The line of an error that says what went wrong, at most ``limit`` characters: what health shows of it.
+
+    That is ClickHouse's own message from its ``Code: …`` on when the error carries one (what the driver puts
+    before it names only the URL and the status), otherwise the first non-empty line.
+    """
+    lines = [line.strip() for line in (str(error) or repr(error)).splitlines() if line.strip()] or [repr(error)]
+    coded = [line[line.index("Code: ") :] for line in lines if "Code: " in line]
+    return (coded or lines)[0][:limit]
+
+
+def _label(value: str) -> str:
+    # Prometheus label values escape backslash, quote and newline.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
 def _count(number: int, noun: str) -> str:
@@ -104,6 +132,10 @@ class Telemetry:
     spool_records_damaged: int = 0
     spool_unwritable_since_seconds: float = 0.0
     spool_last_error: str = ""
+    insert_failing_since_seconds: float = 0.0
+    insert_last_error: str = ""
+    #: Creation time (unix ns) of the oldest spool segment not yet inserted; 0 when the spool holds none.
+    oldest_unsent_ns: int = 0
     _buckets: list[int] = field(default_factory=lambda: [0] * (len(INSERT_DURATION_BOUNDS) + 1), repr=False)
     _fastest: float = field(default=math.inf, repr=False)
     _slowest: float = field(default=-math.inf, repr=False)
@@ -125,9 +157,30 @@ class Telemetry:
         """The spool wrote and fsync'd again."""
         self.spool_unwritable_since_seconds = 0.0
 
+    @property
+    def insert_failing(self) -> int:
+        """1 from a failed insert or connection attempt until an insert commits or a connection opens."""
+        return int(bool(self.insert_failing_since_seconds))
+
+    @property
+    def oldest_unsent_age_seconds(self) -> float:
+        """How long the oldest spooled data not yet in ClickHouse has waited (0 when there is none)."""
+        oldest = self.oldest_unsent_ns
+        return round(max(time.time() - oldest / 1e9, 0.0), 3) if oldest else 0.0
+
+    def insert_failed(self, error: BaseException, context: str = "") -> None:
+        """An insert or a connection to ClickHouse failed (``context`` says which); the data stays spooled."""
+        self.insert_last_error = context + first_line(error)
+        if not self.insert_failing_since_seconds:
+            self.insert_failing_since_seconds = time.time()
+
+    def insert_succeeded(self) -> None:
+        """An insert committed (or a connection opened): ClickHouse takes data again."""
+        self.insert_failing_since_seconds = 0.0
+
     def status(self) -> CollectorStatus:
         """What the collector's health depends on, now."""
-        since = self.spool_unwritable_since_seconds
+        since, failing = self.spool_unwritable_since_seconds, self.insert_failing_since_seconds
         return CollectorStatus(
             spool_writable=bool(self.spool_writable),
             spool_unwritable_since=datetime.fromtimestamp(since, UTC) if since else None,
@@ -135,6 +188,9 @@ class Telemetry:
             spool_write_errors=self.spool_write_errors,
             spool_records_damaged=self.spool_records_damaged,
             state_files_quarantined=self.state_files_quarantined,
+            insert_failing_since=datetime.fromtimestamp(failing, UTC) if failing else None,
+            insert_last_error=self.insert_last_error or None,
+            oldest_unsent_age_seconds=self.oldest_unsent_age_seconds,
         )
 
     def record_insert(self, seconds: float, rows: int) -> None:
@@ -172,6 +228,13 @@ class Telemetry:
             lines += [
                 f"# HELP {name} The last failed spool write's error (label); 1 while the spool cannot write.",
                 f"# TYPE {name} gauge",
-                f'{name}{{error="{self.spool_last_error}"}} {1 - self.spool_writable}',
+                f'{name}{{error="{_label(self.spool_last_error)}"}} {1 - self.spool_writable}',
+            ]
+        if self.insert_last_error:
+            name = _PREFIX + "insert_last_error"
+            lines += [
+                f"# HELP {name} The last failed insert's error (label); 1 while inserts fail.",
+                f"# TYPE {name} gauge",
+                f'{name}{{error="{_label(self.insert_last_error)}"}} {self.insert_failing}',
             ]
         return "\n".join(lines) + "\n"

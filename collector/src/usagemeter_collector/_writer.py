@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -22,12 +21,13 @@ from clickhouse_connect.driver.exceptions import DataError
 
 from usagemeter_clickhouse import release_freed_memory
 from usagemeter_collector import _schema
+from usagemeter_collector._beacon import FailureBeacon
 from usagemeter_collector._landing import KIND_ORDER, LANDING_TABLES, length_delimited
 from usagemeter_collector._read_ahead import SegmentContents, SegmentReader
 from usagemeter_collector._records import MetricsRequest
 from usagemeter_collector._segments import QUARANTINE_DIR, keep_aside
 from usagemeter_collector._spool import Spool
-from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._telemetry import Telemetry, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ INSERT_SETTINGS = {
     "optimize_on_insert": 0,
 }
 
+
+#: Longest wait between attempts while the collector drains for its stop: its deadline is short.
+DRAIN_RETRY_SECONDS = 0.5
 
 #: Inserts at least this large leave enough freed memory in the embedded engine to give back at once.
 RELEASE_MEMORY_AFTER_BYTES = 1024 * 1024
@@ -73,22 +76,32 @@ class SpoolWriter:
         self._format_schema = format_schema
         self._max_insert_bytes = max_insert_bytes
         self._initial_backoff, self._max_backoff = backoff
+        #: Set before start() to report failing inserts past the stuck spool.
+        self.beacon: FailureBeacon | None = None
         self._stop = threading.Event()
+        # Cuts a backoff short: set when the collector starts draining for its stop.
+        self._wake = threading.Event()
+        self._draining = False
+        self._first_attempt = threading.Event()
         self._thread: threading.Thread | None = None
-        self._ready: Future[None] = Future()
 
     def start(self) -> None:
-        """Start the writer thread and wait until its client is open (raises if it cannot be)."""
+        """Start the writer thread and wait for its first attempt to open a client; while ClickHouse is
+        unreachable it goes on trying in the background."""
         self._thread = threading.Thread(target=self._run, name="usagemeter-collector-writer", daemon=True)
         self._thread.start()
-        self._ready.result()
+        self._first_attempt.wait()
 
     def stop(self, grace_seconds: float) -> None:
         """Insert what the spool holds for up to ``grace_seconds``, then end; the rest stays spooled."""
         deadline = time.monotonic() + grace_seconds
+        # From here on a failed attempt is retried soon, so a returning server is used before the deadline.
+        self._draining = True
+        self._wake.set()
         while not self._spool.empty and time.monotonic() < deadline and self._alive():
             time.sleep(0.02)
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
 
@@ -96,13 +109,9 @@ class SpoolWriter:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            client = self._client_factory()
-        except Exception as exc:
-            logger.exception("cannot open a ClickHouse client for the collector")
-            self._ready.set_exception(exc)
+        client = self._open_client()
+        if client is None:
             return
-        self._ready.set_result(None)
         reader = SegmentReader(self._spool)
         reader.start()
         memory_to_release = False
@@ -126,9 +135,48 @@ class SpoolWriter:
         backoff = self._initial_backoff
         while not self._drain(client, segment):
             self._telemetry.insert_retries += 1
-            if self._stop.wait(backoff):
+            if self.beacon is not None:
+                self.beacon.failing(client)
+            if self._pause(backoff):
                 return
-            backoff = min(backoff * 2, self._max_backoff)
+            backoff = self._next_backoff(backoff)
+
+    def _open_client(self) -> Client | None:
+        """The writer's client, once ClickHouse answers; None when the writer is stopped first."""
+        backoff = self._initial_backoff
+        while True:
+            try:
+                client = self._client_factory()
+            except Exception as exc:
+                self._telemetry.insert_failed(exc, "cannot connect to ClickHouse: ")
+                logger.warning(
+                    "ClickHouse unreachable or refusing the collector (%s); exports are kept in the spool "
+                    "(%d bytes held), retrying in %.1f s",
+                    first_line(exc),
+                    self._telemetry.spool_bytes,
+                    backoff,
+                )
+            else:
+                # Connected: the failure is over unless the next insert says otherwise.
+                self._telemetry.insert_succeeded()
+                logger.info("connected to ClickHouse")
+                return client
+            finally:
+                self._first_attempt.set()
+            if self._pause(backoff):
+                return None
+            backoff = self._next_backoff(backoff)
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` (less once the stop's drain begins); True when the writer must end."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+        return self._stop.is_set()
+
+    def _next_backoff(self, backoff: float) -> float:
+        if self._draining:
+            return min(self._initial_backoff, DRAIN_RETRY_SECONDS)
+        return min(backoff * 2, self._max_backoff)
 
     def _drain(self, client: Client, segment: SegmentContents) -> bool:
         """Insert one segment and release it; False when ClickHouse failed and the segment must be retried."""
@@ -143,8 +191,16 @@ class SpoolWriter:
             logger.error("ClickHouse cannot store segment %s, moving it to %s: %s", name, QUARANTINE_DIR, exc)
             return self._quarantine(name)
         except Exception as exc:
-            logger.warning("insert of spool segment %s failed, will retry: %s", name, exc)
+            self._telemetry.insert_failed(exc)
+            logger.warning(
+                "insert of spool segment %s failed; kept spooled (%d bytes held, oldest %.0f s old), retrying: %s",
+                name,
+                self._telemetry.spool_bytes,
+                self._telemetry.oldest_unsent_age_seconds,
+                first_line(exc),
+            )
             return False
+        self._telemetry.insert_succeeded()
         self._spool.release(name)
         return True
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
+from usagemeter_api.collector_probes import probe_collectors
 from usagemeter_api.config import ApiSettings
 from usagemeter_api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, TargetUser
 from usagemeter_api.errors import error_responses
@@ -46,6 +47,8 @@ def health_thresholds(request: Request) -> HealthThresholds:
         ingest_stale_after_seconds=settings.ingest_stale_after_seconds,
         collector_stale_after_seconds=settings.collector_stale_after_seconds,
         collector_backlog_bytes=settings.collector_backlog_degraded_bytes,
+        collector_unsent_after_seconds=settings.collector_unsent_degraded_seconds,
+        collector_urls=tuple(url.strip() for url in settings.collector_urls.split(",") if url.strip()),
     )
 
 
@@ -63,12 +66,13 @@ def workers(_: CurrentUser, client: ClickHouse, now: Clock, thresholds: Threshol
 def detailed_health(
     _: Admin, client: ClickHouse, now: Clock, thresholds: Thresholds, limits: HealthLimits
 ) -> HealthDetails:
-    """ClickHouse, ingest freshness, collector backlogs and workers, as ``X/Y services healthy`` (role admin).
+    """ClickHouse, ingest freshness, collectors and workers, as ``X/Y services healthy`` (role admin).
 
     Collector instances and their spool backlogs are operators' information; ``GET /health`` is the public summary.
     """
     report = worker_report(client, now, thresholds)
-    return health_details(newest_point(client, now), now, limits, report, collector_reports(client, now))
+    collectors, probes = collector_reports(client, now), probe_collectors(limits.collector_urls)
+    return health_details(newest_point(client, now), now, limits, report, collectors, probes)
 
 
 @router.get(
