@@ -12,6 +12,7 @@ import pytest
 
 from tests.deploy.compose_file import REPO, environment_of, interpolate, raw_compose, read_env_file
 from usagemeter_collector import CollectorSettings
+from usagemeter_collector._collector import SHUTDOWN_GRACE_SECONDS
 from usagemeter_collector._landing import SCHEMA_FILE, bundled_schema_path
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
@@ -91,8 +92,9 @@ def test_collectors_are_given_longer_to_stop_than_they_drain(collectors: dict[st
     for name, service in collectors.items():
         drain = float(environment_of(service)["USAGEMETER_DRAIN_TIMEOUT_SECONDS"])
         grace = _seconds(service["stop_grace_period"])
-        # A few seconds on top: closing the receivers and the process's own exit.
-        assert grace >= drain + 5, f"{name}: stop_grace_period {grace} s against a {drain} s drain"
+        # The receivers' grace for requests in flight comes first, and a few seconds for the exit.
+        needed = SHUTDOWN_GRACE_SECONDS + drain + 5
+        assert grace >= needed, f"{name}: stop_grace_period {grace} s against {needed} s to stop and drain"
 
 
 def _dockerfile_lines() -> list[str]:
