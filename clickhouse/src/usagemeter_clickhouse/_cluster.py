@@ -52,7 +52,8 @@ def migrate_deployment(
     if options.cluster is None or options.replicated:
         if options.replicated:
             _create_database_on_cluster(url, database, options)
-        return {_display(url): _migrate_one(Host(_display(url), url), database, options)}
+        # One server (or the entry of a replicated cluster): its errors already name it.
+        return {_display(url): _migrate_database(url, database, options)}
     hosts = [_with_credentials(u, url) for u in host_urls] if host_urls else cluster_hosts(url, options.cluster)
     for host in hosts:
         _check_reachable(host)
@@ -95,13 +96,18 @@ def _check_reachable(host: Host) -> None:
         raise MigrationError(f"cannot reach ClickHouse host {host.name}: {exc}") from exc
 
 
-def _migrate_one(host: Host, database: str, options: SchemaOptions) -> list[Migration]:
+def _migrate_database(url: str, database: str, options: SchemaOptions) -> list[Migration]:
+    client = connect(url, database, create_database=True)
     try:
-        client = connect(host.url, database, create_database=True)
-        try:
-            applied = migrate(client, options)
-        finally:
-            client.close()
+        return migrate(client, options)
+    finally:
+        client.close()
+
+
+def _migrate_one(host: Host, database: str, options: SchemaOptions) -> list[Migration]:
+    """Migrate one host of a sharded cluster; a failure names the host among the others."""
+    try:
+        applied = _migrate_database(host.url, database, options)
     except MigrationError as exc:
         raise MigrationError(f"on {host.name}: {exc}") from exc
     except Exception as exc:
