@@ -74,20 +74,19 @@ def shifted_live(chdb_url: str, database: str, clickhouse: Client) -> Iterator[t
     live.close()
 
 
-def test_check_falls_back_to_clickhouse_until_loaded_then_answers_live(
+def test_the_view_loads_at_start_without_a_quota_read_then_answers_live(
     make_api: AppFactory, clickhouse: Client
 ) -> None:
     now = _server_now(clickhouse)
     api = make_api(quota_live_usage=True, quota_cache_seconds=0, now=now)
     live: LiveUsage = api.app.state.live_usage
     record_usage(clickhouse, [("alice", FEATURE, now, 2)])
-    assert not live.ready
+    window = period_window("month", now)
+    _wait_for(lambda: _live_used(live, "alice", window) == 2, "the live view to load at start, with no quota read")
     first = api.get(f"/api/v1/quotas/{FEATURE}/check", headers=bearer("alice"))
     assert first.status_code == 200, first.text
     assert first.json()["used"] == 2
-    _wait_for(lambda: live.ready, "the live view to load")
     record_usage(clickhouse, _period_points("alice", now))
-    window = period_window("month", now)
     _wait_for(lambda: _live_used(live, "alice", window) == 10, "the live view to count the new points")
     assert _clickhouse_used(clickhouse, "alice", window) == 10
     for path in (f"/api/v1/quotas/{FEATURE}/check", f"/api/v1/quotas/{FEATURE}"):

@@ -156,7 +156,6 @@ class LiveUsage:
         """Uses per feature key of ``user_id`` in ``window``, or None when the view cannot answer it."""
         state = self._state
         if state is None:
-            self.start()
             return None
         try:
             index = state.windows.index(window)
@@ -195,6 +194,8 @@ class LiveUsage:
         if already:
             # One report per outage: a cycle fails every refresh interval until it ends.
             logger.debug("refreshing live usage totals failed again: %s", exc)
+        elif freshness is None:
+            logger.warning("loading live usage totals failed; quota reads go to ClickHouse until it loads: %s", exc)
         else:
             logger.warning("refreshing live usage totals failed; answering from the last totals: %s", exc, exc_info=exc)
 
