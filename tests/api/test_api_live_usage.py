@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -93,6 +95,50 @@ def test_the_view_loads_at_start_without_a_quota_read_then_answers_live(
         assert api.get(path, headers=bearer("alice")).json()["used"] == 10
     listed = api.get("/api/v1/quotas", headers=bearer("alice")).json()["quotas"]
     assert {item["feature_key"]: item["used"] for item in listed}[FEATURE] == 10
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A port on 127.0.0.1 that accepts connections and never answers (a ClickHouse server stuck); its connections."""
+    accepted: list[socket.socket] = []
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.05)
+
+        def accept() -> None:
+            while not done.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept, name="silent-server", daemon=True)
+        thread.start()
+        yield listener.getsockname()[1], accepted
+        done.set()
+        thread.join()
+    for connection in accepted:  # the clients waiting on them fail at once instead of timing out
+        connection.close()
+
+
+def test_the_app_starts_without_waiting_for_a_clickhouse_that_does_not_answer(
+    make_api: AppFactory, database: str, silent_server: tuple[int, list[socket.socket]]
+) -> None:
+    port, accepted = silent_server
+    callers: list[str] = []
+
+    def factory() -> Client:
+        callers.append(threading.current_thread().name)
+        return connect(f"http://u:p@127.0.0.1:{port}", database)
+
+    api = make_api(quota_live_usage=True, client_factory=factory)
+    live: LiveUsage = api.app.state.live_usage
+    # The load is under way with no quota read, and hangs on ClickHouse's silence.
+    _wait_for(
+        lambda: "usagemeter-live-usage" in callers and len(accepted) >= len(callers), "the view to try ClickHouse"
+    )
+    assert api.get("/").status_code == 200  # serving meanwhile
+    assert not live.ready
 
 
 def test_retried_insert_counts_once(shifted_live: tuple[LiveUsage, list[timedelta]], clickhouse: Client) -> None:
