@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from tests.api.api_support import bearer, record_usage
 from tests.api.conftest import AppFactory
+from tests.conftest import free_port
 from usagemeter_api.live_usage import LiveUsage
 from usagemeter_api.periods import Window, period_window
 from usagemeter_api.usage import usage_totals
@@ -138,6 +140,27 @@ def test_the_app_starts_without_waiting_for_a_clickhouse_that_does_not_answer(
         lambda: "usagemeter-live-usage" in callers and len(accepted) >= len(callers), "the view to try ClickHouse"
     )
     assert api.get("/").status_code == 200  # serving meanwhile
+    assert not live.ready
+
+
+def test_while_clickhouse_is_away_the_view_retries_ever_less_often_up_to_a_cap(database: str) -> None:
+    port = free_port()  # nothing listens: every attempt is refused
+    attempts: list[float] = []
+
+    def factory() -> Client:
+        attempts.append(time.monotonic())
+        return connect(f"http://u:p@127.0.0.1:{port}", database)
+
+    live = LiveUsage(factory, refresh_seconds=0.05)
+    try:
+        live.start()
+        _wait_for(lambda: len(attempts) >= 7, "seven attempts")
+    finally:
+        live.close()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    # A wait is never shorter than asked: each gap is at least its doubled pause, capped at 2 s.
+    for failures, gap in enumerate(gaps[:6], start=1):
+        assert gap >= min(2.0, 0.05 * 2**failures), (failures, gaps)
     assert not live.ready
 
 
