@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,6 +14,7 @@ import pytest
 
 from tests.api.api_support import bearer, record_usage
 from tests.api.conftest import AppFactory
+from tests.conftest import free_port
 from usagemeter_api.live_usage import LiveUsage
 from usagemeter_api.periods import Window, period_window
 from usagemeter_api.usage import usage_totals
@@ -74,26 +78,90 @@ def shifted_live(chdb_url: str, database: str, clickhouse: Client) -> Iterator[t
     live.close()
 
 
-def test_check_falls_back_to_clickhouse_until_loaded_then_answers_live(
+def test_the_view_loads_at_start_without_a_quota_read_then_answers_live(
     make_api: AppFactory, clickhouse: Client
 ) -> None:
     now = _server_now(clickhouse)
     api = make_api(quota_live_usage=True, quota_cache_seconds=0, now=now)
     live: LiveUsage = api.app.state.live_usage
     record_usage(clickhouse, [("alice", FEATURE, now, 2)])
-    assert not live.ready
+    window = period_window("month", now)
+    _wait_for(lambda: _live_used(live, "alice", window) == 2, "the live view to load at start, with no quota read")
     first = api.get(f"/api/v1/quotas/{FEATURE}/check", headers=bearer("alice"))
     assert first.status_code == 200, first.text
     assert first.json()["used"] == 2
-    _wait_for(lambda: live.ready, "the live view to load")
     record_usage(clickhouse, _period_points("alice", now))
-    window = period_window("month", now)
     _wait_for(lambda: _live_used(live, "alice", window) == 10, "the live view to count the new points")
     assert _clickhouse_used(clickhouse, "alice", window) == 10
     for path in (f"/api/v1/quotas/{FEATURE}/check", f"/api/v1/quotas/{FEATURE}"):
         assert api.get(path, headers=bearer("alice")).json()["used"] == 10
     listed = api.get("/api/v1/quotas", headers=bearer("alice")).json()["quotas"]
     assert {item["feature_key"]: item["used"] for item in listed}[FEATURE] == 10
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A port on 127.0.0.1 that accepts connections and never answers (a ClickHouse server stuck); its connections."""
+    accepted: list[socket.socket] = []
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.05)
+
+        def accept() -> None:
+            while not done.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept, name="silent-server", daemon=True)
+        thread.start()
+        yield listener.getsockname()[1], accepted
+        done.set()
+        thread.join()
+    for connection in accepted:  # the clients waiting on them fail at once instead of timing out
+        connection.close()
+
+
+def test_the_app_starts_without_waiting_for_a_clickhouse_that_does_not_answer(
+    make_api: AppFactory, database: str, silent_server: tuple[int, list[socket.socket]]
+) -> None:
+    port, accepted = silent_server
+    callers: list[str] = []
+
+    def factory() -> Client:
+        callers.append(threading.current_thread().name)
+        return connect(f"http://u:p@127.0.0.1:{port}", database)
+
+    api = make_api(quota_live_usage=True, client_factory=factory)
+    live: LiveUsage = api.app.state.live_usage
+    # The load is under way with no quota read, and hangs on ClickHouse's silence.
+    _wait_for(
+        lambda: "usagemeter-live-usage" in callers and len(accepted) >= len(callers), "the view to try ClickHouse"
+    )
+    assert api.get("/").status_code == 200  # serving meanwhile
+    assert not live.ready
+
+
+def test_while_clickhouse_is_away_the_view_retries_ever_less_often_up_to_a_cap(database: str) -> None:
+    port = free_port()  # nothing listens: every attempt is refused
+    attempts: list[float] = []
+
+    def factory() -> Client:
+        attempts.append(time.monotonic())
+        return connect(f"http://u:p@127.0.0.1:{port}", database)
+
+    live = LiveUsage(factory, refresh_seconds=0.05)
+    try:
+        live.start()
+        _wait_for(lambda: len(attempts) >= 7, "seven attempts")
+    finally:
+        live.close()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    # A wait is never shorter than asked: each gap is at least its doubled pause, capped at 2 s.
+    for failures, gap in enumerate(gaps[:6], start=1):
+        assert gap >= min(2.0, 0.05 * 2**failures), (failures, gaps)
+    assert not live.ready
 
 
 def test_retried_insert_counts_once(shifted_live: tuple[LiveUsage, list[timedelta]], clickhouse: Client) -> None:

@@ -18,8 +18,10 @@ from tests.clickhouse_server import ClickHouseServer
 from tests.conftest import ServerFactory
 from tests.server.processes import JWT_SECRET, Api, run_migrate, server_env, start_api, start_collector
 from tests.server.test_server_pipeline import FEATURE, send_usage
+from tests.web.web_support import wait_until
 from usagemeter_api import ApiSettings, create_app
 from usagemeter_api.auth import mint_token
+from usagemeter_api.periods import period_window
 from usagemeter_clickhouse import connect, migrate
 
 _DEADLINE_SECONDS = 90
@@ -89,8 +91,13 @@ def test_quota_reads_answer_stale_through_an_outage_then_refuse_past_the_bound_t
     try:
         send_usage(collector.grpc_endpoint, {"ana": 3, "ben": 5})
         collector.wait_drained()
-        fresh = _answers(get, "ana")
         api.wait_for_output("live usage totals loaded")
+        # The view loaded at start, perhaps before the usage was stored: its next refresh counts it.
+        _wait_for(
+            lambda: get(f"/quotas/{FEATURE}/check", headers=_headers("ana")),
+            lambda response: response.json().get("used") == 3,
+            "the view to count the usage sent",
+        )
         fresh = _answers(get, "ana")
         assert {name: (_used(name, body), body["stale"]) for name, body in fresh.items()} == {
             name: (3, False) for name in fresh
@@ -230,3 +237,49 @@ def test_a_zero_bound_never_answers_stale(
     answer = _wait_for(check, lambda response: response.status_code == 200, "the check to answer again")
     assert answer.json()["stale"] is False
     assert answer.json()["used"] == 2
+
+
+def test_an_api_that_served_no_quota_read_answers_stale_from_the_view_it_loaded_at_start(
+    server_factory: ServerFactory, database: str, tmp_path: Path
+) -> None:
+    server = server_factory.server()
+    env = server_env(server.url(), database)
+    run_migrate(env)
+    _record(server, database, {"ana": 7, "ben": 2})
+    api = start_api(env, tmp_path)
+    get = _api_get(api)
+    try:
+        api.wait_for_output("live usage totals loaded")
+        # Not a quota read: it only makes sure the plans the store reads at start are held too.
+        assert get("/admin/plans", headers=_headers("root", admin=True)).status_code == 200
+        server.stop()
+        stale = _wait_for(lambda: get(f"/quotas/{FEATURE}", headers=_headers("ana")), _is_stale, "a stale answer")
+        assert stale.json()["used"] == 7
+        for name, body in _answers(get, "ana").items():
+            assert (_used(name, body), body["stale"]) == (7, True), name
+        assert _answers(get, "ben")["get"]["used"] == 2
+        assert _answers(get, "zoe")["get"]["used"] == 0  # no usage this period: the view holds its zero
+    finally:
+        assert api.stop() == 0, api.output()
+
+
+def test_an_api_started_while_clickhouse_is_away_starts_and_loads_the_view_once_it_answers(
+    outage_server: ClickHouseServer, database: str, in_process_api: Callable[..., TestClient]
+) -> None:
+    _record(outage_server, database, {"ana": 3})
+    outage_server.stop()
+    api = in_process_api()
+    live = api.app.state.live_usage
+    assert api.get("/").status_code == 200  # started: the page is served without ClickHouse
+    refused = api.get(f"/api/v1/quotas/{FEATURE}", headers=_headers("ana"))
+    assert refused.status_code == 503, refused.text  # nothing held yet: no guess
+    assert not live.ready
+    outage_server.start()
+    wait_until(lambda: live.ready, "the view to load once ClickHouse answers", timeout=_DEADLINE_SECONDS)
+    assert live.used("ana", [FEATURE], period_window("month", datetime.now(UTC))) == {FEATURE: 3}
+    answer = _wait_for(
+        lambda: api.get(f"/api/v1/quotas/{FEATURE}", headers=_headers("ana")),
+        lambda response: response.status_code == 200,
+        "the quota to answer",
+    )
+    assert (answer.json()["used"], answer.json()["stale"]) == (3, False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +9,7 @@ import httpx
 import pytest
 
 from tests.web.conftest import PHONE
-from tests.web.web_support import expired_token, record_now, record_spread, token_for
+from tests.web.web_support import expired_token, record_now, record_spread, screenshot, token_for
 from usagemeter_api import mint_token
 from usagemeter_clickhouse import Client
 
@@ -19,9 +17,6 @@ pytest.importorskip("playwright", reason="Playwright for Python is not installed
 from playwright.sync_api import Page, expect
 
 expect.set_options(timeout=20_000)
-
-# USAGEMETER_UPDATE_SCREENSHOTS=1 also refreshes the screenshots the docs show.
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def _signed_in(open_page: Any, url: str, **options: Any) -> Page:
@@ -32,13 +27,6 @@ def _signed_in(open_page: Any, url: str, **options: Any) -> Page:
 
 def _row(page: Page, feature: str) -> Any:
     return page.locator(f'.quota[data-feature="{feature}"]')
-
-
-def _screenshot(page: Page, artifacts: Path, name: str) -> None:
-    path = artifacts / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("USAGEMETER_UPDATE_SCREENSHOTS") == "1":
-        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
 
 
 def test_token_link_shows_the_callers_usage(site: str, clickhouse: Client, open_page: Any, artifacts: Path) -> None:
@@ -65,7 +53,7 @@ def test_token_link_shows_the_callers_usage(site: str, clickhouse: Client, open_
     # The token moved out of the address bar into this tab's session storage.
     assert "token" not in page.url
     assert page.evaluate("sessionStorage.getItem('usagemeter.token')") == token
-    _screenshot(page, artifacts, "usage-desktop")
+    screenshot(page, artifacts, "usage-desktop")
 
 
 def test_near_and_over_limit_are_said_in_text(site: str, clickhouse: Client, open_page: Any, artifacts: Path) -> None:
@@ -90,12 +78,12 @@ def test_near_and_over_limit_are_said_in_text(site: str, clickhouse: Client, ope
     expect(ai.locator(".chart-caption")).to_have_text("42 this period")
     bars = ai.locator(".chart-bar").evaluate_all("bars => bars.map(bar => Number(bar.dataset.used))")
     assert sum(bars) == 42
-    _screenshot(page, artifacts, "usage-near-limit-desktop")
+    screenshot(page, artifacts, "usage-near-limit-desktop")
 
     page.set_viewport_size({"width": PHONE["width"], "height": PHONE["height"]})
     expect(page.locator("#upgrade-cta")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    _screenshot(page, artifacts, "usage-phone")
+    screenshot(page, artifacts, "usage-phone")
 
 
 def test_each_token_sees_only_its_own_usage(site: str, clickhouse: Client, open_page: Any) -> None:
@@ -177,7 +165,7 @@ def test_spanish_text(site: str, clickhouse: Client, open_page: Any, artifacts: 
     expect(ai.locator(".used")).to_have_text("45 de 50 usados")
     expect(ai.locator(".state-text")).to_have_text("Cerca del límite")
     expect(page.locator("#last-updated")).to_contain_text("Última actualización")
-    _screenshot(page, artifacts, "usage-phone-es")
+    screenshot(page, artifacts, "usage-phone-es")
 
 
 def test_browser_language_is_followed(site: str, open_page: Any) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -12,7 +16,10 @@ from tests.api.api_support import SECRET, record_usage
 from usagemeter_api import mint_token
 from usagemeter_clickhouse import Client
 
-__all__ = ["SECRET", "expired_token", "record_now", "record_spread", "token_for", "wait_until"]
+__all__ = ["SECRET", "expired_token", "record_now", "record_spread", "screenshot", "token_for", "wait_until"]
+
+# USAGEMETER_UPDATE_SCREENSHOTS=1 also refreshes the screenshots the docs show.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def token_for(user_id: str, *, ttl_seconds: int = 3600) -> str:
@@ -56,3 +63,11 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def screenshot(page: Any, artifacts: Path, name: str) -> None:
+    """Save a full-page screenshot of ``page`` as ``<name>.png`` in ``artifacts`` (and docs/screenshots on request)."""
+    path = artifacts / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("USAGEMETER_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)

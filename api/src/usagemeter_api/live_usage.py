@@ -49,6 +49,10 @@ _SETTLE = timedelta(seconds=60)
 #: even without a failed cycle: a cycle stuck on an unanswered query is not progress.
 _FRESH_FOR_REFRESHES = 4
 _FRESH_FOR_FLOOR_SECONDS = 5.0
+#: While cycles fail (ClickHouse away or struggling), the wait between them doubles up to this: an
+#: outage costs ClickHouse and the log one attempt per this long rather than several a second, and
+#: the view still sees ClickHouse back within it.
+_RETRY_MAX_SECONDS = 2.0
 
 _NOW_SQL = "SELECT now('UTC')"
 
@@ -156,7 +160,6 @@ class LiveUsage:
         """Uses per feature key of ``user_id`` in ``window``, or None when the view cannot answer it."""
         state = self._state
         if state is None:
-            self.start()
             return None
         try:
             index = state.windows.index(window)
@@ -167,7 +170,7 @@ class LiveUsage:
 
     def _run(self) -> None:
         client: Client | None = None
-        failing = False
+        failures = 0
         try:
             while not self._stop.is_set():
                 started = Freshness.now(self._fresh_for)
@@ -175,18 +178,25 @@ class LiveUsage:
                     client = client or self._client_factory()
                     self._cycle(client)
                 except Exception as exc:
-                    self._fell_behind(exc, already=failing)
-                    failing = True
+                    self._fell_behind(exc, already=failures > 0)
+                    failures += 1
                 else:
-                    if failing:
+                    if failures:
                         logger.info("live usage totals are current again")
-                    failing = False
+                    failures = 0
                     self._freshness = started
                     self._refreshes += 1
-                self._stop.wait(self._refresh_seconds)
+                self._stop.wait(self._pause(failures))
         finally:
             if client is not None:
                 client.close()
+
+    def _pause(self, failures: int) -> float:
+        """The wait before the next cycle: the refresh interval, doubling while cycles fail, up to a cap."""
+        if failures == 0:
+            return self._refresh_seconds
+        cap = max(_RETRY_MAX_SECONDS, self._refresh_seconds)
+        return min(cap, self._refresh_seconds * 2 ** min(failures, 16))
 
     def _fell_behind(self, exc: Exception, *, already: bool) -> None:
         freshness = self._freshness
@@ -195,6 +205,8 @@ class LiveUsage:
         if already:
             # One report per outage: a cycle fails every refresh interval until it ends.
             logger.debug("refreshing live usage totals failed again: %s", exc)
+        elif freshness is None:
+            logger.warning("loading live usage totals failed; quota reads go to ClickHouse until it loads: %s", exc)
         else:
             logger.warning("refreshing live usage totals failed; answering from the last totals: %s", exc, exc_info=exc)
 

@@ -48,6 +48,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool.reopen()
         store.start(client_factory)
+        if live is not None:
+            live.start()
         yield
         store.close()
         if live is not None:
@@ -81,7 +83,8 @@ def create_app(
 
 
 def _live_usage(settings: ApiSettings, client_factory: Callable[[], Client]) -> LiveUsage | None:
-    # Loaded lazily on the first quota read, so the server starts at once.
+    # Loaded in the background from the start (the server does not wait for it), so a process
+    # that served no quota read before ClickHouse went away still holds totals to answer from.
     if not settings.quota_live_usage:
         return None
     return LiveUsage(client_factory, refresh_seconds=settings.quota_live_refresh_seconds)

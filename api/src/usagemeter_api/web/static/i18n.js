@@ -21,6 +21,7 @@ const MESSAGES = {
     lastUpdated: "Last updated {time}",
     refreshing: "Updating…",
     offline: "Could not reach the usage service ({reason}). Showing the last data; retrying automatically.",
+    staleUsage: "Usage as of {time}. Live figures are temporarily unavailable; this page updates by itself when they are back.",
     planBadge: "{plan} plan",
     conversions: "Conversions",
     conversionsDetail: "this month",
@@ -86,6 +87,7 @@ const MESSAGES = {
     lastUpdated: "Última actualización: {time}",
     refreshing: "Actualizando…",
     offline: "No se pudo conectar con el servicio de uso ({reason}). Se muestran los últimos datos; se reintentará automáticamente.",
+    staleUsage: "Uso a las {time}. Las cifras en vivo no están disponibles por el momento; esta página se actualizará sola cuando vuelvan.",
     planBadge: "Plan {plan}",
     conversions: "Conversiones",
     conversionsDetail: "este mes",
@@ -148,6 +150,11 @@ function featureWords(key) {
   return words || key;
 }
 
+/** Whether two dates fall on the same day of the reader's calendar. */
+function sameDay(a, b) {
+  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+}
+
 /** The page language: ?lang= when supported, else the browser's first supported language, else English. */
 export function pickLanguage(queryLang, browserLanguages) {
   const candidates = [queryLang, ...(browserLanguages || [])].filter(Boolean);
@@ -158,13 +165,18 @@ export function pickLanguage(queryLang, browserLanguages) {
   return "en";
 }
 
-/** A translator for one language: t(key, params), feature(key), and number/date formatting. */
+/**
+ * A translator for one language: t(key, params), feature(key), and number/date formatting;
+ * moment(date) is a time of day to the minute, with the day when it is not today.
+ */
 export function translator(lang) {
   const table = own(MESSAGES, lang) ?? MESSAGES.en;
   const numbers = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
   const percents = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
   const days = new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", timeZone: "UTC" });
   const clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const minutes = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
+  const datedMinutes = new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
   const t = (key, params = {}) => {
     const template = [own(table, key), own(MESSAGES.en, key)].find((text) => typeof text === "string") ?? key;
     return template.replace(/\{(\w+)\}/g, (_, name) => String(own(params, name) ?? ""));
@@ -177,6 +189,7 @@ export function translator(lang) {
     percent: (value) => percents.format(value / 100),
     day: (value) => days.format(new Date(value)),
     time: (value) => clock.format(value),
+    moment: (value) => (sameDay(value, new Date()) ? minutes : datedMinutes).format(value),
   };
 }
 

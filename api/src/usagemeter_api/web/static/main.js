@@ -20,6 +20,7 @@ const view = {
   signin: $("signin-view"),
   dashboard: $("dashboard-view"),
   banner: $("status-banner"),
+  freshness: $("freshness-notice"),
   lastUpdated: $("last-updated"),
   cards: { conversions: $("card-conversions"), workers: $("card-workers"), ai: $("card-ai"), system: $("card-system") },
   upgrade: { cta: $("upgrade-cta"), title: $("upgrade-title"), text: $("upgrade-text"), link: $("upgrade-link") },
@@ -46,11 +47,25 @@ function showBanner(message) {
   view.banner.textContent = message || "";
 }
 
+/** Say how old the usage figures are when the API marks them stale; null (or fresh figures) clears it. */
+function showFreshness(quotaList) {
+  const asOf = quotaList?.stale === true ? new Date(quotaList.as_of) : null;
+  const stale = asOf !== null && !Number.isNaN(asOf.getTime());
+  const text = stale ? i18n.t("staleUsage", { time: i18n.moment(asOf) }) : "";
+  view.freshness.hidden = !stale;
+  // Written only when it changes: a live region rewritten on every refresh is announced again.
+  if (view.freshness.textContent !== text) view.freshness.textContent = text;
+  if (stale) view.freshness.dataset.asOf = asOf.toISOString();
+  else delete view.freshness.dataset.asOf;
+  root.dataset.freshness = stale ? "stale" : "fresh";
+}
+
 function signIn(token) {
   stop();
   generation += 1;
   session = { token, client: apiClient(base, token), generation, timer: null };
   showBanner("");
+  showFreshness(null);
   show("loading");
   refresh();
 }
@@ -79,11 +94,14 @@ async function refresh() {
     if (session !== current) return; // signed out or in again meanwhile
     draw(snapshot, current.token);
     showBanner("");
+    showFreshness(snapshot.quotaList);
     root.dataset.state = "ready";
   } catch (error) {
     if (session !== current) return;
     if (error.refused) return refused(error);
     root.dataset.state = "error";
+    // One message at a time: the service's unavailable state says the data shown is the last.
+    showFreshness(null);
     showBanner(i18n.t("offline", { reason: error.message }));
     if (root.dataset.view === "loading") view.loading.hidden = true;
   }
