@@ -7,14 +7,18 @@ database. Tests that start the all-in-one process get their own data directory.
 from __future__ import annotations
 
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tests.clickhouse_server import ClickHouseServer, cluster_config
 from usagemeter_clickhouse import Client, connect, embedded_url, migrate
+
+T = TypeVar("T")
 
 #: Name of the two-shard cluster the cluster fixtures form.
 CLUSTER = "usagemeter_pair"
@@ -47,6 +51,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T], timeout: float = 20.0) -> T:
+    """Poll ``check`` until it returns something truthy or the deadline passes; return its last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric, NumberDataPoint, Sum
 
+from tests.conftest import wait_for
 from usagemeter_clickhouse import Client, connect, tables
 from usagemeter_collector import Collector, CollectorSettings
 
@@ -146,16 +147,6 @@ def count_rows(client: Client, table: str) -> int:
     """Rows of ``table``, once the running collectors' spools are drained."""
     wait_drained()
     return int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
-
-
-def wait_for(check: Callable[[], T], timeout: float = 20.0) -> T:
-    """Poll ``check`` until it returns something truthy or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 def attrs(**values: Any) -> list[KeyValue]:

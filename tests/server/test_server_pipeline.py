@@ -11,6 +11,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExp
 from opentelemetry.sdk.resources import Resource
 
 from tests.clickhouse_server import ClickHouseServer
+from tests.conftest import wait_for
 from tests.server.processes import INGEST_TOKEN, JWT_SECRET, run_migrate, server_env, start_api, start_collector
 from usagemeter_api.auth import mint_token
 
@@ -48,11 +49,15 @@ def test_usage_reaches_the_api_through_a_collector_on_a_server(
     try:
         send_usage(collector.grpc_endpoint, {"ana": 3, "ben": 5})
         collector.wait_drained()
-        response = httpx.get(
-            f"{api.base}/quotas/{FEATURE}", headers={"authorization": f"Bearer {user_token('ana')}"}, timeout=10
-        )
-        assert response.status_code == 200, response.text
-        assert response.json()["used"] == 3
+        headers = {"authorization": f"Bearer {user_token('ana')}"}
+
+        def used() -> float | None:
+            response = httpx.get(f"{api.base}/quotas/{FEATURE}", headers=headers, timeout=10)
+            assert response.status_code == 200, response.text
+            return response.json()["used"] if response.json()["used"] == 3 else None
+
+        # The API's usage view takes in new rows within its refresh.
+        assert wait_for(used) == 3
     finally:
         assert collector.stop() == 0, collector.output()
         assert api.stop() == 0, api.output()
