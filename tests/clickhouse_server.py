@@ -37,7 +37,7 @@ _SERVE = f"SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP; {_HOLD}"
 # chDB's own session logs in as a passwordless `default` from loopback: it may only
 # start the listeners, hold them and stop its query. The services have a real user.
 _USERS = f"""<clickhouse>
-  <profiles><default/><readonly><readonly>2</readonly></readonly></profiles>
+  <profiles><default>{{profile}}</default><readonly><readonly>2</readonly></readonly></profiles>
   <quotas><default/></quotas>
   <users>
     <default>
@@ -73,6 +73,8 @@ class ClickHouseServer:
     tcp_port: int
     remote_servers: str = ""
     macros: dict[str, str] = field(default_factory=dict)
+    #: Settings of the default profile, which every user but the read-only one has (as an operator's users.xml sets).
+    profile: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     def url(self, user: str = SERVICE_USER, password: str = SERVICE_PASSWORD) -> str:
@@ -152,7 +154,8 @@ class ClickHouseServer:
             f"  <macros>{macros}</macros>\n"
             "</clickhouse>\n"
         )
-        (self.directory / "users.xml").write_text(_USERS)
+        profile = "".join(f"<{k}>{v}</{k}>" for k, v in self.profile.items())
+        (self.directory / "users.xml").write_text(_USERS.replace("{profile}", profile))
         # As the compose stack mounts it into format_schema_path; this server looks in its own directory instead.
         # (Imported here: the server process itself has no use for the collector.)
         from usagemeter_collector._landing import SCHEMA_FILE, bundled_schema_path

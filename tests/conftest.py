@@ -85,11 +85,17 @@ class ServerFactory:
         server.start()
         return server
 
-    def cluster(self, shards: int = 2) -> list[ClickHouseServer]:
-        """Started servers forming the cluster named ``CLUSTER``, one shard each."""
+    def cluster(self, shards: int = 2, profile: dict[str, str] | None = None) -> list[ClickHouseServer]:
+        """Started servers forming the cluster named ``CLUSTER``, one shard each (``profile``: see ClickHouseServer)."""
         first = len(self.servers)
         members = [
-            ClickHouseServer(self.root / f"server{first + i}", free_port(), free_port(), macros={"shard": str(i + 1)})
+            ClickHouseServer(
+                self.root / f"server{first + i}",
+                free_port(),
+                free_port(),
+                macros={"shard": str(i + 1)},
+                profile=dict(profile or {}),
+            )
             for i in range(shards)
         ]
         for member in members:

@@ -22,8 +22,10 @@ _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Session settings of every server client. On a sharded cluster an insert into a Distributed table
 #: commits on its shards before it is acknowledged (a spooled batch is deleted only after that, and a
 #: retry carries the same deduplication token to the same shards); a query constrained to one user
-#: asks only that user's shard. Without Distributed tables neither changes anything.
-SERVER_SETTINGS = {"distributed_foreground_insert": 1, "optimize_skip_unused_shards": 1}
+#: asks only that user's shard; and a query needing a shard that cannot be reached fails instead of
+#: answering from the other shards alone (a quota, plan catalog or report short of that shard's rows),
+#: whatever the server's profile says. Without Distributed tables none of them changes anything.
+SERVER_SETTINGS = {"distributed_foreground_insert": 1, "optimize_skip_unused_shards": 1, "skip_unavailable_shards": 0}
 
 __all__ = ["Client", "check_database_name", "connect", "embedded_url", "release_freed_memory"]
 
