@@ -74,7 +74,9 @@ def test_a_collector_whose_usage_inserts_fail_shows_down_with_the_error_past_its
         assert service.status == "down"
         assert service.detail.startswith(f"inserts failing: {collector.telemetry.insert_last_error}; oldest unsent")
         assert LANDING_SUM in service.detail
-        health = httpx.get(f"http://127.0.0.1:{collector.http_port}/health", timeout=5).json()
+        # A token brings the reasons' sentences; this collector has none configured, so it takes any (as on ingest).
+        headers = {"authorization": "Bearer any"}
+        health = httpx.get(f"http://127.0.0.1:{collector.http_port}/health", headers=headers, timeout=5).json()
         assert health["status"] == "degraded" and health["insert_failing"] is True
         assert health["reasons"][0].startswith("inserts into ClickHouse failing since")
         assert collector.telemetry.render().count("usagemeter_collector_insert_failing 1\n") == 1
@@ -126,3 +128,21 @@ def test_collectors_asked_directly_are_judged_by_their_answer_and_one_that_is_si
         "inserts failing: Code: 516. Authentication failed; oldest unsent data 0 s old; spool backlog 0.0 MiB",
     )
     assert by_name["collector at http://gone:4318"] == ("down", "health check unanswered: Connection refused")
+
+
+def test_a_silent_url_that_named_an_instance_marks_that_instance_down_instead_of_adding_an_entry() -> None:
+    now = datetime.now(UTC)
+    reports = [CollectorReport("stopped", now, 0.0), CollectorReport("moved", now, 0.0)]
+    probes = [
+        CollectorProbe("http://a:4318", instance="stopped", unreachable="Connection refused"),
+        CollectorProbe("http://b:4318", instance="moved", unreachable="Connection refused"),
+        CollectorProbe("http://c:4318", instance="moved"),  # the same instance answers at another URL
+        CollectorProbe("http://never:4318", unreachable="timed out"),
+    ]
+    details = health_details(now, now, THRESHOLDS, _no_workers(now), reports, probes)
+    by_name = {service.name: (service.status, service.detail) for service in details.services[2:]}
+    assert by_name == {
+        "collector stopped": ("down", "health check unanswered: Connection refused; spool backlog 0.0 MiB"),
+        "collector moved": ("healthy", "spool backlog 0.0 MiB"),
+        "collector at http://never:4318": ("down", "health check unanswered: timed out"),
+    }

@@ -16,7 +16,16 @@ import httpx
 from tests.clickhouse_server import ClickHouseServer
 from tests.collector.conftest import wait_for
 from tests.conftest import ServerFactory
-from tests.server.processes import JWT_SECRET, Api, Collector, run_migrate, server_env, start_api, start_collector
+from tests.server.processes import (
+    INGEST_TOKEN,
+    JWT_SECRET,
+    Api,
+    Collector,
+    run_migrate,
+    server_env,
+    start_api,
+    start_collector,
+)
 from tests.server.test_server_pipeline import FEATURE, send_usage
 from usagemeter_api.auth import mint_token
 from usagemeter_clickhouse import tables
@@ -43,9 +52,10 @@ def metric(collector: Collector, name: str) -> float:
     return float(line.removeprefix(prefix))
 
 
-def collector_health(collector: Collector) -> dict[str, Any]:
-    """The collector's own GET /health (no token)."""
-    response = httpx.get(f"{collector.http_endpoint}/health", timeout=5)
+def collector_health(collector: Collector, token: str | None = None) -> dict[str, Any]:
+    """The collector's own GET /health: reason codes without a token, with the error texts with one."""
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    response = httpx.get(f"{collector.http_endpoint}/health", headers=headers, timeout=5)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -123,7 +133,7 @@ def test_a_missing_format_schema_keeps_the_data_spooled_shows_the_error_and_drai
     api = start_api(env, tmp_path)
     try:
         send_usage(collector.grpc_endpoint, USES)
-        error = eventually(lambda: collector_health(collector)["insert_last_error"], "the insert error")
+        error = eventually(lambda: collector_health(collector, INGEST_TOKEN)["insert_last_error"], "the insert error")
         assert "otlp_metrics.proto" in error and "Code: 434" in error
         assert metric(collector, "insert_failing") == 1
         assert 'usagemeter_collector_insert_last_error{error="Code: 434.' in collector.metrics()
@@ -147,7 +157,7 @@ def test_a_missing_format_schema_keeps_the_data_spooled_shows_the_error_and_drai
         assert api.stop() == 0, api.output()
 
 
-def test_a_collector_refused_by_clickhouse_shows_down_with_the_reason_in_the_health_details(
+def test_a_collector_refused_by_clickhouse_shows_its_error_text_to_an_api_with_its_token_and_only_the_code_without(
     clickhouse_server: ClickHouseServer, database: str, tmp_path: Path
 ) -> None:
     env = server_env(clickhouse_server.url(), database)
@@ -156,7 +166,9 @@ def test_a_collector_refused_by_clickhouse_shows_down_with_the_reason_in_the_hea
         clickhouse_server.url(password="not-the-password"), database, drain_timeout_seconds="1", **QUICK_RETRIES
     )
     collector = start_collector(refused, tmp_path / "collector")
-    api = start_api(env | {"USAGEMETER_COLLECTOR_URLS": collector.http_endpoint}, tmp_path)
+    asking = env | {"USAGEMETER_COLLECTOR_URLS": collector.http_endpoint}
+    api = start_api(asking | {"USAGEMETER_COLLECTOR_TOKEN": INGEST_TOKEN}, tmp_path)
+    tokenless = start_api(asking, tmp_path, name="tokenless-api")
     try:
         send_usage(collector.grpc_endpoint, USES)
         (service,) = eventually(
@@ -166,10 +178,18 @@ def test_a_collector_refused_by_clickhouse_shows_down_with_the_reason_in_the_hea
         assert service["status"] == "down"
         assert "inserts failing: cannot connect to ClickHouse: Code: 516" in service["detail"], service
         assert "Authentication failed" in service["detail"]
+
+        (coded,) = [s for s in collector_services(tokenless) if s["name"] == service["name"]]
+        assert coded["status"] == "down"
+        assert coded["detail"].startswith("inserts failing: AUTHENTICATION_FAILED; oldest unsent data"), coded
+        public = httpx.get(f"{collector.http_endpoint}/health", timeout=5).text
+        for private in ("Authentication failed", "Code: 516", "usagemeter", database):
+            assert private not in coded["detail"] and private not in public, (coded, public)
         assert usage_totals(clickhouse_server, database) == {}
     finally:
         assert collector.stop() == 0, collector.output()
         assert api.stop() == 0, api.output()
+        assert tokenless.stop() == 0, tokenless.output()
 
 
 def test_a_collector_that_does_not_answer_its_health_check_shows_down(
@@ -186,6 +206,37 @@ def test_a_collector_that_does_not_answer_its_health_check_shows_down(
         assert service["status"] == "down"
         assert service["detail"].startswith("health check unanswered:"), service
     finally:
+        assert api.stop() == 0, api.output()
+
+
+def test_a_collector_that_stops_answering_shows_as_its_own_instance_down_and_not_again_as_its_url(
+    clickhouse_server: ClickHouseServer, database: str, tmp_path: Path
+) -> None:
+    env = server_env(clickhouse_server.url(), database, self_telemetry_interval_seconds="2")
+    run_migrate(env)
+    collector = start_collector(env, tmp_path / "collector")
+    api = start_api(env | {"USAGEMETER_COLLECTOR_URLS": collector.http_endpoint}, tmp_path)
+    try:
+        instance = collector_health(collector)["instance"]
+        # Its self-reports are stored, and its health check has named it once.
+        (first,) = eventually(
+            lambda: [s for s in collector_services(api) if s["status"] == "healthy"], "the collector's first report"
+        )
+        assert first["name"] == f"collector {instance}"
+        assert collector.stop() == 0, collector.output()
+
+        (stopped,) = collector_services(api)
+        assert stopped["name"] == f"collector {instance}", stopped
+        assert stopped["status"] == "down"
+        assert "health check unanswered:" in stopped["detail"], stopped
+
+        collector.start()
+        (back,) = eventually(
+            lambda: [s for s in collector_services(api) if s["status"] == "healthy"], "the collector answering again"
+        )
+        assert back["name"] == f"collector {instance}"
+    finally:
+        assert collector.stop() == 0, collector.output()
         assert api.stop() == 0, api.output()
 
 

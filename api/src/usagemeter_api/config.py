@@ -114,6 +114,11 @@ class ApiSettings(BaseSettings):
         description="Comma-separated OTLP/HTTP base URLs of collectors (http://collector:4318) whose GET /health "
         "the health details include; empty: collectors are known from their self-telemetry only.",
     )
+    collector_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="One of the collectors' ingest tokens, sent on their GET /health so that they add ClickHouse's "
+        "error text to the reason codes; empty: codes only.",
+    )
 
     @field_validator("jwt_secret")
     @classmethod

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import SecretStr
+
 from usagemeter_api.collector_probes import CollectorProbe
 from usagemeter_api.ops_schemas import (
     Conversions,
@@ -141,6 +143,8 @@ class HealthThresholds:
     collector_unsent_after_seconds: float = 120.0
     #: OTLP/HTTP base URLs of collectors whose GET /health is asked.
     collector_urls: tuple[str, ...] = ()
+    #: Sent on those health checks so that collectors add their error texts to the reason codes.
+    collector_token: SecretStr | None = None
 
 
 def newest_point(client: Client, now: datetime) -> datetime | None:
@@ -191,16 +195,21 @@ def health_details(
 def _collectors(
     reports: list[CollectorReport], probes: Sequence[CollectorProbe], now: datetime, thresholds: HealthThresholds
 ) -> list[ServiceHealth]:
-    """One entry per collector instance seen in ClickHouse or answering its health check, and one per silent URL."""
-    answered = {probe.instance: probe for probe in probes if probe.instance is not None}
+    """One entry per collector instance seen in ClickHouse or known from its health check (answered now, or at
+    a URL that answered before), and one per URL that never named an instance."""
+    # An instance answering (at any URL) wins over the same instance remembered at a URL now silent.
+    named = {probe.instance: probe for probe in probes if probe.instance is not None and probe.unreachable is not None}
+    named |= {probe.instance: probe for probe in probes if probe.instance is not None and probe.unreachable is None}
     known = {report.instance for report in reports}
-    reports = reports + [CollectorReport(name, None, 0.0) for name in answered if name not in known]
-    services = [_collector(report, answered.get(report.instance), now, thresholds) for report in reports]
+    reports = reports + [CollectorReport(name, None, 0.0) for name in named if name not in known]
+    services = [_collector(report, named.get(report.instance), now, thresholds) for report in reports]
     for probe in probes:
+        if probe.instance is not None:
+            continue
         if probe.unreachable is not None:
             detail = f"health check unanswered: {probe.unreachable}"
             services.append(ServiceHealth(name=f"collector at {probe.url}", status="down", detail=detail))
-        elif probe.instance is None:  # its self-telemetry is switched off: it has no instance id to report
+        else:  # its self-telemetry is switched off: it has no instance id to report
             services.append(_collector(CollectorReport(f"at {probe.url}", None, 0.0), probe, now, thresholds))
     return services
 
@@ -219,19 +228,11 @@ def _delivery(
     report: CollectorReport, probe: CollectorProbe | None, now: datetime, thresholds: HealthThresholds
 ) -> list[tuple[Status, str]]:
     """Whether what the collector accepts reaches ClickHouse: failing inserts, silence, old unsent data."""
-    error, unsent = None, report.oldest_unsent_seconds
-    if report.failing is not None:
-        error = report.failing.error
-        unsent = report.failing.oldest_unsent_seconds + max((now - report.failing.seen_at).total_seconds(), 0.0)
-    if probe is not None:  # what the collector answers now supersedes what it stored before
-        error, unsent = probe.insert_error, probe.oldest_unsent_seconds
-    findings: list[tuple[Status, str]] = []
-    if error is not None:
-        findings.append(("down", f"inserts failing: {error}; oldest unsent data {unsent:.0f} s old"))
-    elif unsent > thresholds.collector_unsent_after_seconds:
-        limit = thresholds.collector_unsent_after_seconds
-        findings.append(("degraded", f"oldest unsent data {unsent:.0f} s old (degraded above {limit:g} s)"))
-    if probe is not None and not probe.spool_writable:
+    answered = probe if probe is not None and probe.unreachable is None else None
+    findings = _unsent(report, answered, now, thresholds)
+    if probe is not None and probe.unreachable is not None:
+        findings.append(("down", f"health check unanswered: {probe.unreachable}"))
+    if answered is not None and not answered.spool_writable:
         findings.append(("down", "spool cannot write: exports are refused"))
     if report.reported_at is not None:
         age = max((now - report.reported_at).total_seconds(), 0.0)
@@ -240,6 +241,24 @@ def _delivery(
     elif probe is None:  # known from failing-insert rows only
         findings.append(("down", "no self-report stored in the last hour"))
     return findings
+
+
+def _unsent(
+    report: CollectorReport, answered: CollectorProbe | None, now: datetime, thresholds: HealthThresholds
+) -> list[tuple[Status, str]]:
+    """Failing inserts or old unsent data, from the collector's answer now, else from what it stored."""
+    error, unsent = None, report.oldest_unsent_seconds
+    if report.failing is not None:
+        error = report.failing.error
+        unsent = report.failing.oldest_unsent_seconds + max((now - report.failing.seen_at).total_seconds(), 0.0)
+    if answered is not None:  # what the collector answers now supersedes what it stored before
+        error, unsent = answered.insert_error, answered.oldest_unsent_seconds
+    if error is not None:
+        return [("down", f"inserts failing: {error}; oldest unsent data {unsent:.0f} s old")]
+    if unsent > thresholds.collector_unsent_after_seconds:
+        limit = thresholds.collector_unsent_after_seconds
+        return [("degraded", f"oldest unsent data {unsent:.0f} s old (degraded above {limit:g} s)")]
+    return []
 
 
 def _spool(report: CollectorReport, thresholds: HealthThresholds) -> list[tuple[Status, str]]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from usagemeter_api.collector_probes import probe_collectors
+from usagemeter_api.collector_probes import CollectorProbe, CollectorProbes
 from usagemeter_api.operations import HealthThresholds, collector_reports, conversions, health_details, newest_point
 from usagemeter_api.ops_schemas import Conversions, HealthDetails, WorkersReport, WorkerThresholds
 from usagemeter_api.pool import ClientPool
@@ -48,6 +48,11 @@ class SystemViews:
         self._clock = clock
         self._cached: tuple[float, tuple[object, ...], SystemView] | None = None
         self._refreshing: asyncio.Task[SystemView] | None = None
+        self._probes = CollectorProbes()
+
+    def probe_collectors(self, health: HealthThresholds) -> list[CollectorProbe]:
+        """Ask the configured collectors' health now (blocking), naming a silent URL by the instance it last gave."""
+        return self._probes.probe(health.collector_urls, health.collector_token)
 
     async def current(self, now: datetime, workers: WorkerThresholds, health: HealthThresholds) -> SystemView:
         """The view as of ``now``, or as of a moment at most two ``ttl_seconds`` earlier."""
@@ -82,7 +87,7 @@ class SystemViews:
             pool.call(conversions, now),
             pool.call(newest_point, now),
             pool.call(collector_reports, now),
-            asyncio.to_thread(probe_collectors, health.collector_urls),
+            asyncio.to_thread(self.probe_collectors, health),
         )
         return SystemView(
             conversions=converted,

@@ -66,6 +66,14 @@ class SegmentAppender:
         return (self.active is not None) + (self.unsealed is not None)
 
     @property
+    def oldest_held(self) -> str | None:
+        """The oldest segment held here with acknowledged records: a closed one not yet sealed, else the active one."""
+        active = self.active
+        if self.unsealed is not None:
+            return self.unsealed
+        return active.name if active is not None and active.durable else None
+
+    @property
     def needs_repair(self) -> bool:
         """Whether a failed write left something to finish before the next append."""
         return self.unsealed is not None or (self.active is not None and not self.active.clean)

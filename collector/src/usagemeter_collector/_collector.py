@@ -19,6 +19,7 @@ from usagemeter_collector._beacon import FailureBeacon
 from usagemeter_collector._cumulative import CumulativeToDelta
 from usagemeter_collector._decoded import PointRules, TimeWindow
 from usagemeter_collector._grpc import add_otlp_services
+from usagemeter_collector._health import CollectorStatus, health_answer
 from usagemeter_collector._http import HttpOptions, build_http_app
 from usagemeter_collector._ingest import Ingest
 from usagemeter_collector._landing import format_schema
@@ -26,7 +27,7 @@ from usagemeter_collector._self_telemetry import SelfReporter, instance_id
 from usagemeter_collector._settings import CollectorSettings
 from usagemeter_collector._spool import Spool, SpoolLimits
 from usagemeter_collector._state import StateLimits
-from usagemeter_collector._telemetry import CollectorStatus, Telemetry
+from usagemeter_collector._telemetry import Telemetry
 from usagemeter_collector._writer import SpoolWriter
 
 logger = logging.getLogger(__name__)
@@ -127,22 +128,14 @@ class Collector:
         return self._reporter.instance if self._reporter is not None else None
 
     def status(self) -> CollectorStatus:
-        """Whether the spool can write, and what was lost to damage or moved aside since the start."""
-        return self.telemetry.status()
+        """Whether the spool can write and inserts work, how old the unsent data is, and what was lost to damage
+        or moved aside since the start."""
+        return self.telemetry.status(self._settings.collector_unsent_degraded_seconds)
 
-    def health(self) -> dict[str, Any]:
-        """What GET /health answers: ``ok`` or ``degraded`` with the reasons, and the figures they rest on."""
-        status = self.status()
-        reasons = status.reasons
-        return {
-            "status": "degraded" if reasons else "ok",
-            "instance": self.instance_id,
-            "reasons": reasons,
-            "insert_failing": status.insert_failing_since is not None,
-            "insert_last_error": status.insert_last_error,
-            "oldest_unsent_age_seconds": status.oldest_unsent_age_seconds,
-            "spool_writable": status.spool_writable,
-        }
+    def health(self, detailed: bool = False) -> dict[str, Any]:
+        """What GET /health answers: ``ok`` or ``degraded`` with reason codes and the figures they rest on;
+        ``detailed`` adds the reasons' sentences and the error texts (for a caller with an ingest token)."""
+        return health_answer(self.status(), self.instance_id, detailed)
 
     @property
     def drained(self) -> bool:

@@ -56,10 +56,10 @@ class HttpOptions:
 
 
 def build_http_app(
-    ingest: Ingest, telemetry: Telemetry, options: HttpOptions, health: Callable[[], dict[str, Any]] | None = None
+    ingest: Ingest, telemetry: Telemetry, options: HttpOptions, health: Callable[[bool], dict[str, Any]] | None = None
 ) -> Starlette:
     """The OTLP/HTTP ASGI app spooling through ``ingest``, with the collector's own metrics on GET /metrics
-    and, when ``health`` is given, its state as JSON on GET /health."""
+    and, when ``health`` is given, its state as JSON on GET /health (``health(True)`` for an accepted token)."""
     signals = {
         METRICS_PATH: _Signal(ExportMetricsServiceRequest, METRICS_SIGNAL, ingest.export_metrics),
         TRACES_PATH: _Signal(ExportTraceServiceRequest, TRACES_SIGNAL, ingest.export_traces),
@@ -73,22 +73,33 @@ def build_http_app(
 
     async def metrics(request: Request) -> Response:
         # The ingest tokens guard the collector's own telemetry too: it tells senders' volumes and backlogs.
-        try:
-            options.tokens.check(request.headers.get("authorization"))
-        except Unauthenticated as exc:
-            return PlainTextResponse(str(exc), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if (refused := _refusal(request, options.tokens)) is not None:
+            return refused
         return PlainTextResponse(telemetry.render(), media_type="text/plain; version=0.0.4")
 
     async def state(request: Request) -> Response:
-        # Unauthenticated like a readiness probe: status, reasons and ages only, no volumes.
+        # A readiness probe needs no token and gets codes only: error texts can name databases, users and hosts.
         assert health is not None
-        return JSONResponse(health())
+        if "authorization" not in request.headers:
+            return JSONResponse(health(False))
+        if (refused := _refusal(request, options.tokens)) is not None:
+            return refused
+        return JSONResponse(health(True))
 
     routes = [Route(path, export, methods=["POST"]) for path in signals]
     routes.append(Route(TELEMETRY_PATH, metrics, methods=["GET"]))
     if health is not None:
         routes.append(Route(HEALTH_PATH, state, methods=["GET"]))
     return Starlette(routes=routes)
+
+
+def _refusal(request: Request, tokens: TokenCheck) -> Response | None:
+    """A 401 for a request whose token is missing or not accepted; None when it may pass."""
+    try:
+        tokens.check(request.headers.get("authorization"))
+    except Unauthenticated as exc:
+        return PlainTextResponse(str(exc), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return None
 
 
 async def _export(request: Request, signal: _Signal, options: HttpOptions) -> Response:

@@ -96,6 +96,12 @@ class CollectorSettings(BaseSettings):
         ge=0,
         description="How often the collector stores its own telemetry through its ingest; 0 disables it.",
     )
+    collector_unsent_degraded_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="GET /health says degraded (unsent_data_old) while the oldest unsent data is older than this; "
+        "the API's health details read the same variable.",
+    )
     drain_timeout_seconds: float = Field(
         default=20.0,
         ge=0,

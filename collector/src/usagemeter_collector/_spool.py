@@ -288,6 +288,7 @@ class Spool:
                 self.state.add(item.digest, item.updates)
             self._disk_bytes += written
             self._telemetry.spool_bytes = self._disk_bytes
+            self._note_oldest()
         self._telemetry.spooled_bytes += written
         durable.update(pending)
         pending.clear()
@@ -301,8 +302,10 @@ class Spool:
             self._cond.notify_all()
 
     def _note_oldest(self) -> None:
-        # Segment names start with their creation time in ns, so the oldest sealed one dates the oldest unsent data.
-        head = self._sealed[0].split("-", 1)[0] if self._sealed else ""
+        # Segment names start with their creation time in ns and are sealed in that order, so the oldest sealed one
+        # (or, while none is, the one still held by the appender) dates the oldest unsent data.
+        oldest = self._sealed[0] if self._sealed else self._segments.oldest_held
+        head = oldest.split("-", 1)[0] if oldest else ""
         self._telemetry.oldest_unsent_ns = int(head) if head.isdigit() else 0
 
     def _fail_queued(self, exc: BaseException) -> None:

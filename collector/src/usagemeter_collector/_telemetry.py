@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from usagemeter_collector._health import CollectorStatus, error_code
+
 _PREFIX = "usagemeter_collector_"
 
 _HELP = {
@@ -34,6 +36,10 @@ _HELP = {
     "insert_failing": ("gauge", "1 from a failed insert or ClickHouse connection until an insert or connection works."),
     "insert_failing_since_seconds": ("gauge", "Unix time inserts started failing; 0 while they succeed."),
     "oldest_unsent_age_seconds": ("gauge", "Age of the oldest spooled data not yet in ClickHouse; 0 when none."),
+    "oldest_unsent_since_seconds": (
+        "gauge",
+        "Unix time the oldest spool segment not yet in ClickHouse was created; 0 when none.",
+    ),
 }
 
 #: Upper bounds (seconds) of the insert latency histogram's buckets.
@@ -52,40 +58,6 @@ class InsertStats:
     slowest: float
 
 
-@dataclass(frozen=True)
-class CollectorStatus:
-    """The collector's health: whether its spool can write, and what it lost or moved aside since it started."""
-
-    spool_writable: bool
-    spool_unwritable_since: datetime | None
-    spool_last_error: str | None
-    spool_write_errors: int
-    spool_records_damaged: int
-    state_files_quarantined: int
-    insert_failing_since: datetime | None = None
-    insert_last_error: str | None = None
-    oldest_unsent_age_seconds: float = 0.0
-
-    @property
-    def reasons(self) -> list[str]:
-        """Why the collector is degraded; empty when it is not."""
-        reasons = []
-        if not self.spool_writable and self.spool_unwritable_since is not None:
-            since = self.spool_unwritable_since.isoformat(timespec="seconds")
-            reasons.append(f"spool cannot write since {since} ({self.spool_last_error}): exports are refused")
-        if self.insert_failing_since is not None:
-            since = self.insert_failing_since.isoformat(timespec="seconds")
-            reasons.append(
-                f"inserts into ClickHouse failing since {since} ({self.insert_last_error}); "
-                f"keeps spooling, oldest unsent data {self.oldest_unsent_age_seconds:.0f} s old"
-            )
-        if self.spool_records_damaged:
-            reasons.append(f"{_count(self.spool_records_damaged, 'acknowledged spool record')} lost to damaged bytes")
-        if self.state_files_quarantined:
-            reasons.append(f"{_count(self.state_files_quarantined, 'damaged spool state file')} moved aside")
-        return reasons
-
-
 def first_line(error: BaseException | str, limit: int = 300) -> str:
     """The line of an error that says what went wrong, at most ``limit`` characters: what health shows of it.
 
@@ -100,10 +72,6 @@ def first_line(error: BaseException | str, limit: int = 300) -> str:
 def _label(value: str) -> str:
     # Prometheus label values escape backslash, quote and newline.
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @dataclass
@@ -134,6 +102,8 @@ class Telemetry:
     spool_last_error: str = ""
     insert_failing_since_seconds: float = 0.0
     insert_last_error: str = ""
+    #: The kind of the last failed insert's error without its text (error_code), for unauthenticated health.
+    insert_error_code: str = ""
     #: Creation time (unix ns) of the oldest spool segment not yet inserted; 0 when the spool holds none.
     oldest_unsent_ns: int = 0
     _buckets: list[int] = field(default_factory=lambda: [0] * (len(INSERT_DURATION_BOUNDS) + 1), repr=False)
@@ -168,9 +138,16 @@ class Telemetry:
         oldest = self.oldest_unsent_ns
         return round(max(time.time() - oldest / 1e9, 0.0), 3) if oldest else 0.0
 
+    @property
+    def oldest_unsent_since_seconds(self) -> float:
+        """Unix time the oldest segment not yet in ClickHouse was created (0 when there is none): data acknowledged
+        before a moment is all inserted once this is 0 or later than that moment."""
+        return self.oldest_unsent_ns / 1e9
+
     def insert_failed(self, error: BaseException, context: str = "") -> None:
         """An insert or a connection to ClickHouse failed (``context`` says which); the data stays spooled."""
         self.insert_last_error = context + first_line(error)
+        self.insert_error_code = error_code(error)
         if not self.insert_failing_since_seconds:
             self.insert_failing_since_seconds = time.time()
 
@@ -178,8 +155,9 @@ class Telemetry:
         """An insert committed (or a connection opened): ClickHouse takes data again."""
         self.insert_failing_since_seconds = 0.0
 
-    def status(self) -> CollectorStatus:
-        """What the collector's health depends on, now."""
+    def status(self, unsent_degraded_seconds: float = math.inf) -> CollectorStatus:
+        """What the collector's health depends on, now; unsent data older than ``unsent_degraded_seconds`` is a
+        reason to be degraded."""
         since, failing = self.spool_unwritable_since_seconds, self.insert_failing_since_seconds
         return CollectorStatus(
             spool_writable=bool(self.spool_writable),
@@ -191,6 +169,8 @@ class Telemetry:
             insert_failing_since=datetime.fromtimestamp(failing, UTC) if failing else None,
             insert_last_error=self.insert_last_error or None,
             oldest_unsent_age_seconds=self.oldest_unsent_age_seconds,
+            insert_error_code=self.insert_error_code or None,
+            unsent_degraded_seconds=unsent_degraded_seconds,
         )
 
     def record_insert(self, seconds: float, rows: int) -> None:

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
-from usagemeter_api.collector_probes import probe_collectors
 from usagemeter_api.config import ApiSettings
 from usagemeter_api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, TargetUser
 from usagemeter_api.errors import error_responses
@@ -49,6 +48,7 @@ def health_thresholds(request: Request) -> HealthThresholds:
         collector_backlog_bytes=settings.collector_backlog_degraded_bytes,
         collector_unsent_after_seconds=settings.collector_unsent_degraded_seconds,
         collector_urls=tuple(url.strip() for url in settings.collector_urls.split(",") if url.strip()),
+        collector_token=settings.collector_token,
     )
 
 
@@ -64,14 +64,15 @@ def workers(_: CurrentUser, client: ClickHouse, now: Clock, thresholds: Threshol
 
 @router.get("/health/details", response_model=HealthDetails, responses=error_responses(_ADMIN, validated=False))
 def detailed_health(
-    _: Admin, client: ClickHouse, now: Clock, thresholds: Thresholds, limits: HealthLimits
+    request: Request, _: Admin, client: ClickHouse, now: Clock, thresholds: Thresholds, limits: HealthLimits
 ) -> HealthDetails:
     """ClickHouse, ingest freshness, collectors and workers, as ``X/Y services healthy`` (role admin).
 
     Collector instances and their spool backlogs are operators' information; ``GET /health`` is the public summary.
     """
     report = worker_report(client, now, thresholds)
-    collectors, probes = collector_reports(client, now), probe_collectors(limits.collector_urls)
+    views: SystemViews = request.app.state.system_views
+    collectors, probes = collector_reports(client, now), views.probe_collectors(limits)
     return health_details(newest_point(client, now), now, limits, report, collectors, probes)
 
 
