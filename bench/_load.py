@@ -29,6 +29,16 @@ def open_loop(
     base: str, paths: list[str], rate: float, seconds: float, token: str
 ) -> tuple[list[float], dict[str, int]]:
     """Latencies (ms) at ``rate`` requests/s for ``seconds``, measured by the lean client in its own process."""
+    result = open_loop_run(base, paths, rate, seconds, token)
+    return result["latencies"], result["failures"]
+
+
+def open_loop_run(base: str, paths: list[str], rate: float, seconds: float, token: str) -> dict[str, Any]:
+    """The lean client's whole result: ``latencies`` (ms), ``failures`` by reason, and ``achieved_rate``.
+
+    ``achieved_rate`` is the requests answered per second from the first scheduled send to the last
+    answer: below ``rate`` when the server (or the client) could not keep up with the schedule.
+    """
     spec = {"base": base, "paths": paths, "rate": rate, "seconds": seconds, "token": token}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(spec, handle)
@@ -38,8 +48,8 @@ def open_loop(
         ).stdout
     finally:
         os.unlink(handle.name)
-    result = json.loads(output.splitlines()[-1])
-    return result["latencies"], result["failures"]
+    result: dict[str, Any] = json.loads(output.splitlines()[-1])
+    return result
 
 
 def _encoded_requests(base: str, paths: list[str], token: str) -> list[bytes]:
@@ -89,12 +99,14 @@ async def lean_open_loop(spec: dict[str, Any]) -> dict[str, Any]:
     _, pending = await asyncio.wait(senders, timeout=REQUEST_TIMEOUT)
     for task in pending:
         task.cancel()
+    finished = time.perf_counter()
     unanswered = total - len(latencies) - sum(failures.values())
     if unanswered:
         failures["timed out"] = unanswered
     for _, writer in connections:
         writer.close()
-    return {"latencies": latencies, "failures": failures}
+    achieved = (total - unanswered) / max(finished - start, 1e-9)
+    return {"latencies": latencies, "failures": failures, "achieved_rate": achieved}
 
 
 async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
