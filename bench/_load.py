@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -40,15 +39,12 @@ def open_loop_run(base: str, paths: list[str], rate: float, seconds: float, toke
     answer: below ``rate`` when the server (or the client) could not keep up with the schedule.
     """
     spec = {"base": base, "paths": paths, "rate": rate, "seconds": seconds, "token": token}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(spec, handle)
-    try:
-        output = subprocess.run(
-            [sys.executable, __file__, handle.name], check=True, capture_output=True, text=True
-        ).stdout
-    finally:
-        os.unlink(handle.name)
-    result: dict[str, Any] = json.loads(output.splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="usagemeter-load-") as folder:
+        spec_path = Path(folder) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        # The result comes back in a file: a pipe cut the client's large answer short on a loaded machine.
+        subprocess.run([sys.executable, __file__, str(spec_path)], check=True, capture_output=True)
+        result: dict[str, Any] = json.loads((Path(folder) / "result.json").read_text())
     return result
 
 
@@ -126,7 +122,7 @@ def _run_client(spec_path: str) -> None:
 
     spec = json.loads(Path(spec_path).read_text())
     result = uvloop.run(lean_open_loop(spec))
-    print(json.dumps(result), flush=True)
+    Path(spec_path).with_name("result.json").write_text(json.dumps(result))
 
 
 async def closed_loop(base: str, paths: list[str], token: str) -> list[float]:
