@@ -44,7 +44,7 @@ def through_collector(server: ClickHouseServer, database: str, args: argparse.Na
     os.environ.update(USAGEMETER_CLICKHOUSE_URL=server.url(), USAGEMETER_CLICKHOUSE_DATABASE=database)
     cpu = _server_cpu(server)
     result = measure_collector(args.requests, args.points, args.senders)
-    return result | {"cpu_server": _server_cpu(server) - cpu}
+    return result | {"cpu_server": _server_cpu(server) - cpu, "load": os.getloadavg()[0]}
 
 
 def straight_in(server: ClickHouseServer, database: str, args: argparse.Namespace) -> dict[str, float]:
@@ -81,7 +81,10 @@ def report(args: argparse.Namespace, rounds: list[Round]) -> None:
     """Write docs/benchmarks/server_ingest.md and its rows in docs/benchmarks.md."""
     through, direct = sorted(rounds, key=_ratio)[len(rounds) // 2]
     ratio = _ratio((through, direct))
-    each = "; ".join(f"{_ratio(r):.0%} ({r[0]['rate']:,.0f} against {r[1]['rate']:,.0f})" for r in rounds)
+    each = "; ".join(
+        f"{_ratio(r):.0%} ({r[0]['rate']:,.0f} against {r[1]['rate']:,.0f}, load average {r[0]['load']:.1f})"
+        for r in rounds
+    )
     rate = statistics.median(r[0]["rate"] for r in rounds)
     direct_rate = statistics.median(r[1]["rate"] for r in rounds)
     row = "| {} | {points:,.0f} | {seconds:.2f} | {rate:,.0f} | {cpu_server:.2f} |"
@@ -105,7 +108,7 @@ insert. The table shows the median round.
 {row.format("collector process → server (spool + insert over HTTP)", **through)}
 {row.format("baseline: same inserts straight into the server, no collector", **direct)}
 
-Ratio to the baseline: **{ratio:.0%}** (target ≥ {TARGET_RATIO:.0%}, as in embedded mode); collector end to end,
+Ratio to the baseline: **{ratio:.1%}** (target ≥ {TARGET_RATIO:.0%}, as in embedded mode); collector end to end,
 median of the rounds: **{rate:,.0f} points/s** (baseline median {direct_rate:,.0f} points/s). The {len(rounds)} rounds
 in order, ratio (collector against baseline, points/s): {each}. Collector peak RSS (VmHWM; in server mode no engine
 runs in it), the highest of the rounds: **{max(r[0]["rss_mb"] for r in rounds):,.0f} MB**. In the median round the
@@ -123,7 +126,7 @@ collector committed the points in {through["inserts"]:.0f} inserts taking {throu
                 f"{rate:,.0f} points/s over {args.requests * args.points / 1e6:g} M points, {ratio:.0%} of the baseline"
                 " (rounds: " + ", ".join(f"{_ratio(r):.0%}" for r in rounds) + ")",
                 f"same inserts straight into the server: {direct_rate:,.0f} points/s",
-                f"{'met' if ratio >= TARGET_RATIO else 'missed'} ({ratio:.0%})",
+                f"{'met' if ratio >= TARGET_RATIO else 'missed'} ({ratio:.1%})",
             )
         ],
     )
