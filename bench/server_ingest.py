@@ -133,15 +133,15 @@ collector committed the points in {through["inserts"]:.0f} inserts taking {throu
     print(text)
 
 
-READING = """Reading: in server mode ClickHouse decodes the spooled OTLP requests in its own process, so the collector's
-work per point is what it does on receipt (the lean pass, the request hash, the spool's fsync) and handing each
-sealed segment to the server over HTTP; the baseline pays only the last part. The server's CPU time in a round is
-about the same on both paths (the same inserts, views and merges of the same points), so what separates them is the
-collector's own work: on two shared cores its receivers, the sender process and the server compete for the same
-CPUs, which the baseline does not have to share, and the rounds spread widely when other work lands on one of the
-two paths. Against a real clickhouse-server the collector is configured with `USAGEMETER_CLICKHOUSE_FORMAT_SCHEMA`
-naming the schema in the server's `format_schema_path`; this server reads the absolute path of the schema
-shipped with the collector, the default both paths use here."""
+READING = """Reading: in server mode ClickHouse decodes the spooled OTLP requests in its own process, so the
+collector's work per point is what it does on receipt (the lean pass, the request hash, the spool's fsync) and
+handing each sealed segment to the server over HTTP; the baseline pays only the last part. The server's CPU time in
+a round is of the same order on both paths (the same inserts, views and merges of the same points; the table's last
+column), so what separates them is the collector's own work: on two shared cores its receivers, the sender process
+and the server compete for the same CPUs, which the baseline does not have to share, and the rounds spread widely
+when other work lands on one of the two paths. Against a real clickhouse-server the collector is configured with
+`USAGEMETER_CLICKHOUSE_FORMAT_SCHEMA` naming the schema in the server's `format_schema_path`; this server reads the
+absolute path of the schema shipped with the collector, the default both paths use here."""
 
 
 def main() -> None:
