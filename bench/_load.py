@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,17 +28,24 @@ def open_loop(
     base: str, paths: list[str], rate: float, seconds: float, token: str
 ) -> tuple[list[float], dict[str, int]]:
     """Latencies (ms) at ``rate`` requests/s for ``seconds``, measured by the lean client in its own process."""
-    spec = {"base": base, "paths": paths, "rate": rate, "seconds": seconds, "token": token}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(spec, handle)
-    try:
-        output = subprocess.run(
-            [sys.executable, __file__, handle.name], check=True, capture_output=True, text=True
-        ).stdout
-    finally:
-        os.unlink(handle.name)
-    result = json.loads(output.splitlines()[-1])
+    result = open_loop_run(base, paths, rate, seconds, token)
     return result["latencies"], result["failures"]
+
+
+def open_loop_run(base: str, paths: list[str], rate: float, seconds: float, token: str) -> dict[str, Any]:
+    """The lean client's whole result: ``latencies`` (ms), ``failures`` by reason, and ``achieved_rate``.
+
+    ``achieved_rate`` is the requests answered per second from the first scheduled send to the last
+    answer: below ``rate`` when the server (or the client) could not keep up with the schedule.
+    """
+    spec = {"base": base, "paths": paths, "rate": rate, "seconds": seconds, "token": token}
+    with tempfile.TemporaryDirectory(prefix="usagemeter-load-") as folder:
+        spec_path = Path(folder) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        # The result comes back in a file: a pipe cut the client's large answer short on a loaded machine.
+        subprocess.run([sys.executable, __file__, str(spec_path)], check=True, capture_output=True)
+        result: dict[str, Any] = json.loads((Path(folder) / "result.json").read_text())
+    return result
 
 
 def _encoded_requests(base: str, paths: list[str], token: str) -> list[bytes]:
@@ -89,12 +95,14 @@ async def lean_open_loop(spec: dict[str, Any]) -> dict[str, Any]:
     _, pending = await asyncio.wait(senders, timeout=REQUEST_TIMEOUT)
     for task in pending:
         task.cancel()
+    finished = time.perf_counter()
     unanswered = total - len(latencies) - sum(failures.values())
     if unanswered:
         failures["timed out"] = unanswered
     for _, writer in connections:
         writer.close()
-    return {"latencies": latencies, "failures": failures}
+    achieved = (total - unanswered) / max(finished - start, 1e-9)
+    return {"latencies": latencies, "failures": failures, "achieved_rate": achieved}
 
 
 async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -114,7 +122,7 @@ def _run_client(spec_path: str) -> None:
 
     spec = json.loads(Path(spec_path).read_text())
     result = uvloop.run(lean_open_loop(spec))
-    print(json.dumps(result), flush=True)
+    Path(spec_path).with_name("result.json").write_text(json.dumps(result))
 
 
 async def closed_loop(base: str, paths: list[str], token: str) -> list[float]:

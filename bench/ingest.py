@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -211,6 +212,17 @@ def _sizes(count: int, points: int) -> list[str]:
 def measure_ceiling(count: int, points: int) -> dict[str, float]:
     """The same requests raw-inserted into the landing table of a fresh embedded ClickHouse, no collector."""
     from usagemeter_clickhouse import connect, embedded_url, migrate
+
+    client = connect(embedded_url(tempfile.mkdtemp(prefix="usagemeter-ceiling-")), "usagemeter", create_database=True)
+    migrate(client)
+    return insert_directly(client, count, points)
+
+
+def insert_directly(client: Any, count: int, points: int) -> dict[str, float]:
+    """The requests raw-inserted into ``client``'s migrated landing table as the collector's writer does, timed.
+
+    In chunks of one spool segment, with the writer's insert settings and a deduplication token per chunk.
+    """
     from usagemeter_collector import CollectorSettings
     from usagemeter_collector._landing import LANDING_TABLES, format_schema, length_delimited
     from usagemeter_collector._writer import INSERT_SETTINGS
@@ -221,8 +233,6 @@ def measure_ceiling(count: int, points: int) -> dict[str, float]:
         if sum(map(len, chunks[-1])) + len(body) > chunk_bytes:
             chunks.append([])
         chunks[-1].append(body)
-    client = connect(embedded_url(tempfile.mkdtemp(prefix="usagemeter-ceiling-")), "usagemeter", create_database=True)
-    migrate(client)
     settings = INSERT_SETTINGS | {"format_schema": format_schema(None)}
     cpu = time.process_time()
     started = time.perf_counter()

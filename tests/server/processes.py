@@ -18,6 +18,7 @@ from typing import Self
 import httpx
 
 from tests.conftest import free_port
+from usagemeter_api.auth import mint_token
 
 #: The ingest token every collector started here accepts.
 INGEST_TOKEN = "ingest-token-for-server-tests"
@@ -64,12 +65,28 @@ class Service:
 
     def start(self) -> Self:
         """Start (or restart) the process on the same ports and wait until it serves."""
+        self._launch()
+        self._wait_ready()
+        return self
+
+    def start_or_exit(self, timeout: float = 60) -> int | None:
+        """Start (or restart) the process; its exit code if it ends, or None once it answers HTTP at all."""
+        self._launch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if (code := self.process.poll()) is not None:
+                return code
+            if self._answers():
+                return None
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} neither served nor exited in {timeout} s:\n{self.output()}")
+
+    def _launch(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "usagemeter", *self.args], stdout=out, stderr=subprocess.STDOUT, env=self.env
             )
-        self._wait_ready()
-        return self
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -112,13 +129,20 @@ class Service:
         raise AssertionError(f"{self.name} did not start in {timeout} s:\n{self.output()}")
 
     def _ready(self) -> bool:
+        return self._status() == 200
+
+    def _answers(self) -> bool:
+        return self._status() is not None
+
+    def _status(self) -> int | None:
+        """The status of the readiness request, None while nothing answers it."""
         port = self.ports.get("api_port") or self.ports["http_port"]
         path = "/api/v1/health" if "api_port" in self.ports else "/metrics"
         headers = {} if "api_port" in self.ports else {"authorization": f"Bearer {INGEST_TOKEN}"}
         try:
-            return httpx.get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=2).status_code == 200
+            return httpx.get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=2).status_code
         except httpx.HTTPError:
-            return False
+            return None
 
 
 @dataclass
@@ -136,6 +160,14 @@ class Collector(Service):
         headers = {"authorization": f"Bearer {INGEST_TOKEN}"}
         return httpx.get(f"{self.http_endpoint}/metrics", headers=headers, timeout=5).text
 
+    def metric(self, name: str) -> float:
+        """One of the collector's own counters or gauges, by its name without the ``usagemeter_collector_`` prefix."""
+        prefix = f"usagemeter_collector_{name} "
+        for line in self.metrics().splitlines():
+            if line.startswith(prefix):
+                return float(line.removeprefix(prefix))
+        raise KeyError(f"{self.name} reports no {name}")
+
     def wait_drained(self, timeout: float = 60) -> None:
         """Wait until everything the collector acknowledged before this call is in ClickHouse.
 
@@ -143,11 +175,9 @@ class Collector(Service):
         own telemetry, spooled every few seconds, does not hold the wait up.
         """
         called = time.time()
-        gauge = "usagemeter_collector_oldest_unsent_since_seconds "
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            (line,) = [line for line in self.metrics().splitlines() if line.startswith(gauge)]
-            since = float(line.removeprefix(gauge))
+            since = self.metric("oldest_unsent_since_seconds")
             if since == 0 or since > called:
                 return
             time.sleep(0.2)
@@ -161,6 +191,18 @@ class Api(Service):
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.ports['api_port']}/api/v1"
+
+    def get(self, path: str, bearer: str, client: httpx.Client | None = None, **params: str) -> httpx.Response:
+        """``GET /api/v1{path}`` with ``bearer`` as the token (through ``client`` when given, to reuse connections)."""
+        headers = {"authorization": f"Bearer {bearer}"}
+        if client is None:
+            return httpx.get(f"{self.base}{path}", params=params, headers=headers, timeout=30)
+        return client.get(f"{self.base}{path}", params=params, headers=headers, timeout=30)
+
+
+def token(user: str, admin: bool = False) -> str:
+    """A JWT the APIs started here accept, for ``user`` (with the admin role when ``admin``)."""
+    return mint_token(JWT_SECRET, user, admin=admin, ttl_seconds=3600, audience=None, issuer=None)
 
 
 def start_collector(env: dict[str, str], data_dir: Path, name: str = "collector") -> Collector:
