@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from tests.collector.conftest import T0, DrainedClient, LoopThread, post_metrics, usage_point, usage_request, wait_for
 from tests.conftest import free_port
 from usagemeter_api.collector_probes import CollectorProbes
+from usagemeter_api.schemas import CollectorHealth
 from usagemeter_clickhouse import connect
 from usagemeter_collector import Collector
 from usagemeter_collector._health import error_code
@@ -54,8 +55,12 @@ def test_a_reader_without_a_token_gets_reason_codes_and_never_the_insert_error_t
         assert "insert_last_error" not in body and "reasons" not in body
         error = collector.telemetry.insert_last_error
         assert LANDING_SUM in error and "Code: " in error  # the text holds what must stay private
+        # The all-in-one process's unauthenticated API health shows the same codes, never the text.
+        shown = CollectorHealth.model_validate(collector.status()).model_dump_json()
+        assert "UNKNOWN_TABLE" in shown
         for private in (LANDING_SUM, database, "DB::Exception", "Code: "):
             assert private not in public.text, public.text
+            assert private not in shown, shown
 
         detailed = _health(collector, TOKEN).json()
         assert detailed["detailed"] is True and LANDING_SUM in detailed["insert_last_error"]

@@ -135,7 +135,10 @@ class CollectorHealth(BaseModel):
     spool_write_errors: int = Field(description="Failed spool writes since the collector started.")
     spool_records_damaged: int = Field(description="Acknowledged spool records lost to damaged bytes since start.")
     state_files_quarantined: int = Field(description="Damaged spool state files moved aside since start.")
-    reasons: list[str] = Field(description="Why the collector is degraded; empty when it is not.")
+    reasons: list[str] = Field(
+        validation_alias="public_reasons",
+        description="Why the collector is degraded, errors named by their codes; empty when it is not.",
+    )
 
 
 class Health(BaseModel):

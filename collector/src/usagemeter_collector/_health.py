@@ -47,6 +47,8 @@ class Reason:
     code: str
     text: str
     figures: dict[str, Any]
+    #: The sentence with error texts replaced by their codes, for readers without a token.
+    public_text: str | None = None
 
     def public(self) -> dict[str, Any]:
         """The code and its figures, without any error text."""
@@ -88,6 +90,11 @@ class CollectorStatus:
         """Why the collector is degraded, as sentences naming the errors; empty when it is not."""
         return [finding.text for finding in self.findings]
 
+    @property
+    def public_reasons(self) -> list[str]:
+        """The reasons as sentences anyone may read: errors named by their codes, never by their texts."""
+        return [finding.public_text or finding.text for finding in self.findings]
+
     def _spool_findings(self) -> list[Reason]:
         if self.spool_writable or self.spool_unwritable_since is None:
             return []
@@ -100,12 +107,11 @@ class CollectorStatus:
         found, age = [], self.oldest_unsent_age_seconds
         if self.insert_failing_since is not None:
             since = self.insert_failing_since.isoformat(timespec="seconds")
-            text = (
-                f"inserts into ClickHouse failing since {since} ({self.insert_last_error}); "
-                f"keeps spooling, oldest unsent data {age:.0f} s old"
-            )
+            sentence = "inserts into ClickHouse failing since {} ({}); keeps spooling, oldest unsent data {:.0f} s old"
+            text = sentence.format(since, self.insert_last_error, age)
+            public = sentence.format(since, self.insert_error_code, age)
             figures = {"error": self.insert_error_code, "since": since, "oldest_unsent_age_seconds": age}
-            found.append(Reason("inserts_failing", text, figures))
+            found.append(Reason("inserts_failing", text, figures, public))
         if age > self.unsent_degraded_seconds:
             text = f"oldest unsent data {age:.0f} s old (degraded above {self.unsent_degraded_seconds:g} s)"
             found.append(Reason("unsent_data_old", text, {"age_seconds": age}))
