@@ -6,8 +6,7 @@ import httpx
 
 from tests.clickhouse_server import ClickHouseServer
 from tests.conftest import CLUSTER
-from tests.server.processes import JWT_SECRET, server_env
-from usagemeter_api.auth import mint_token
+from tests.server.processes import server_env, token
 
 FEATURE = "ai_content_generation"
 
@@ -30,11 +29,6 @@ def local_raw_usage(server: ClickHouseServer, database: str) -> dict[str, float]
         f"WHERE MetricName = 'feature.usage' GROUP BY 1 FORMAT TSV"
     )
     return {user: float(total) for user, total in (line.split("\t") for line in answer.splitlines())}
-
-
-def token(user: str, *, admin: bool = False) -> str:
-    """A bearer token of ``user`` for the APIs started here."""
-    return mint_token(JWT_SECRET, user, admin=admin, ttl_seconds=3600, audience=None, issuer=None)
 
 
 def quota_used(base: str, user: str, feature: str = FEATURE) -> httpx.Response:

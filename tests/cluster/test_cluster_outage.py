@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.cluster.support import FEATURE, cluster_env, local_usage, quota_used, token
+from tests.cluster.support import FEATURE, cluster_env, local_usage, quota_used
 from tests.cluster.test_cluster_pipeline import USERS, wait_for_used
 from tests.conftest import ServerFactory
-from tests.server.processes import Api, Collector, run_migrate, start_api, start_collector
-from tests.server.test_server_pipeline import send_usage
+from tests.server.processes import Api, Collector, run_migrate, start_api, start_collector, token
+from tests.server.senders import send_usage
 
 OUTAGE_SECONDS = 20
 #: The default bound on held usage figures (longer than the outage), and one shorter than the outage.

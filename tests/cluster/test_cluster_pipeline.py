@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 
 from tests.clickhouse_server import ClickHouseServer
-from tests.cluster.support import FEATURE, cluster_env, local_usage, quota_used, token
-from tests.server.processes import Api, start_api, start_collector
-from tests.server.test_server_pipeline import send_usage
+from tests.cluster.support import FEATURE, cluster_env, local_usage, quota_used
+from tests.server.processes import Api, start_api, start_collector, token
+from tests.server.senders import send_usage
 
 USERS = [f"member-{n:02d}" for n in range(16)]
 

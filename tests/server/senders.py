@@ -149,3 +149,20 @@ class SenderLoad:
             thread.join()
         for sender in self.senders:
             sender.abandon()
+
+
+def send_usage(endpoint: str, uses: dict[str, int]) -> None:
+    """Count ``uses`` per user through the real OTel SDK over gRPC (delta), then flush and shut down."""
+    exporter = GrpcMetricExporter(
+        endpoint=f"http://{endpoint}",
+        insecure=True,
+        headers={"authorization": f"Bearer {INGEST_TOKEN}"},
+        preferred_temporality={SdkCounter: AggregationTemporality.DELTA},
+    )
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "backend"}))
+    counter = provider.get_meter("server-tests").create_counter("feature.usage")
+    for user, amount in uses.items():
+        counter.add(amount, {"user.id": user, "feature.key": FEATURE})
+    assert reader.force_flush(timeout_millis=30_000)
+    provider.shutdown()

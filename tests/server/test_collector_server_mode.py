@@ -18,16 +18,15 @@ from tests.collector.conftest import wait_for
 from tests.conftest import ServerFactory
 from tests.server.processes import (
     INGEST_TOKEN,
-    JWT_SECRET,
     Api,
     Collector,
     run_migrate,
     server_env,
     start_api,
     start_collector,
+    token,
 )
-from tests.server.test_server_pipeline import FEATURE, send_usage
-from usagemeter_api.auth import mint_token
+from tests.server.senders import FEATURE, send_usage
 from usagemeter_clickhouse import tables
 from usagemeter_collector._landing import SCHEMA_FILE, bundled_schema_path
 
@@ -63,8 +62,7 @@ def collector_health(collector: Collector, token: str | None = None) -> dict[str
 
 def collector_services(api: Api) -> list[dict[str, Any]]:
     """The collector entries of the API's /health/details, read with an admin token."""
-    token = mint_token(JWT_SECRET, "operator", admin=True, ttl_seconds=3600, audience=None, issuer=None)
-    response = httpx.get(f"{api.base}/health/details", headers={"authorization": f"Bearer {token}"}, timeout=30)
+    response = api.get("/health/details", token("operator", admin=True))
     assert response.status_code == 200, response.text
     return [service for service in response.json()["services"] if service["name"].startswith("collector")]
 

@@ -16,11 +16,10 @@ from pydantic import SecretStr
 from tests.api.api_support import record_usage
 from tests.clickhouse_server import ClickHouseServer
 from tests.conftest import ServerFactory
-from tests.server.processes import JWT_SECRET, Api, run_migrate, server_env, start_api, start_collector
-from tests.server.test_server_pipeline import FEATURE, send_usage
+from tests.server.processes import JWT_SECRET, Api, run_migrate, server_env, start_api, start_collector, token
+from tests.server.senders import FEATURE, send_usage
 from tests.web.web_support import wait_until
 from usagemeter_api import ApiSettings, create_app
-from usagemeter_api.auth import mint_token
 from usagemeter_api.periods import period_window
 from usagemeter_clickhouse import connect, migrate
 
@@ -32,8 +31,7 @@ Get = Callable[..., httpx.Response]
 
 
 def _headers(user: str, *, admin: bool = False) -> dict[str, str]:
-    token = mint_token(JWT_SECRET, user, admin=admin, ttl_seconds=3600, audience=None, issuer=None)
-    return {"authorization": f"Bearer {token}"}
+    return {"authorization": f"Bearer {token(user, admin=admin)}"}
 
 
 def _wait_for(read: Callable[[], httpx.Response], condition: Callable[[httpx.Response], bool], what: str) -> Any:
