@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -281,3 +282,34 @@ def test_an_api_started_while_clickhouse_is_away_starts_and_loads_the_view_once_
         "the quota to answer",
     )
     assert (answer.json()["used"], answer.json()["stale"]) == (3, False)
+
+
+def test_a_hung_server_holds_up_no_quota_read_the_view_answers_stale_until_it_resumes(
+    server_factory: ServerFactory, database: str, tmp_path: Path
+) -> None:
+    server = server_factory.server()
+    env = server_env(server.url(), database)
+    run_migrate(env)
+    _record(server, database, {"ana": 6})
+    api = start_api(env, tmp_path)
+    # Each read gives up long before the server's clients would (minutes): a hang fails the test here.
+    get = lambda path, **kwargs: httpx.get(f"{api.base}{path}", timeout=15, **kwargs)  # noqa: E731
+    assert server.process is not None
+    try:
+        api.wait_for_output("live usage totals loaded")
+        assert _answers(get, "ana")["check"]["used"] == 6
+        server.process.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
+        stale = _wait_for(lambda: get(f"/quotas/{FEATURE}/check", headers=_headers("ana")), _is_stale, "a stale check")
+        for _ in range(3):
+            for name, body in _answers(get, "ana").items():
+                assert (_used(name, body), body["stale"], _as_of(body)) == (6, True, _as_of(stale.json())), name
+        server.process.send_signal(signal.SIGCONT)
+        fresh = _wait_for(
+            lambda: get(f"/quotas/{FEATURE}", headers=_headers("ana")),
+            lambda response: response.status_code == 200 and response.json()["stale"] is False,
+            "fresh figures once the server resumes",
+        )
+        assert fresh.json()["used"] == 6
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        assert api.stop() == 0, api.output()

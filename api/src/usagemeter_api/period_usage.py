@@ -1,7 +1,9 @@
 """A user's usage in a current period: from the in-memory view on the event loop, else from ClickHouse.
 
-While ClickHouse cannot be read, the usage the API holds answers, marked stale: the view's
-last totals, or the totals last read for that user. Held figures older than
+When the view is stale (its refresh, which reads every shard, fails) the user's figures are
+read from ClickHouse instead, which asks only that user's shard: the same sums the view adds
+up, fresh. While they cannot be read either, the usage the API holds answers, marked stale:
+the view's last totals, or the totals last read for that user. Held figures older than
 ``quota_max_staleness_seconds`` are refused with a 503, and so is a user the API holds
 nothing for: usage is never guessed.
 """
@@ -9,8 +11,10 @@ nothing for: usage is never guessed.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Annotated
 
+import anyio
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import Depends, Request
 
@@ -25,6 +29,10 @@ from usagemeter_api.usage_cache import Reading, UsageCache
 __all__ = ["Live", "live_usage", "period_reading", "period_used"]
 
 logger = logging.getLogger(__name__)
+
+#: How long a read standing in for the view's stale figures may take before they answer instead:
+#: a hung server must not hold up quota reads (the clients' own timeouts are minutes long).
+DIRECT_READ_TIMEOUT_SECONDS = 1.0
 
 
 async def live_usage(request: Request) -> LiveUsage | None:
@@ -57,6 +65,8 @@ async def period_reading(
     reading = _from_view(live, user_id, feature_keys, window)
     if reading is None:
         reading = await _from_clickhouse(request, user_id, feature_keys, window, reuse=reuse)
+    elif reading[1].stale:
+        reading = await _instead_of_stale(request, reading, user_id, feature_keys, window, reuse=reuse)
     _refuse_if_too_old(request, reading[1])
     return reading
 
@@ -96,6 +106,45 @@ async def _from_clickhouse(
             raise
         logger.debug("answering held usage of %r: ClickHouse cannot be read: %s", user_id, exc)
         return held
+
+
+async def _instead_of_stale(
+    request: Request, stale: Reading, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool
+) -> Reading:
+    """The user's figures read from ClickHouse in place of the view's stale ones; the latest held when that fails."""
+    cache: UsageCache = request.app.state.usage_cache
+    recent = cache.recent(user_id, feature_keys, window) if reuse else None
+    if recent is not None:
+        return recent
+    if cache.circuit.allows(user_id):
+        try:
+            reading = await _read_within_timeout(
+                request.app.state.clickhouse_pool, cache, user_id, feature_keys, window
+            )
+        except (ClickHouseUnavailable, ClickHouseError, TimeoutError) as exc:
+            cache.circuit.failed(user_id, exc)
+            logger.debug("answering the view's stale usage of %r: ClickHouse cannot be read: %s", user_id, exc)
+        else:
+            cache.circuit.succeeded(user_id)
+            return reading
+    held = cache.held(user_id, feature_keys, window)
+    # An earlier read of this user may be fresher than the view's last refresh.
+    return held if held is not None and held[1].known_at > stale[1].known_at else stale
+
+
+async def _read_within_timeout(
+    pool: ClientPool, cache: UsageCache, user_id: str, feature_keys: list[str], window: Window
+) -> Reading:
+    """``cache.read`` on a pooled client, given up after about :data:`DIRECT_READ_TIMEOUT_SECONDS` (TimeoutError)."""
+
+    def borrowing() -> Reading:
+        with pool.client() as client:
+            return cache.read(client, user_id, feature_keys, window, timeout_seconds=DIRECT_READ_TIMEOUT_SECONDS)
+
+    # Opening a client is not bounded by the socket timeout: a thread still connecting is left
+    # to finish, and the circuit caps how many such threads there are.
+    with anyio.fail_after(DIRECT_READ_TIMEOUT_SECONDS * 2):
+        return await anyio.to_thread.run_sync(partial(cache.circuit.run, borrowing), abandon_on_cancel=True)
 
 
 def _refuse_if_too_old(request: Request, freshness: Freshness) -> None:

@@ -2,24 +2,33 @@
 
 A total is reused by the quota check for at most ``ttl_seconds`` after it was read, so
 ``used`` is exact as of ClickHouse's data that long ago; ``ttl_seconds = 0`` reads every
-time. Every total read is also held for ``hold_seconds``: while ClickHouse cannot be
-read, quota answers come from it, marked as behind.
+time. Every total read is also held: while ClickHouse cannot be read, quota answers
+come from it, marked as behind, until it is older than ``hold_seconds`` allows.
+
+:class:`ReadCircuit` keeps an outage from costing ClickHouse one failed read per request.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
+from typing import TypeVar
+
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.httpclient import HttpClient
+from urllib3 import Timeout
 
 from usagemeter_api.periods import Window
 from usagemeter_api.quota import Freshness
 from usagemeter_api.usage import usage_totals
 from usagemeter_clickhouse import Client
 
-__all__ = ["Reading", "UsageCache"]
+__all__ = ["ReadCircuit", "Reading", "UsageCache"]
 
 #: Totals per feature key and how fresh they are.
 Reading = tuple[dict[str, float], Freshness]
@@ -28,6 +37,13 @@ Reading = tuple[dict[str, float], Freshness]
 _SWEEP_AT = 200_000
 
 _Key = tuple[str, str, datetime, datetime]
+
+T = TypeVar("T")
+
+#: Users skipped after a failed read, kept at most this many: past it, every read is skipped instead.
+_SKIPPED_USERS_MAX = 100_000
+#: Reads under way at once: threads left waiting on a hung server stop at this many.
+_RUNNING_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +60,8 @@ class UsageCache:
         self._hold = max(ttl_seconds, hold_seconds)
         self._entries: dict[_Key, _Entry] = {}
         self._lock = threading.Lock()
+        #: Which reads standing in for stale figures to skip for now.
+        self.circuit = ReadCircuit()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,14 +71,31 @@ class UsageCache:
         return self._lookup(user_id, feature_keys, window, self._ttl)
 
     def held(self, user_id: str, feature_keys: Sequence[str], window: Window) -> Reading | None:
-        """The totals last read of ``feature_keys`` (within ``hold_seconds``), marked behind; None if one is missing."""
-        found = self._lookup(user_id, feature_keys, window, self._hold)
+        """The totals last read of ``feature_keys``, marked behind; None if one is missing.
+
+        Totals older than ``hold_seconds`` are kept until swept, so a caller can tell a user
+        whose figures expired from one never read.
+        """
+        found = self._lookup(user_id, feature_keys, window, float("inf"))
         return None if found is None else (found[0], found[1].falling_behind())
 
-    def read(self, client: Client, user_id: str, feature_keys: Sequence[str], window: Window) -> Reading:
-        """The totals of ``feature_keys`` read from ClickHouse now, and kept."""
+    def read(
+        self,
+        client: Client,
+        user_id: str,
+        feature_keys: Sequence[str],
+        window: Window,
+        *,
+        timeout_seconds: float | None = None,
+    ) -> Reading:
+        """The totals of ``feature_keys`` read from ClickHouse now, and kept.
+
+        ``timeout_seconds`` bounds the wait for a server to connect and answer (the
+        client's own timeouts are minutes long).
+        """
         freshness = Freshness.now()
-        found = usage_totals(client, user_id, feature_keys, window)
+        with _socket_timeout(client, timeout_seconds):
+            found = usage_totals(client, user_id, feature_keys, window)
         totals = {key: found.get(key, 0.0) for key in feature_keys}
         if self._hold > 0:
             self._store(user_id, window, totals, freshness)
@@ -88,3 +123,70 @@ class UsageCache:
             by_age = sorted(kept.items(), key=lambda item: item[1].freshness.known_at)
             kept = dict(by_age[len(by_age) // 2 :])
         self._entries = kept
+
+
+class ReadCircuit:
+    """Which per-user reads from ClickHouse to skip for ``skip_seconds`` after one failed.
+
+    A server that cannot be reached or did not answer in time stops every read; a query the
+    server answered with an error (a user whose shard is down) stops that user's only, so the
+    users of shards still up keep being read. At most a few reads run at once (:meth:`run`).
+    Apart from :meth:`run`, called on the event loop only.
+    """
+
+    def __init__(self, skip_seconds: float = 1.0) -> None:
+        self._skip_seconds = skip_seconds
+        self._all_until = 0.0
+        self._users: dict[str, float] = {}
+        self._running = threading.BoundedSemaphore(_RUNNING_MAX)
+
+    def allows(self, user_id: str) -> bool:
+        """Whether a read of ``user_id`` may be tried now."""
+        now = time.monotonic()
+        return now >= self._all_until and self._users.get(user_id, 0.0) <= now
+
+    def run(self, read: Callable[[], T]) -> T:
+        """``read()`` in this thread; TimeoutError at once when as many reads are still under way."""
+        if not self._running.acquire(blocking=False):
+            raise TimeoutError(f"{_RUNNING_MAX} reads of ClickHouse are still waiting for an answer")
+        try:
+            return read()
+        finally:
+            self._running.release()
+
+    def succeeded(self, user_id: str) -> None:
+        """A read of ``user_id`` answered."""
+        self._users.pop(user_id, None)
+
+    def failed(self, user_id: str, exc: BaseException) -> None:
+        """A read of ``user_id`` failed with ``exc``: skip it (or every read) for a while."""
+        until = time.monotonic() + self._skip_seconds
+        if not _server_refused(exc):
+            self._all_until = until
+            return
+        if len(self._users) >= _SKIPPED_USERS_MAX:
+            now = time.monotonic()
+            self._users = {user: end for user, end in self._users.items() if end > now}
+        if len(self._users) >= _SKIPPED_USERS_MAX:
+            self._all_until = until
+        else:
+            self._users[user_id] = until
+
+
+def _server_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is the server's own answer (it is up), not a failure to reach it in time."""
+    return isinstance(exc, DatabaseError) and not isinstance(exc, OperationalError)
+
+
+@contextmanager
+def _socket_timeout(client: Client, seconds: float | None) -> Iterator[None]:
+    """``client``'s connect and read timeouts set to ``seconds`` for the block (an embedded engine has none)."""
+    if seconds is None or not isinstance(client, HttpClient):
+        yield
+        return
+    kept = client.timeout
+    client.timeout = Timeout(connect=seconds, read=seconds)
+    try:
+        yield
+    finally:
+        client.timeout = kept

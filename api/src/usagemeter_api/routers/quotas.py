@@ -51,8 +51,9 @@ async def check_quota(
 
     A hard plan refuses work that would go past the limit; a soft plan allows it and
     reports ``exceeded``. ``used`` is exact as of ClickHouse's data about a second ago
-    (``as_of``); while ClickHouse cannot be read the check answers from the usage last
-    read, with ``stale: true``, for up to ``USAGEMETER_QUOTA_MAX_STALENESS_SECONDS``.
+    (``as_of``). When the in-memory figures fall behind, the user's own are read from
+    ClickHouse; while they cannot be read the check answers from the usage last read, with
+    ``stale: true``, for up to ``USAGEMETER_QUOTA_MAX_STALENESS_SECONDS``.
     """
     # The hot path: the bearer check, the clock and app state are called here rather than
     # resolved as dependencies, since resolving one costs more than the lookup it wraps.
