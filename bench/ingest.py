@@ -233,7 +233,8 @@ def insert_directly(client: Any, count: int, points: int) -> dict[str, float]:
         if sum(map(len, chunks[-1])) + len(body) > chunk_bytes:
             chunks.append([])
         chunks[-1].append(body)
-    settings = INSERT_SETTINGS | {"format_schema": format_schema(None)}
+    # Named as the collector names it: by absolute path in the embedded engine, by file name on a server.
+    settings = INSERT_SETTINGS | {"format_schema": format_schema(None, server=not client.uri.startswith("chdb:"))}
     cpu = time.process_time()
     started = time.perf_counter()
     for number, chunk in enumerate(chunks):

@@ -139,9 +139,9 @@ handing each sealed segment to the server over HTTP; the baseline pays only the 
 a round is of the same order on both paths (the same inserts, views and merges of the same points; the table's last
 column), so what separates them is the collector's own work: on two shared cores its receivers, the sender process
 and the server compete for the same CPUs, which the baseline does not have to share, and the rounds spread widely
-when other work lands on one of the two paths. Against a real clickhouse-server the collector is configured with
-`USAGEMETER_CLICKHOUSE_FORMAT_SCHEMA` naming the schema in the server's `format_schema_path`; this server reads the
-absolute path of the schema shipped with the collector, the default both paths use here."""
+when other work lands on one of the two paths. Both paths name the format schema as a real clickhouse-server needs
+it, by file name (`otlp_metrics.proto`, the collector's default against a server); this server finds the file in its
+own directory, where the test launcher copies it as the compose stack mounts it into `format_schema_path`."""
 
 
 def main() -> None:
