@@ -106,8 +106,9 @@ class ServerFactory:
         return members
 
     def stop_all(self) -> None:
+        """Kill every server: their data is not read again, and a clean stop costs seconds each."""
         for server in self.servers:
-            server.stop()
+            server.kill()
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def test_a_collector_with_a_wrong_password_reports_the_authentication_failure_wi
 ) -> None:
     # A collector may refuse to start (one line, exit 2) or start and keep spooling while it
     # retries: either way the operator reads ClickHouse's reason, and never the password.
-    env = server_env(clickhouse_server.url(password=WRONG_PASSWORD), database)
+    # Its own telemetry waits in the spool: a short drain lets it stop at once.
+    env = server_env(clickhouse_server.url(password=WRONG_PASSWORD), database, drain_timeout_seconds="1")
     log = tmp_path / "collector.log"
     code, output = _run_until(_command("collector", tmp_path), env, log, "AUTHENTICATION_FAILED")
     assert "AUTHENTICATION_FAILED" in output, output
