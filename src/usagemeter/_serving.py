@@ -63,9 +63,10 @@ def limited_collector(
 
 def prepare_schema(settings: ClickHouseSettings) -> Callable[[], Client]:
     """Create the database, apply pending migrations (on every host of a cluster) and return a client factory."""
-    url, database = settings.resolved_url(), settings.clickhouse_database
-    migrate_deployment(url, database, settings.schema_options(), settings.host_urls())
-    return partial(connect, url, database)
+    migrate_deployment(
+        settings.resolved_url(), settings.clickhouse_database, settings.schema_options(), settings.host_urls()
+    )
+    return client_factory(settings)
 
 
 def client_factory(settings: ClickHouseSettings) -> Callable[[], Client]:

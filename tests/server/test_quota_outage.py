@@ -70,8 +70,8 @@ def _answers(get: Get, user: str) -> dict[str, dict[str, Any]]:
     return {name: response.json() for name, response in responses.items()}
 
 
-def _api_get(api: Api) -> Get:
-    return lambda path, **kwargs: httpx.get(f"{api.base}{path}", timeout=30, **kwargs)
+def _api_get(api: Api, timeout: float = 30) -> Get:
+    return lambda path, **kwargs: httpx.get(f"{api.base}{path}", timeout=timeout, **kwargs)
 
 
 def _as_of(body: dict[str, Any]) -> datetime:
@@ -293,7 +293,7 @@ def test_a_hung_server_holds_up_no_quota_read_the_view_answers_stale_until_it_re
     _record(server, database, {"ana": 6})
     api = start_api(env, tmp_path)
     # Each read gives up long before the server's clients would (minutes): a hang fails the test here.
-    get = lambda path, **kwargs: httpx.get(f"{api.base}{path}", timeout=15, **kwargs)  # noqa: E731
+    get = _api_get(api, timeout=15)
     assert server.process is not None
     try:
         api.wait_for_output("live usage totals loaded")
