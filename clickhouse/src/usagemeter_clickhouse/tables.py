@@ -1,6 +1,9 @@
 """Names of the tables other components read and write.
 
-Raw tables keep the OpenTelemetry Collector ClickHouse exporter's names.
+Raw tables keep the OpenTelemetry Collector ClickHouse exporter's names. The telemetry
+contract's metric and attribute names are kept here and in the instrumentation's ``_names`` on
+purpose (the instrumentation depends on nothing of ours); tests/test_contract_names.py holds
+them equal.
 """
 
 from __future__ import annotations

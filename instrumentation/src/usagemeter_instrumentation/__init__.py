@@ -28,7 +28,7 @@ from usagemeter_instrumentation._names import (
     JOB_FAILED,
     USER_ID,
 )
-from usagemeter_instrumentation._workers import WorkerTelemetry, default_worker_id
+from usagemeter_instrumentation._worker_telemetry import WorkerTelemetry, default_worker_id
 
 __all__ = [
     "DEFAULT_CARDINALITY_LIMIT",

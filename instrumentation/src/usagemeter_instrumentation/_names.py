@@ -1,4 +1,8 @@
-"""Names of the telemetry usagemeter meters, following OpenTelemetry semantic conventions."""
+"""Names of the telemetry usagemeter meters, following OpenTelemetry semantic conventions.
+
+The collector and the API read these names from ``usagemeter_clickhouse.tables``, a copy kept
+so this package needs nothing else of usagemeter's; tests/test_contract_names.py holds them equal.
+"""
 
 from __future__ import annotations
 

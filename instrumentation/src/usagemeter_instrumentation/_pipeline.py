@@ -43,7 +43,7 @@ from usagemeter_instrumentation._names import (
 )
 from usagemeter_instrumentation._sampling import SpanSampler
 from usagemeter_instrumentation._tally import Tally, flush_into
-from usagemeter_instrumentation._worker_metrics import (
+from usagemeter_instrumentation._worker_instruments import (
     JOB_KEY_NAMES,
     WorkerInstruments,
     register_worker_instruments,

@@ -30,7 +30,7 @@ from arq.jobs import Deserializer, Job
 
 from usagemeter_instrumentation._names import JOB_COMPLETED, JOB_FAILED
 from usagemeter_instrumentation._once import OnceLogger
-from usagemeter_instrumentation._workers import WorkerTelemetry
+from usagemeter_instrumentation._worker_telemetry import WorkerTelemetry
 
 __all__ = ["ARQ_SYSTEM", "DEFAULT_DEPTH_INTERVAL_SECONDS", "instrument_worker_settings"]
 

@@ -22,7 +22,7 @@ from usagemeter_instrumentation._names import (
 )
 from usagemeter_instrumentation._once import OnceLogger
 from usagemeter_instrumentation._tally import Attributes
-from usagemeter_instrumentation._worker_metrics import LiveWorker, live_workers
+from usagemeter_instrumentation._worker_instruments import LiveWorker, live_workers
 
 JOB_STATUSES = (JOB_COMPLETED, JOB_FAILED)
 QueueDepth = Callable[[], "int | None"]
