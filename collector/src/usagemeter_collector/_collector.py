@@ -14,21 +14,21 @@ import uvicorn
 from clickhouse_connect.driver.client import Client
 from starlette.applications import Starlette
 
-from usagemeter_collector._auth import TokenCheck
-from usagemeter_collector._beacon import FailureBeacon
-from usagemeter_collector._cumulative import CumulativeToDelta
-from usagemeter_collector._decoded import PointRules, TimeWindow
-from usagemeter_collector._grpc import add_otlp_services
+from usagemeter_collector._checks.cumulative import CumulativeToDelta
+from usagemeter_collector._checks.rule import PointRules, TimeWindow
+from usagemeter_collector._drain.beacon import FailureBeacon
+from usagemeter_collector._drain.landing import format_schema
+from usagemeter_collector._drain.writer import SpoolWriter
 from usagemeter_collector._health import CollectorStatus, health_answer
-from usagemeter_collector._http import HttpOptions, build_http_app
 from usagemeter_collector._ingest import Ingest
-from usagemeter_collector._landing import format_schema
-from usagemeter_collector._self_telemetry import SelfReporter, instance_id
+from usagemeter_collector._receivers.auth import TokenCheck
+from usagemeter_collector._receivers.grpc_receiver import add_otlp_services
+from usagemeter_collector._receivers.http_receiver import HttpOptions, build_http_app
 from usagemeter_collector._settings import CollectorSettings
-from usagemeter_collector._spool import Spool, SpoolLimits
-from usagemeter_collector._state import StateLimits
-from usagemeter_collector._telemetry import Telemetry
-from usagemeter_collector._writer import SpoolWriter
+from usagemeter_collector._spool.spool import Spool, SpoolLimits
+from usagemeter_collector._spool.state import StateLimits
+from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry.self_report import SelfReporter, instance_id
 
 logger = logging.getLogger(__name__)
 

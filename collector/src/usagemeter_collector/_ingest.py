@@ -24,16 +24,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from usagemeter_collector._cumulative import CumulativeToDelta, Undo
-from usagemeter_collector._decoded import Decoded, PointRules
+from usagemeter_collector._checks.cumulative import CumulativeToDelta, Undo
+from usagemeter_collector._checks.in_place import screen_metrics
+from usagemeter_collector._checks.lean_pass import valid_usage_points
+from usagemeter_collector._checks.row_path import decode_metrics
+from usagemeter_collector._checks.rule import Decoded, PointRules
+from usagemeter_collector._checks.traces import decode_traces
 from usagemeter_collector._errors import StorageUnavailable
-from usagemeter_collector._fast import screen_metrics
-from usagemeter_collector._lean import valid_usage_points
-from usagemeter_collector._metrics import decode_metrics
-from usagemeter_collector._records import MetricsRequest, SeriesUpdate, encode_record, encode_request_record
-from usagemeter_collector._spool import Spool
-from usagemeter_collector._telemetry import Telemetry
-from usagemeter_collector._traces import decode_traces
+from usagemeter_collector._spool.records import MetricsRequest, SeriesUpdate, encode_record, encode_request_record
+from usagemeter_collector._spool.spool import Spool
+from usagemeter_collector._telemetry.counters import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from usagemeter_collector._cumulative import DEFAULT_MAX_SERIES
-from usagemeter_collector._decoded import DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_POINT_VALUE
-from usagemeter_collector._state import StateLimits
+from usagemeter_collector._checks.cumulative import DEFAULT_MAX_SERIES
+from usagemeter_collector._checks.rule import DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_POINT_VALUE
+from usagemeter_collector._spool.state import StateLimits
 
 #: Beyond this a Float64 no longer holds every integer, so a larger cap would let totals drift.
 _LARGEST_EXACT_INTEGER = float(2**53)

@@ -24,11 +24,11 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from usagemeter_collector._appending import SegmentAppender
 from usagemeter_collector._errors import SpoolFull, SpoolWriteFailed, StorageUnavailable
-from usagemeter_collector._records import SeriesUpdate, decode_record
-from usagemeter_collector._resync import SegmentRecords
-from usagemeter_collector._segments import (
+from usagemeter_collector._spool.appending import SegmentAppender
+from usagemeter_collector._spool.records import SeriesUpdate, decode_record
+from usagemeter_collector._spool.resync import SegmentRecords
+from usagemeter_collector._spool.segments import (
     HASHES_SUFFIX,
     SEGMENT_SUFFIX,
     create_private,
@@ -38,8 +38,8 @@ from usagemeter_collector._segments import (
     private_dir,
     segment_names,
 )
-from usagemeter_collector._state import DurableState, StateLimits
-from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._spool.state import DurableState, StateLimits
+from usagemeter_collector._telemetry.counters import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._attributes import attribute_map, rendered_bytes
-from usagemeter_collector._cumulative import CumulativeToDelta, SeriesLimitReached
-from usagemeter_collector._decoded import Decoded, PointRules
-from usagemeter_collector._metrics import attributes_problem, exemplars_problem, value_problem
+from usagemeter_collector._checks.attributes import attribute_map, rendered_bytes
+from usagemeter_collector._checks.cumulative import CumulativeToDelta, SeriesLimitReached
+from usagemeter_collector._checks.row_path import attributes_problem, exemplars_problem, value_problem
+from usagemeter_collector._checks.rule import Decoded, PointRules
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE

@@ -20,9 +20,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from usagemeter_clickhouse import tables
 from usagemeter_collector import _schema
-from usagemeter_collector._attributes import attribute_map, text_bytes
-from usagemeter_collector._cumulative import CumulativeToDelta, SeriesLimitReached
-from usagemeter_collector._decoded import Decoded, PointRules, Row, any_unstorable_time
+from usagemeter_collector._checks.attributes import attribute_map, text_bytes
+from usagemeter_collector._checks.cumulative import CumulativeToDelta, SeriesLimitReached
+from usagemeter_collector._checks.rule import Decoded, PointRules, Row, any_unstorable_time
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from usagemeter_collector._cumulative import Undo
+from usagemeter_collector._checks.cumulative import Undo
 
 Row = tuple[Any, ...]
 

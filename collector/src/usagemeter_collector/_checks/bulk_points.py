@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._decoded import PointRules
+from usagemeter_collector._checks.rule import PointRules
 
 #: Below this many points the per-point checks are as cheap as the setup of the bulk ones.
 MIN_POINTS = 32

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgpack
 
-from usagemeter_collector._cumulative import SeriesState
-from usagemeter_collector._decoded import Row
+from usagemeter_collector._checks.cumulative import SeriesState
+from usagemeter_collector._checks.rule import Row
 
 SeriesUpdate = tuple[Hashable, SeriesState]
 

@@ -22,8 +22,8 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._decoded import PointRules
-from usagemeter_collector._plain_points import all_plain_and_valid, longest_plain_id
+from usagemeter_collector._checks.bulk_points import all_plain_and_valid, longest_plain_id
+from usagemeter_collector._checks.rule import PointRules
 
 _F = descriptor_pb2.FieldDescriptorProto
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA

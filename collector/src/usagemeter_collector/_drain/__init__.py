@@ -1,0 +1,1 @@
+"""Draining: sealed spool segments read ahead and inserted into ClickHouse."""

@@ -1,0 +1,1 @@
+"""The durable spool: checksummed segment files of records, and the state that must survive a restart."""
