@@ -1,31 +1,28 @@
 """The durable spool: requests are acknowledged once their record is fsync'd to a segment file.
 
 One thread appends the queued records of all requests, fsyncs once for the
-group and then resolves their futures; only then are the requests' hashes and
-series updates folded into the durable state, so a refused request is never
-taken for spooled. A failed write, fsync or segment creation (disk full, I/O
-error) refuses the requests it touched as retryable and cuts the segment back
-to its last durable end; the thread lives on, and the next write that succeeds
-makes the spool writable again. Segments are sealed by size or age and handed
-to the writer, which deletes each only after its insert committed.
+group and then resolves their futures (:mod:`usagemeter_collector._spool.group_commit`).
+A failed write, fsync or segment creation (disk full, I/O error) refuses the
+requests it touched as retryable and cuts the segment back to its last durable
+end; the next write that succeeds makes the spool writable again. Segments are
+sealed by size or age and handed to the writer, which deletes each only after its
+insert committed.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import fcntl
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
-from usagemeter_collector._errors import SpoolFull, SpoolWriteFailed, StorageUnavailable
+from usagemeter_collector._errors import SpoolFull, StorageUnavailable
 from usagemeter_collector._spool.appending import SegmentAppender
+from usagemeter_collector._spool.group_commit import Append, GroupCommit, SpoolLimits
 from usagemeter_collector._spool.records import SeriesUpdate, decode_record
 from usagemeter_collector._spool.resync import SegmentRecords
 from usagemeter_collector._spool.segments import (
@@ -38,7 +35,7 @@ from usagemeter_collector._spool.segments import (
     private_dir,
     segment_names,
 )
-from usagemeter_collector._spool.state import DurableState, StateLimits
+from usagemeter_collector._spool.state import DurableState
 from usagemeter_collector._telemetry.counters import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -46,27 +43,7 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = "LOCK"
 
 
-@dataclass(frozen=True)
-class SpoolLimits:
-    """How large the spool and its segments may grow and how long a record waits for its segment to seal."""
-
-    max_bytes: int
-    segment_bytes: int
-    seal_after_seconds: float
-    dedup_window_seconds: float
-    #: How long idle cumulative series are remembered and how many request hashes are kept.
-    state: StateLimits = field(default_factory=StateLimits)
-
-
-@dataclass(eq=False)
-class _Append:
-    body: bytes
-    digest: bytes
-    updates: list[SeriesUpdate]
-    future: Future[bool]
-
-
-class Spool:
+class Spool(GroupCommit):
     """Segment files in one directory, owned by one process at a time."""
 
     def __init__(self, directory: Path, limits: SpoolLimits, telemetry: Telemetry) -> None:
@@ -76,9 +53,9 @@ class Spool:
         self.state = DurableState(directory, limits.dedup_window_seconds, limits.state, telemetry)
         self._records = SegmentRecords(directory, telemetry)
         self._cond = threading.Condition()
-        self._queue: list[_Append] = []
+        self._queue = []
         self._queued_bytes = 0
-        self._sealed: collections.deque[str] = collections.deque()
+        self._sealed = collections.deque()
         self._disk_bytes = 0
         self._segments = SegmentAppender(directory, limits.segment_bytes, telemetry, self._sealed_segment)
         self._stopping = False
@@ -135,7 +112,7 @@ class Spool:
                 raise StorageUnavailable("collector is shutting down")
             if self._disk_bytes + self._queued_bytes + len(framed) > self._limits.max_bytes:
                 raise SpoolFull(f"spool is full ({self._disk_bytes} of {self._limits.max_bytes} bytes)")
-            self._queue.append(_Append(framed, digest, updates, future))
+            self._queue.append(Append(framed, digest, updates, future))
             self._queued_bytes += len(framed)
             self._cond.notify_all()
         return future
@@ -195,134 +172,6 @@ class Spool:
 
     def _path(self, name: str) -> Path:
         return self.directory / (name + SEGMENT_SUFFIX)
-
-    def _run(self) -> None:
-        segments = self._segments
-        try:
-            while True:
-                with self._cond:
-                    while not self._queue and not self._stopping and not self._seal_due() and not segments.repair_due():
-                        self._cond.wait(self._wait())
-                    batch, self._queue, self._queued_bytes = self._queue, [], 0
-                    stopping = self._stopping
-                if batch:
-                    self._write(batch)
-                sealing = self._seal_due() or (stopping and segments.active is not None)
-                if sealing or segments.repair_due():
-                    self._guarded(segments.seal_active if sealing else segments.repair)
-                if stopping and not batch:
-                    return
-        except BaseException as exc:
-            logger.exception("spool append thread failed")
-            self._fail_queued(exc)
-            raise
-
-    def _wait(self) -> float | None:
-        active = self._segments.active
-        if self._segments.needs_repair:
-            return self._segments.repair_wait()
-        if active is None or self._sealed:
-            return None  # woken by an append, or by release() once the writer caught up
-        return max(0.0, active.opened + self._limits.seal_after_seconds - time.monotonic())
-
-    def _seal_due(self) -> bool:
-        active = self._segments.active
-        if active is None or self._segments.needs_repair:
-            return False
-        if active.size >= self._limits.segment_bytes:
-            return True
-        # While the writer still has sealed segments to insert, sealing by age would only make its
-        # batches smaller (and its inserts more numerous) without getting anything stored sooner.
-        return not self._sealed and time.monotonic() - active.opened >= self._limits.seal_after_seconds
-
-    def _guarded(self, step: Callable[[], None]) -> None:
-        try:
-            step()
-        except OSError as exc:
-            self._segments.failed(exc)
-
-    def _write(self, batch: list[_Append]) -> None:
-        """Append and fsync the batch's new records; resolve each request with its outcome."""
-        durable: set[_Append] = set()
-        # A resend within the batch shares the outcome of its first copy (None: spooled earlier).
-        firsts: dict[_Append, _Append | None] = {}
-        failure: StorageUnavailable = SpoolWriteFailed("spool write failed")
-        try:
-            self._segments.repair()
-            self._append(batch, durable, firsts)
-        except OSError as exc:
-            failure = self._segments.failed(exc)
-        for item in batch:
-            first = firsts.get(item, item)
-            if first is None or (first is not item and first in durable):
-                _resolve(item.future, False)
-            else:
-                _resolve(item.future, True if item in durable else failure)
-
-    def _append(self, batch: list[_Append], durable: set[_Append], firsts: dict[_Append, _Append | None]) -> None:
-        by_digest: dict[bytes, _Append] = {}
-        pending: list[_Append] = []
-        for item in batch:
-            with self._cond:
-                spooled = self.state.is_duplicate(item.digest)
-            if spooled or item.digest in by_digest:
-                firsts[item] = by_digest.get(item.digest)
-                continue
-            by_digest[item.digest] = item
-            if self._segments.overfills(len(item.body)):
-                self._commit(pending, durable)
-                self._segments.seal_active()
-            self._segments.write(item.body)
-            pending.append(item)
-        self._commit(pending, durable)
-
-    def _commit(self, pending: list[_Append], durable: set[_Append]) -> None:
-        """Fsync the active segment, then remember its new records as spooled (their hashes and series)."""
-        active = self._segments.active
-        if not pending or active is None:
-            return
-        active.sync()
-        written = sum(len(item.body) for item in pending)
-        with self._cond:
-            for item in pending:
-                self.state.add(item.digest, item.updates)
-            self._disk_bytes += written
-            self._telemetry.spool_bytes = self._disk_bytes
-            self._note_oldest()
-        self._telemetry.spooled_bytes += written
-        durable.update(pending)
-        pending.clear()
-        self._segments.synced()
-
-    def _sealed_segment(self, name: str) -> None:
-        with self._cond:
-            self.state.seal(name)
-            self._sealed.append(name)
-            self._note_oldest()
-            self._cond.notify_all()
-
-    def _note_oldest(self) -> None:
-        # Segment names start with their creation time in ns and are sealed in that order, so the oldest sealed one
-        # (or, while none is, the one still held by the appender) dates the oldest unsent data.
-        oldest = self._sealed[0] if self._sealed else self._segments.oldest_held
-        head = oldest.split("-", 1)[0] if oldest else ""
-        self._telemetry.oldest_unsent_ns = int(head) if head.isdigit() else 0
-
-    def _fail_queued(self, exc: BaseException) -> None:
-        with self._cond:
-            self._stopping = True
-            batch, self._queue = self._queue, []
-        for item in batch:
-            _resolve(item.future, StorageUnavailable(f"spool stopped: {exc}"))
-
-
-def _resolve(future: Future[bool], outcome: bool | Exception) -> None:
-    # The awaiting request may be gone (its sender hung up); its record is durable all the same.
-    with contextlib.suppress(InvalidStateError):
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
 
 
 __all__ = ["HASHES_SUFFIX", "Spool", "SpoolLimits"]
