@@ -178,7 +178,7 @@ def measure_collector(series: int, points: int, max_series: int) -> dict[str, fl
 
 def bytes_per_series(count: int = 200_000) -> tuple[float, float]:
     """Traced bytes per tracked series: the collector's table, and a dictionary of nested tuple keys."""
-    from usagemeter_collector._series import SeriesState, SeriesTable, series_digest
+    from usagemeter_collector._spool.series import SeriesState, SeriesTable, series_digest
 
     resource = (("service.name", "bench-cumulative"),)
     keys = [

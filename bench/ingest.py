@@ -224,8 +224,8 @@ def insert_directly(client: Any, count: int, points: int) -> dict[str, float]:
     In chunks of one spool segment, with the writer's insert settings and a deduplication token per chunk.
     """
     from usagemeter_collector import CollectorSettings
-    from usagemeter_collector._landing import LANDING_TABLES, format_schema, length_delimited
-    from usagemeter_collector._writer import INSERT_SETTINGS
+    from usagemeter_collector._drain.landing import LANDING_TABLES, format_schema, length_delimited
+    from usagemeter_collector._drain.writer import INSERT_SETTINGS
 
     chunk_bytes = CollectorSettings().spool_segment_bytes
     chunks: list[list[bytes]] = [[]]

@@ -158,7 +158,7 @@ class ClickHouseServer:
         (self.directory / "users.xml").write_text(_USERS.replace("{profile}", profile))
         # As the compose stack mounts it into format_schema_path; this server looks in its own directory instead.
         # (Imported here: the server process itself has no use for the collector.)
-        from usagemeter_collector._landing import SCHEMA_FILE, bundled_schema_path
+        from usagemeter_collector._drain.landing import SCHEMA_FILE, bundled_schema_path
 
         shutil.copy(bundled_schema_path(), self.directory / SCHEMA_FILE)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 
 import uvicorn
@@ -15,22 +15,14 @@ from usagemeter._limits import ConnectionLimits, server_options
 from usagemeter_api import ApiSettings
 from usagemeter_clickhouse import Client, applied_versions, available_migrations, connect, migrate_deployment
 from usagemeter_clickhouse.settings import ClickHouseSettings
-from usagemeter_collector import Collector, CollectorSettings
+from usagemeter_collector import Collector, CollectorSettings, HostedServer
 
 
 class SchemaNotReady(Exception):
     """The database lacks migrations this version needs (run ``usagemeter migrate``)."""
 
 
-class EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the host process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def api_server(app: FastAPI, settings: ApiSettings, log_level: str) -> EmbeddedServer:
+def api_server(app: FastAPI, settings: ApiSettings, log_level: str) -> HostedServer:
     """The API's server, bounding what each client may hold by the API's limits."""
     limits = ConnectionLimits(
         max_header_bytes=settings.api_max_header_bytes,
@@ -42,7 +34,7 @@ def api_server(app: FastAPI, settings: ApiSettings, log_level: str) -> EmbeddedS
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_level=log_level, **server_options(limits)
     )
-    return EmbeddedServer(config)
+    return HostedServer(config)
 
 
 def limited_collector(

@@ -14,8 +14,8 @@ from tests.clickhouse_server import ClickHouseServer
 from tests.cluster.support import FEATURE, cluster_env, local_raw_usage, local_usage
 from tests.server.processes import run_migrate
 from usagemeter_clickhouse import Client, connect, tables
-from usagemeter_collector._landing import LANDING_TABLES, format_schema, length_delimited
-from usagemeter_collector._writer import INSERT_SETTINGS
+from usagemeter_collector._drain.landing import LANDING_TABLES, format_schema, length_delimited
+from usagemeter_collector._drain.writer import INSERT_SETTINGS
 
 #: Enough users that both shards hold some of them.
 USES = {f"user-{n}": n + 1 for n in range(12)}

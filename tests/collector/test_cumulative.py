@@ -8,7 +8,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from tests.collector.conftest import T0, usage_by_user, usage_point, usage_request
 from usagemeter_clickhouse import tables
-from usagemeter_collector import CumulativeToDelta, Undo
+from usagemeter_collector._checks.cumulative import CumulativeToDelta, Undo
 
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _S = 10**9

@@ -29,10 +29,10 @@ from tests.collector.conftest import (
 )
 from usagemeter_clickhouse import connect, tables
 from usagemeter_collector import Collector, CollectorSettings
-from usagemeter_collector._records import decode_record
-from usagemeter_collector._resync import scan_segment
-from usagemeter_collector._segments import HEADER, QUARANTINE_DIR
-from usagemeter_collector._spool import LOCK_FILE
+from usagemeter_collector._spool.records import decode_record
+from usagemeter_collector._spool.resync import scan_segment
+from usagemeter_collector._spool.segments import HEADER, QUARANTINE_DIR
+from usagemeter_collector._spool.spool import LOCK_FILE
 
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _USERS = [f"user-{number}" for number in range(50)]

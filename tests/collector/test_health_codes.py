@@ -16,8 +16,8 @@ from usagemeter_api.collector_probes import CollectorProbes
 from usagemeter_api.schemas import CollectorHealth
 from usagemeter_clickhouse import connect
 from usagemeter_collector import Collector
+from usagemeter_collector._drain.landing import LANDING_TABLES
 from usagemeter_collector._health import error_code
-from usagemeter_collector._landing import LANDING_TABLES
 
 LANDING_SUM = LANDING_TABLES["sum"]
 TOKEN = "health-test-ingest-token"

@@ -15,7 +15,7 @@ from usagemeter_api.operations import CollectorReport, HealthThresholds, collect
 from usagemeter_api.ops_schemas import ServiceHealth, WorkersReport, WorkerThresholds
 from usagemeter_clickhouse import Client
 from usagemeter_collector import Collector, first_line
-from usagemeter_collector._landing import LANDING_TABLES, MESSAGE, SCHEMA_FILE, bundled_schema_path, format_schema
+from usagemeter_collector._drain.landing import LANDING_TABLES, MESSAGE, SCHEMA_FILE, bundled_schema_path, format_schema
 
 LANDING_SUM = LANDING_TABLES["sum"]
 

@@ -11,10 +11,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Gauge, Metric, NumberDataPoint
 
 from tests.collector.conftest import T0, usage_point, usage_request
-from usagemeter_collector._cumulative import CumulativeToDelta
-from usagemeter_collector._decoded import PointRules, TimeWindow
-from usagemeter_collector._fast import screen_metrics
-from usagemeter_collector._lean import _checked_point_by_point, valid_usage_points
+from usagemeter_collector._checks.cumulative import CumulativeToDelta
+from usagemeter_collector._checks.in_place import screen_metrics
+from usagemeter_collector._checks.lean_pass import _checked_point_by_point, valid_usage_points
+from usagemeter_collector._checks.rule import PointRules, TimeWindow
 
 _WINDOW = TimeWindow.around_now(30, 300)
 _RULES = PointRules(_WINDOW)

@@ -9,7 +9,8 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from tests.collector.conftest import T0, post_metrics, usage_point, usage_request, wait_drained, wait_for
-from usagemeter_collector import Collector, _writer
+from usagemeter_collector import Collector
+from usagemeter_collector._drain import writer as _writer
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from tests.collector.conftest import count_rows
 from usagemeter_clickhouse import SchemaOptions, migrate, tables
-from usagemeter_collector import METRICS_EXPONENTIAL_HISTOGRAM
+from usagemeter_collector._schema import METRICS_EXPONENTIAL_HISTOGRAM
 
 EXAMPLES = Path("/work/shared/otlp-examples")
 _DAY_NS = 86_400 * 10**9

@@ -9,8 +9,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from tests.collector.conftest import T0, usage_point
-from usagemeter_collector._decoded import PointRules, TimeWindow
-from usagemeter_collector._plain_points import MIN_POINTS, all_plain_and_valid, plain_layout
+from usagemeter_collector._checks.bulk_points import MIN_POINTS, all_plain_and_valid, plain_layout
+from usagemeter_collector._checks.rule import PointRules, TimeWindow
 
 _WINDOW = TimeWindow.around_now(30, 300)
 _RULES = PointRules(_WINDOW)

@@ -13,11 +13,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, NumberDataPoint
 
 from tests.collector.conftest import T0, usage_point, usage_request
-from usagemeter_collector._cumulative import CumulativeToDelta
-from usagemeter_collector._decoded import PointRules, TimeWindow
-from usagemeter_collector._fast import screen_metrics
-from usagemeter_collector._lean import valid_usage_points
-from usagemeter_collector._metrics import decode_metrics
+from usagemeter_collector._checks.cumulative import CumulativeToDelta
+from usagemeter_collector._checks.in_place import screen_metrics
+from usagemeter_collector._checks.lean_pass import valid_usage_points
+from usagemeter_collector._checks.row_path import decode_metrics
+from usagemeter_collector._checks.rule import PointRules, TimeWindow
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE

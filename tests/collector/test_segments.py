@@ -11,8 +11,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from usagemeter_collector._resync import Damage, read_records, scan_segment
-from usagemeter_collector._segments import HEADER, frame
+from usagemeter_collector._spool.resync import Damage, read_records, scan_segment
+from usagemeter_collector._spool.segments import HEADER, frame
 
 
 def _body(number: int, size: int = 40) -> bytes:

@@ -12,11 +12,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from tests.collector.conftest import T0, post_metrics, usage_by_user, usage_point, usage_request, wait_for
-from usagemeter_collector import CumulativeToDelta, SeriesState, Undo
-from usagemeter_collector._cumulative import SeriesLimitReached
-from usagemeter_collector._records import Record
-from usagemeter_collector._series import SeriesTable, series_digest
-from usagemeter_collector._state import SERIES_SUFFIX, SNAPSHOT_FILE, DurableState, StateLimits
+from usagemeter_collector._checks.cumulative import CumulativeToDelta, SeriesLimitReached, Undo
+from usagemeter_collector._spool.records import Record
+from usagemeter_collector._spool.series import SeriesState, SeriesTable, series_digest
+from usagemeter_collector._spool.state import SERIES_SUFFIX, SNAPSHOT_FILE, DurableState, StateLimits
 
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _S = 10**9

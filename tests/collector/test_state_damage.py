@@ -21,8 +21,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from tests.collector.conftest import T0, post_metrics, usage_by_user, usage_point, usage_request, wait_for
 from tests.conftest import free_port
-from usagemeter_collector._segments import HASHES_SUFFIX, QUARANTINE_DIR
-from usagemeter_collector._state import SERIES_SUFFIX, SNAPSHOT_FILE
+from usagemeter_collector._spool.segments import HASHES_SUFFIX, QUARANTINE_DIR
+from usagemeter_collector._spool.state import SERIES_SUFFIX, SNAPSHOT_FILE
 
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 _S = 10**9

@@ -13,7 +13,7 @@ import pytest
 from tests.deploy.compose_file import REPO, environment_of, interpolate, raw_compose, read_env_file
 from usagemeter_collector import CollectorSettings
 from usagemeter_collector._collector import SHUTDOWN_GRACE_SECONDS
-from usagemeter_collector._landing import SCHEMA_FILE, bundled_schema_path
+from usagemeter_collector._drain.landing import SCHEMA_FILE, bundled_schema_path
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 CLICKHOUSE_CONFIG = REPO / "docker" / "clickhouse" / "config.d" / "usagemeter.xml"

@@ -28,7 +28,7 @@ from tests.server.processes import (
 )
 from tests.server.senders import FEATURE, send_usage
 from usagemeter_clickhouse import tables
-from usagemeter_collector._landing import SCHEMA_FILE, bundled_schema_path
+from usagemeter_collector._drain.landing import SCHEMA_FILE, bundled_schema_path
 
 USES = {"ana": 3, "ben": 5, "cho": 11}
 #: Retries stay short so that a returning server is used within a second or two.

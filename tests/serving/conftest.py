@@ -16,7 +16,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from usagemeter._limits import ConnectionLimits, server_options
-from usagemeter._serving import EmbeddedServer, start_server, stop_server
+from usagemeter._serving import start_server, stop_server
+from usagemeter_collector import HostedServer as EmbeddedServer
 
 #: Small bounds, so that a test reaches them with a few sockets and short waits.
 LIMITS = ConnectionLimits(

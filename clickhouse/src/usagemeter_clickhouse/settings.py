@@ -11,7 +11,21 @@ from usagemeter_clickhouse._client import embedded_url
 from usagemeter_clickhouse._render import SchemaOptions
 
 
-class ClickHouseSettings(BaseSettings):
+class StorageSettings(BaseSettings):
+    """The settings the collector shares with ClickHouse's: where the data lives and how long raw data is kept."""
+
+    model_config = SettingsConfigDict(env_prefix="USAGEMETER_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".usagemeter"),
+        description="Data directory: the embedded engine's data, and the collector's spool in its spool/ by default.",
+    )
+    raw_retention_days: int = Field(
+        default=30, ge=1, description="Days raw metrics and spans are kept; the collector rejects older points."
+    )
+
+
+class ClickHouseSettings(StorageSettings):
     """Where the data lives and how long it is kept.
 
     ``clickhouse_url`` unset means the embedded engine in ``data_dir``.
@@ -19,7 +33,6 @@ class ClickHouseSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="USAGEMETER_", extra="ignore")
 
-    data_dir: Path = Field(default=Path(".usagemeter"), description="Data directory of embedded mode.")
     clickhouse_url: str | None = Field(default=None, description="chdb:///dir or http(s)://user:pass@host:8123")
     clickhouse_database: str = "usagemeter"
     clickhouse_cluster: str | None = Field(
@@ -32,7 +45,6 @@ class ClickHouseSettings(BaseSettings):
         default="",
         description="Comma-separated http(s)://host:port of every cluster host, when migrate cannot derive them.",
     )
-    raw_retention_days: int = Field(default=30, ge=1)
     rollup_retention_days: int = Field(default=400, ge=1)
 
     def resolved_url(self) -> str:

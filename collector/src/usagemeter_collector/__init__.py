@@ -15,32 +15,8 @@ asyncio loop, next to other servers::
 from __future__ import annotations
 
 from usagemeter_collector._collector import Collector
-from usagemeter_collector._cumulative import CumulativeToDelta, Delta, SeriesState, Undo
-from usagemeter_collector._decoded import TimeWindow
-from usagemeter_collector._errors import CollectorError, PayloadError, SpoolFull, StorageUnavailable, Unauthenticated
-from usagemeter_collector._metrics import decode_metrics
-from usagemeter_collector._schema import METRICS_EXPONENTIAL_HISTOGRAM, METRICS_SUMMARY
+from usagemeter_collector._receivers.hosted_server import HostedServer
 from usagemeter_collector._settings import CollectorSettings
-from usagemeter_collector._telemetry import Telemetry, first_line
-from usagemeter_collector._traces import decode_traces
+from usagemeter_collector._telemetry.counters import first_line
 
-__all__ = [
-    "METRICS_EXPONENTIAL_HISTOGRAM",
-    "METRICS_SUMMARY",
-    "Collector",
-    "CollectorError",
-    "CollectorSettings",
-    "CumulativeToDelta",
-    "Delta",
-    "PayloadError",
-    "SeriesState",
-    "SpoolFull",
-    "StorageUnavailable",
-    "Telemetry",
-    "TimeWindow",
-    "Unauthenticated",
-    "Undo",
-    "decode_metrics",
-    "decode_traces",
-    "first_line",
-]
+__all__ = ["Collector", "CollectorSettings", "HostedServer", "first_line"]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -14,21 +13,22 @@ import uvicorn
 from clickhouse_connect.driver.client import Client
 from starlette.applications import Starlette
 
-from usagemeter_collector._auth import TokenCheck
-from usagemeter_collector._beacon import FailureBeacon
-from usagemeter_collector._cumulative import CumulativeToDelta
-from usagemeter_collector._decoded import PointRules, TimeWindow
-from usagemeter_collector._grpc import add_otlp_services
+from usagemeter_collector._checks.cumulative import CumulativeToDelta
+from usagemeter_collector._checks.rule import PointRules, TimeWindow
+from usagemeter_collector._drain.beacon import FailureBeacon
+from usagemeter_collector._drain.landing import format_schema
+from usagemeter_collector._drain.writer import SpoolWriter
 from usagemeter_collector._health import CollectorStatus, health_answer
-from usagemeter_collector._http import HttpOptions, build_http_app
 from usagemeter_collector._ingest import Ingest
-from usagemeter_collector._landing import format_schema
-from usagemeter_collector._self_telemetry import SelfReporter, instance_id
+from usagemeter_collector._receivers.auth import TokenCheck
+from usagemeter_collector._receivers.grpc_receiver import add_otlp_services
+from usagemeter_collector._receivers.hosted_server import HostedServer
+from usagemeter_collector._receivers.http_receiver import HttpOptions, build_http_app
 from usagemeter_collector._settings import CollectorSettings
-from usagemeter_collector._spool import Spool, SpoolLimits
-from usagemeter_collector._state import StateLimits
-from usagemeter_collector._telemetry import Telemetry
-from usagemeter_collector._writer import SpoolWriter
+from usagemeter_collector._spool.spool import Spool, SpoolLimits
+from usagemeter_collector._spool.state import StateLimits
+from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry.self_report import SelfReporter, instance_id
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +36,6 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 10.0
 #: What a refused sender is told to wait before retrying.
 RETRY_AFTER_SECONDS = 1
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the program hosting the event loop."""
-
-    def install_signal_handlers(self) -> None:
-        """Signals belong to the hosting program."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Signals belong to the hosting program."""
-        yield
 
 
 class Collector:
@@ -97,7 +85,7 @@ class Collector:
         http_options = HttpOptions(self._tokens, settings.max_request_bytes, RETRY_AFTER_SECONDS)
         self._http_app = build_http_app(self._ingest, self.telemetry, http_options, self.health)
         self._grpc_server: grpc.aio.Server | None = None
-        self._http_server: _EmbeddedServer | None = None
+        self._http_server: HostedServer | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._grpc_port: int | None = None
         self._http_port: int | None = None
@@ -226,7 +214,7 @@ class Collector:
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
             **self._http_server_options,
         )
-        self._http_server = server = _EmbeddedServer(config)
+        self._http_server = server = HostedServer(config)
         self._http_task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
             if self._http_task.done():

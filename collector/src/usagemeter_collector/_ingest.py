@@ -1,4 +1,23 @@
-"""Decode, validate, convert and spool one export request; shared by the gRPC and HTTP receivers.
+"""Decode, check, convert and spool one export request; shared by the gRPC and HTTP receivers.
+
+A metrics request takes the first of these paths that applies; :meth:`Ingest._prepare_metrics` tries
+them in this order, and each applies the ``feature.usage`` rule (``_checks.rule``):
+
+=====================  ===========================================  ==========================================
+path                   applies when                                 produces
+=====================  ===========================================  ==========================================
+1. lean pass           ``protobuf_metrics``, the body arrived as    the body as it arrived, spooled for
+   (``lean_pass``,     protobuf and holds only delta                ClickHouse to decode (protobuf path)
+   its bulk check      ``feature.usage`` sums whose points all
+   ``bulk_points``)    pass, with plain attributes
+2. checked in place    ``protobuf_metrics`` and no attribute value  the message with refused and duplicate
+   (``in_place``)      is an array or a map                         points removed and cumulative sums turned
+                                                                    into deltas (protobuf path)
+3. row path            otherwise                                    rows per raw table
+   (``row_path``)
+=====================  ===========================================  ==========================================
+
+Spans are always decoded into rows (``_checks.traces``).
 
 A request is answered once its record is fsync'd in the spool. A resend of a
 request already spooled (same content hash) is answered with success and not
@@ -24,16 +43,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from usagemeter_collector._cumulative import CumulativeToDelta, Undo
-from usagemeter_collector._decoded import Decoded, PointRules
+from usagemeter_collector._checks.cumulative import CumulativeToDelta, Undo
+from usagemeter_collector._checks.in_place import screen_metrics
+from usagemeter_collector._checks.lean_pass import valid_usage_points
+from usagemeter_collector._checks.outcome import Decoded
+from usagemeter_collector._checks.row_path import decode_metrics
+from usagemeter_collector._checks.rule import PointRules
+from usagemeter_collector._checks.traces import decode_traces
 from usagemeter_collector._errors import StorageUnavailable
-from usagemeter_collector._fast import screen_metrics
-from usagemeter_collector._lean import valid_usage_points
-from usagemeter_collector._metrics import decode_metrics
-from usagemeter_collector._records import MetricsRequest, SeriesUpdate, encode_record, encode_request_record
-from usagemeter_collector._spool import Spool
-from usagemeter_collector._telemetry import Telemetry
-from usagemeter_collector._traces import decode_traces
+from usagemeter_collector._spool.records import MetricsRequest, SeriesUpdate, encode_record, encode_request_record
+from usagemeter_collector._spool.spool import Spool
+from usagemeter_collector._telemetry.counters import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +142,14 @@ class Ingest:
 
     def _prepare_metrics(self, request: ExportMetricsServiceRequest, body: bytes | None, digest: bytes) -> Prepared:
         rules = self._rules()
-        # The receiver already parsed ``request`` in full, which vouches for the wire form of every
+        # 1. Lean pass. The receiver already parsed ``request`` in full, which vouches for the wire form of every
         # part the lean pass skips; what the lean pass accepts is then spooled as it arrived.
         if self._protobuf_metrics and body is not None:
             points = valid_usage_points(body, rules)
             if points is not None:
                 kept = MetricsRequest(body, _USAGE_KINDS, points)
                 return Prepared(Decoded(), points, encode_request_record(digest, [], kept))
+        # 2. Checked in place, else 3. the row path.
         screened = screen_metrics(request, body, self._converter, rules) if self._protobuf_metrics else None
         if screened is None:
             return prepare_rows(decode_metrics(request, self._converter, rules), digest)

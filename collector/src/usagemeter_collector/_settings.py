@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from usagemeter_collector._cumulative import DEFAULT_MAX_SERIES
-from usagemeter_collector._decoded import DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_POINT_VALUE
-from usagemeter_collector._state import StateLimits
+from usagemeter_clickhouse.settings import StorageSettings
+from usagemeter_collector._checks.cumulative import DEFAULT_MAX_SERIES
+from usagemeter_collector._checks.rule import DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_POINT_VALUE
+from usagemeter_collector._spool.state import StateLimits
 
 #: Beyond this a Float64 no longer holds every integer, so a larger cap would let totals drift.
 _LARGEST_EXACT_INTEGER = float(2**53)
@@ -17,15 +17,16 @@ _LARGEST_EXACT_INTEGER = float(2**53)
 _STATE_LIMITS = StateLimits()
 
 
-class CollectorSettings(BaseSettings):
-    """Where the OTLP receivers listen, where the spool lives and how rows are batched. Port 0 picks a free port."""
+class CollectorSettings(StorageSettings):
+    """Where the OTLP receivers listen, where the spool lives and how rows are batched. Port 0 picks a free port.
 
-    model_config = SettingsConfigDict(env_prefix="USAGEMETER_", extra="ignore")
+    ``data_dir`` and ``raw_retention_days`` come from :class:`StorageSettings`, shared with
+    :class:`~usagemeter_clickhouse.settings.ClickHouseSettings`.
+    """
 
     host: str = Field(default="127.0.0.1", description="Address both receivers bind.")
     grpc_port: int = Field(default=4317, ge=0, le=65535, description="OTLP/gRPC port.")
     http_port: int = Field(default=4318, ge=0, le=65535, description="OTLP/HTTP port.")
-    data_dir: Path = Field(default=Path(".usagemeter"), description="Data directory; the spool defaults to its spool/.")
     spool_dir: Path | None = Field(
         default=None, description="Directory of the durable spool (default <data_dir>/spool)."
     )
@@ -61,7 +62,6 @@ class CollectorSettings(BaseSettings):
         gt=0,
         description="A cumulative series not updated for this long is forgotten; its next point starts a new run.",
     )
-    raw_retention_days: int = Field(default=30, ge=1, description="Points older than this are rejected.")
     max_future_seconds: int = Field(
         default=300, ge=0, description="Clock skew allowed to senders: points further ahead than this are rejected."
     )

@@ -2,7 +2,7 @@
 
 A record is ``<magic><u32 length><u32 crc32 of the body><u32 crc32 of the header before it><body>``.
 The magic and the header's own checksum let a reader find the next record after damaged bytes
-(see :mod:`usagemeter_collector._resync`). Segments written before the magic existed hold
+(see :mod:`usagemeter_collector._spool.resync`). Segments written before the magic existed hold
 ``<u32 length><u32 crc32><body>`` records; they are still read (a segment's first record tells
 which layout it has: no earlier record was near the 2.7 GB the magic reads as a length).
 

@@ -1,12 +1,11 @@
-"""ExportMetricsServiceRequest → rows of the raw metric tables.
+"""The row path: ExportMetricsServiceRequest → rows of the raw metric tables.
 
-Every data point is validated where it matters for metering (``feature.usage``),
+Every data point is checked against the ``feature.usage`` rule (:mod:`usagemeter_collector._checks.rule`) as written,
 and monotonic cumulative sums are converted into deltas on the way.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -20,9 +19,11 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from usagemeter_clickhouse import tables
 from usagemeter_collector import _schema
-from usagemeter_collector._attributes import attribute_map, text_bytes
-from usagemeter_collector._cumulative import CumulativeToDelta, SeriesLimitReached
-from usagemeter_collector._decoded import Decoded, PointRules, Row, any_unstorable_time
+from usagemeter_collector._checks.attributes import attribute_map, text_bytes
+from usagemeter_collector._checks.cumulative import CumulativeToDelta, SeriesLimitReached
+from usagemeter_collector._checks.outcome import Decoded
+from usagemeter_collector._checks.rule import PointRules, attributes_problem, exemplars_problem, value_problem
+from usagemeter_collector._spool.records import Row
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -99,13 +100,6 @@ def _exemplars(exemplars: Sequence[Exemplar]) -> tuple[list[Any], ...]:
     )
 
 
-def exemplars_problem(exemplars: Sequence[Exemplar]) -> str | None:
-    """Why a point with these exemplars cannot be stored, or None when it can."""
-    if exemplars and any_unstorable_time(exemplars):
-        return "exemplar timestamp out of range"
-    return None
-
-
 def usage_problem(
     attributes: dict[str, str], value: float, monotonic: bool, temporality: int, rules: PointRules
 ) -> str | None:
@@ -116,32 +110,6 @@ def usage_problem(
         feature = text_bytes(attributes.get(tables.FEATURE_ATTRIBUTE, ""))
         problem = attributes_problem(user, feature, rules.max_id_bytes)
     return problem
-
-
-def value_problem(value: float, monotonic: bool, temporality: int, max_value: float) -> str | None:
-    """Why a ``feature.usage`` value of a sum with this shape cannot be metered, or None when it can."""
-    if not monotonic:
-        return f"{tables.USAGE_METRIC} must be a monotonic sum"
-    if temporality not in (_DELTA, _CUMULATIVE):
-        return f"{tables.USAGE_METRIC} needs delta or cumulative aggregation temporality"
-    if not math.isfinite(value):
-        return f"{tables.USAGE_METRIC} value must be finite"
-    if value < 0:
-        return f"{tables.USAGE_METRIC} value must not be negative"
-    if value > max_value:
-        # A cap per point keeps every sum of points finite and exact.
-        return f"{tables.USAGE_METRIC} value must not exceed {max_value:.15g}"
-    return None
-
-
-def attributes_problem(user_bytes: int, feature_bytes: int, max_id_bytes: int) -> str | None:
-    """Why a ``feature.usage`` point whose ids render to these lengths (0: missing or empty) cannot be metered."""
-    for name, size in ((tables.USER_ATTRIBUTE, user_bytes), (tables.FEATURE_ATTRIBUTE, feature_bytes)):
-        if not size:
-            return f"{tables.USAGE_METRIC} data point lacks attribute {name}"
-        if size > max_id_bytes:
-            return f"{tables.USAGE_METRIC} attribute {name} is longer than {max_id_bytes} bytes"
-    return None
 
 
 def _sum(metric: Metric, ctx: _Context) -> None:

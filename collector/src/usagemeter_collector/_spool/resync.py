@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from usagemeter_collector._segments import (
+from usagemeter_collector._spool.segments import (
     HASHES_SUFFIX,
     HEADER,
     LEGACY_HEADER,
@@ -29,7 +29,7 @@ from usagemeter_collector._segments import (
     SEGMENT_SUFFIX,
     keep_aside,
 )
-from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._telemetry.counters import Telemetry
 
 logger = logging.getLogger(__name__)
 

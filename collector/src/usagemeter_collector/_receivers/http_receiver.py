@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from usagemeter_collector._auth import TokenCheck
 from usagemeter_collector._errors import PayloadError, StorageUnavailable, Unauthenticated
 from usagemeter_collector._ingest import METRICS_SIGNAL, TRACES_SIGNAL, Ingest, content_digest
-from usagemeter_collector._payload import Encoding, decompress, encoding_of, parse, serialize
-from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._receivers.auth import TokenCheck
+from usagemeter_collector._receivers.payload import Encoding, decompress, encoding_of, parse, serialize
+from usagemeter_collector._telemetry.counters import Telemetry
 
 logger = logging.getLogger(__name__)
 

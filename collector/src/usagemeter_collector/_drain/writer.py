@@ -21,13 +21,13 @@ from clickhouse_connect.driver.exceptions import DataError
 
 from usagemeter_clickhouse import release_freed_memory
 from usagemeter_collector import _schema
-from usagemeter_collector._beacon import FailureBeacon
-from usagemeter_collector._landing import KIND_ORDER, LANDING_TABLES, length_delimited
-from usagemeter_collector._read_ahead import SegmentContents, SegmentReader
-from usagemeter_collector._records import MetricsRequest
-from usagemeter_collector._segments import QUARANTINE_DIR, keep_aside
-from usagemeter_collector._spool import Spool
-from usagemeter_collector._telemetry import Telemetry, first_line
+from usagemeter_collector._drain.beacon import FailureBeacon
+from usagemeter_collector._drain.landing import KIND_ORDER, LANDING_TABLES, length_delimited
+from usagemeter_collector._drain.read_ahead import SegmentContents, SegmentReader
+from usagemeter_collector._spool.records import MetricsRequest
+from usagemeter_collector._spool.segments import QUARANTINE_DIR, keep_aside
+from usagemeter_collector._spool.spool import Spool
+from usagemeter_collector._telemetry.counters import Telemetry, first_line
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,17 @@
-"""The common metering request checked in one lean pass over its protobuf bytes.
+"""A faster form of the ``feature.usage`` rule (:mod:`usagemeter_collector._checks.rule`): the lean pass.
+
+Pinned to the full checks by ``tests/collector/test_lean.py``:
+``test_the_lean_pass_vouches_only_for_what_the_full_checks_keep_whole`` and
+``test_the_lean_pass_holds_to_the_configured_value_and_id_limits``; and by
+``tests/collector/test_point_rules.py::test_every_path_refuses_the_same_points_for_the_same_reason``
+(it vouches for none of the refused points).
+
+The common metering request is checked in one lean pass over its protobuf bytes.
 
 Most requests hold only delta ``feature.usage`` sums whose points are all valid.
 Such a request is read a second time with message types of the collector's own
 that declare only what the checks look at (everything else stays unparsed). The
-points are first kept as raw bytes and checked in bulk (``_plain_points``); when
+points are first kept as raw bytes and checked in bulk (``bulk_points``); when
 the bulk check cannot tell, they are read as messages, with the attributes as a
 map from key to the raw ``AnyValue`` bytes, and checked one by one. Either costs
 a fraction of walking the full OTLP message point by point. Whatever this pass
@@ -22,8 +30,8 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._decoded import PointRules
-from usagemeter_collector._plain_points import all_plain_and_valid, longest_plain_id
+from usagemeter_collector._checks.bulk_points import all_plain_and_valid, longest_plain_id
+from usagemeter_collector._checks.rule import PointRules
 
 _F = descriptor_pb2.FieldDescriptorProto
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA

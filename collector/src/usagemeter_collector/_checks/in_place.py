@@ -1,9 +1,15 @@
-"""Metric requests checked in place and kept as protobuf, for ClickHouse to decode.
+"""A faster form of the ``feature.usage`` rule (:mod:`usagemeter_collector._checks.rule`): requests checked in place.
 
-Only what metering needs is looked at per point: timestamps inside the accepted
-window for every point and, for ``feature.usage``, a non-negative value up to the
-per-point maximum of a monotonic sum with a temporality and both ``user.id`` and
-``feature.key``, non-empty and within the id length limit.
+Pinned to the row path by ``tests/collector/test_point_rules.py::
+test_every_path_refuses_the_same_points_for_the_same_reason`` (the same points refused for the same
+reasons) and ``tests/collector/test_protobuf_path.py::test_protobuf_and_row_paths_store_identical_rows``
+(the same rows stored).
+
+The request is kept as protobuf, for ClickHouse to decode (the protobuf path). Only what metering
+needs is looked at per point: the rule's time window for every point and, for ``feature.usage``, its
+value, sum shape and ids; the hot loop restates those limits inline and asks the rule's own functions
+for the reason of a point it refuses.
+
 Rejected and duplicate points are removed from the message and monotonic
 cumulative sums are turned into deltas inside it (values, start times,
 temporality). A request nothing changed keeps its original bytes.
@@ -20,10 +26,10 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._attributes import attribute_map, rendered_bytes
-from usagemeter_collector._cumulative import CumulativeToDelta, SeriesLimitReached
-from usagemeter_collector._decoded import Decoded, PointRules
-from usagemeter_collector._metrics import attributes_problem, exemplars_problem, value_problem
+from usagemeter_collector._checks.attributes import attribute_map, rendered_bytes
+from usagemeter_collector._checks.cumulative import CumulativeToDelta, SeriesLimitReached
+from usagemeter_collector._checks.outcome import Decoded
+from usagemeter_collector._checks.rule import PointRules, attributes_problem, exemplars_problem, value_problem
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE

@@ -19,9 +19,9 @@ from grpc_status import rpc_status
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from usagemeter_collector._auth import TokenCheck
 from usagemeter_collector._errors import PayloadError, StorageUnavailable, Unauthenticated
 from usagemeter_collector._ingest import METRICS_SIGNAL, TRACES_SIGNAL, Ingest, content_digest
+from usagemeter_collector._receivers.auth import TokenCheck
 
 METRICS_SERVICE = metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name
 TRACE_SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name

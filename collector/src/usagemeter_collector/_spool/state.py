@@ -25,17 +25,17 @@ from pathlib import Path
 
 import msgpack
 
-from usagemeter_collector._records import Record, SeriesUpdate
-from usagemeter_collector._segments import HASHES_SUFFIX, write_durably
-from usagemeter_collector._series import SeriesState, SeriesTable, pack_entry, series_digest
-from usagemeter_collector._state_files import (
+from usagemeter_collector._spool.records import Record, SeriesUpdate
+from usagemeter_collector._spool.segments import HASHES_SUFFIX, write_durably
+from usagemeter_collector._spool.series import SeriesState, SeriesTable, pack_entry, series_digest
+from usagemeter_collector._spool.state_files import (
     DamagedStateFile,
     decode_hashes_file,
     decode_series_file,
     encode_series_file,
     quarantine,
 )
-from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._telemetry.counters import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,12 @@
-"""Many plain ``feature.usage`` points checked at once, as rows of bytes.
+"""A faster form of the ``feature.usage`` rule (:mod:`usagemeter_collector._checks.rule`): the lean pass's bulk check.
+
+Pinned by ``tests/collector/test_lean.py::test_the_lean_pass_vouches_only_for_what_the_full_checks_keep_whole``
+(its 100-point cases go through the bulk check and must match the point-by-point check) and by
+``tests/collector/test_plain_points.py``: ``test_one_invalid_value_among_many_fails_the_bulk_check``,
+``test_ids_over_the_configured_limit_fail_the_bulk_check`` and
+``test_values_over_the_configured_maximum_fail_the_bulk_check``.
+
+Many plain ``feature.usage`` points are checked at once, as rows of bytes.
 
 Points of one request with the same encoded length nearly always share one
 layout: the same fields in the same order, the same attribute keys, the same
@@ -24,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from usagemeter_clickhouse import tables
-from usagemeter_collector._decoded import PointRules
+from usagemeter_collector._checks.rule import PointRules
 
 #: Below this many points the per-point checks are as cheap as the setup of the bulk ones.
 MIN_POINTS = 32

@@ -11,8 +11,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from usagemeter_collector import _schema
-from usagemeter_collector._attributes import attribute_map
-from usagemeter_collector._decoded import Decoded, TimeWindow, any_unstorable_time
+from usagemeter_collector._checks.attributes import attribute_map
+from usagemeter_collector._checks.outcome import Decoded
+from usagemeter_collector._checks.rule import TimeWindow, any_unstorable_time
 
 SPAN_KINDS: dict[int, str] = {
     Span.SPAN_KIND_UNSPECIFIED: "Unspecified",

@@ -23,8 +23,8 @@ from typing import Any
 
 import msgpack
 
-from usagemeter_collector._segments import FILE_MODE, fsync_dir, quarantine_dir
-from usagemeter_collector._series import ENTRY_BYTES, SeriesState, series_digest, unpack_entries
+from usagemeter_collector._spool.segments import FILE_MODE, fsync_dir, quarantine_dir
+from usagemeter_collector._spool.series import ENTRY_BYTES, SeriesState, series_digest, unpack_entries
 
 logger = logging.getLogger(__name__)
 

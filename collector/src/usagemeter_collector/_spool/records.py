@@ -15,9 +15,11 @@ from typing import Any
 
 import msgpack
 
-from usagemeter_collector._cumulative import SeriesState
-from usagemeter_collector._decoded import Row
+from usagemeter_collector._spool.series import SeriesState
 
+#: One row of a raw table, its values in the table's column order (``_schema``).
+Row = tuple[Any, ...]
+#: A cumulative series' identity and the state a request's conversion moved it to.
 SeriesUpdate = tuple[Hashable, SeriesState]
 
 

@@ -14,8 +14,8 @@ import queue
 import threading
 from typing import Any, NamedTuple
 
-from usagemeter_collector._records import MetricsRequest, decode_record
-from usagemeter_collector._spool import Spool
+from usagemeter_collector._spool.records import MetricsRequest, decode_record
+from usagemeter_collector._spool.spool import Spool
 
 logger = logging.getLogger(__name__)
 
