@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from tests.api.api_support import NOW, bearer, record_usage
-from tests.api.test_api_operations import delta
+from tests.api.test_operations import delta
 from usagemeter_api.operations import HealthThresholds
 from usagemeter_api.ops_schemas import WorkerThresholds
 from usagemeter_api.pool import ClientPool
