@@ -134,7 +134,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_token(args: argparse.Namespace) -> int:
     from usagemeter_api import ApiSettings
-    from usagemeter_api.auth import mint_token
+    from usagemeter_api.core.security import mint_token
 
     settings = _clickhouse_settings(args)
     try:

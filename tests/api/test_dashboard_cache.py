@@ -9,10 +9,10 @@ import pytest
 
 from tests.api.api_support import NOW, bearer, record_usage
 from tests.api.test_operations import delta
-from usagemeter_api.operations import HealthThresholds
-from usagemeter_api.ops_schemas import WorkerThresholds
-from usagemeter_api.pool import ClientPool
-from usagemeter_api.system_view import SystemViews
+from usagemeter_api.core.pool import ClientPool
+from usagemeter_api.domain.system_health import HealthThresholds
+from usagemeter_api.domain.system_view import SystemViews
+from usagemeter_api.schemas.operations import WorkerThresholds
 from usagemeter_clickhouse import connect
 
 SIGNUP = {"conversion.name": "signup"}

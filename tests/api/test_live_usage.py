@@ -15,9 +15,9 @@ import pytest
 from tests.api.api_support import bearer, record_usage
 from tests.api.conftest import AppFactory
 from tests.conftest import free_port
-from usagemeter_api.live_usage import LiveUsage
-from usagemeter_api.periods import Window, period_window
-from usagemeter_api.usage import usage_totals
+from usagemeter_api.domain.periods import Window, period_window
+from usagemeter_api.domain.usage.live import LiveUsage
+from usagemeter_api.domain.usage.queries import usage_totals
 from usagemeter_clickhouse import Client, connect
 
 FEATURE = "ai_content_generation"

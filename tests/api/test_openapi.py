@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from usagemeter_api import admin_schemas, analytics_schemas, errors, ops_schemas, schemas
+from usagemeter_api.schemas import admin as admin_schemas
+from usagemeter_api.schemas import analytics as analytics_schemas
+from usagemeter_api.schemas import errors
+from usagemeter_api.schemas import operations as ops_schemas
+from usagemeter_api.schemas import quotas as schemas
 
 
 def _responses(document: dict):

@@ -6,7 +6,7 @@ import gc
 
 import numpy as np
 
-from usagemeter_api._pair_totals import PairTotals, pair_key
+from usagemeter_api.domain.usage._pair_totals import PairTotals, pair_key
 
 
 def test_pairs_that_concatenate_alike_stay_apart() -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from usagemeter_api import load_plans
-from usagemeter_api.plan_store import PlanStore
-from usagemeter_api.plans import Plan, PlanCatalog
+from usagemeter_api.domain.plan_store import PlanStore
+from usagemeter_api.domain.plans import Plan, PlanCatalog
 from usagemeter_clickhouse import Client, connect
 
 _DEADLINE_SECONDS = 30

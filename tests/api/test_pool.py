@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.core.pool import ClickHouseUnavailable, ClientPool
 from usagemeter_clickhouse import connect
 
 

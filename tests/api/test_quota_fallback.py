@@ -16,8 +16,8 @@ from tests.api.api_support import NOW, bearer, record_usage
 from tests.api.conftest import AppFactory
 from tests.conftest import free_port
 from tests.web.web_support import wait_until
-from usagemeter_api import usage_cache
-from usagemeter_api.usage_cache import ReadCircuit
+from usagemeter_api.domain.usage import cache as usage_cache
+from usagemeter_api.domain.usage.cache import ReadCircuit
 from usagemeter_clickhouse import Client, connect, tables
 
 FEATURE = "ai_content_generation"

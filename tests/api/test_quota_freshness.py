@@ -9,10 +9,11 @@ import pytest
 
 from tests.api.api_support import NOW, SECRET, bearer, record_usage
 from tests.api.conftest import AppFactory
-from usagemeter_api import SettingsError, load_settings, usage_cache
-from usagemeter_api.periods import period_window
-from usagemeter_api.quota import Freshness
-from usagemeter_api.usage_cache import UsageCache
+from usagemeter_api import SettingsError, load_settings
+from usagemeter_api.domain.periods import period_window
+from usagemeter_api.domain.quota import Freshness
+from usagemeter_api.domain.usage import cache as usage_cache
+from usagemeter_api.domain.usage.cache import UsageCache
 from usagemeter_clickhouse import Client
 
 FEATURE = "ai_content_generation"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.api.api_support import SECRET, bearer
 from usagemeter_api import AuthError, Principal, TokenVerifier, mint_token
-from usagemeter_api._token_cache import VerifiedTokens
+from usagemeter_api.core._token_cache import VerifiedTokens
 
 _DEADLINE_SECONDS = 30
 

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from tests.api.api_support import NOW, bearer, record_usage
-from usagemeter_api.periods import Window, period_window
-from usagemeter_api.usage import as_number, daily_usage, usage_totals
+from usagemeter_api.domain.periods import Window, period_window
+from usagemeter_api.domain.usage.queries import as_number, daily_usage, usage_totals
 from usagemeter_clickhouse import migrate, tables
 
 DAY = NOW.replace(hour=0)

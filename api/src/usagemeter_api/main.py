@@ -11,17 +11,17 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from usagemeter_api.auth import TokenVerifier, jwks_client
-from usagemeter_api.config import ApiSettings
-from usagemeter_api.deps import system_clock
-from usagemeter_api.errors import RETRY_AFTER_SECONDS
-from usagemeter_api.live_usage import LiveUsage
-from usagemeter_api.plan_store import PlanStore
-from usagemeter_api.plans import load_plans
-from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
-from usagemeter_api.routers import admin, analytics, health, operations, quotas
-from usagemeter_api.system_view import SystemViews
-from usagemeter_api.usage_cache import UsageCache
+from usagemeter_api.api.deps import system_clock
+from usagemeter_api.api.routes import admin, analytics, health, operations, quotas
+from usagemeter_api.core.config import ApiSettings
+from usagemeter_api.core.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.core.security import TokenVerifier, jwks_client
+from usagemeter_api.domain.plan_store import PlanStore
+from usagemeter_api.domain.plans import load_plans
+from usagemeter_api.domain.system_view import SystemViews
+from usagemeter_api.domain.usage.cache import UsageCache
+from usagemeter_api.domain.usage.live import LiveUsage
+from usagemeter_api.schemas.errors import RETRY_AFTER_SECONDS
 from usagemeter_api.web import router as web_router
 from usagemeter_clickhouse import Client
 

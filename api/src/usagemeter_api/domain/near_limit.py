@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from usagemeter_api.admin_schemas import NearLimitUser
-from usagemeter_api.periods import period_window
-from usagemeter_api.plans import PeriodKind, PlanCatalog
-from usagemeter_api.quota import evaluate_quota
+from usagemeter_api.domain.periods import period_window
+from usagemeter_api.domain.plans import PeriodKind, PlanCatalog
+from usagemeter_api.domain.quota import evaluate_quota
+from usagemeter_api.schemas.admin import NearLimitUser
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["near_limit_users"]

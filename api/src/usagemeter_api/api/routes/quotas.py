@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from usagemeter_api.deps import (
+from usagemeter_api.api.deps import (
     BEARER_SECURITY,
     Clock,
     OtherUserId,
@@ -17,13 +17,13 @@ from usagemeter_api.deps import (
     request_time,
     whose_data,
 )
-from usagemeter_api.errors import error_responses
-from usagemeter_api.live_usage import LiveUsage
-from usagemeter_api.period_usage import Live, period_reading
-from usagemeter_api.periods import period_window
-from usagemeter_api.plans import Plan
-from usagemeter_api.quota import evaluate_quota, quota_figures
-from usagemeter_api.schemas import FeatureQuota, PlanSummary, QuotaCheck, QuotaListing
+from usagemeter_api.domain.periods import period_window
+from usagemeter_api.domain.plans import Plan
+from usagemeter_api.domain.quota import evaluate_quota, quota_figures
+from usagemeter_api.domain.usage.live import LiveUsage
+from usagemeter_api.domain.usage.period import Live, period_reading
+from usagemeter_api.schemas.errors import error_responses
+from usagemeter_api.schemas.quotas import FeatureQuota, PlanSummary, QuotaCheck, QuotaListing
 
 router = APIRouter(prefix="/quotas", tags=["quotas"])
 

@@ -23,9 +23,9 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.httpclient import HttpClient
 from urllib3 import Timeout
 
-from usagemeter_api.periods import Window
-from usagemeter_api.quota import Freshness
-from usagemeter_api.usage import usage_totals
+from usagemeter_api.domain.periods import Window
+from usagemeter_api.domain.quota import Freshness
+from usagemeter_api.domain.usage.queries import usage_totals
 from usagemeter_clickhouse import Client
 
 __all__ = ["ReadCircuit", "Reading", "UsageCache"]

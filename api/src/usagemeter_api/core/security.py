@@ -12,7 +12,7 @@ from typing import Any
 
 import jwt
 
-from usagemeter_api._token_cache import VerifiedTokens
+from usagemeter_api.core._token_cache import VerifiedTokens
 
 __all__ = [
     "ALGORITHM",

@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 
 from fastapi import HTTPException, Query, status
 
-from usagemeter_api.deps import Clock
-from usagemeter_api.periods import Window, day_start, period_window, to_utc
-from usagemeter_api.plans import PeriodKind
+from usagemeter_api.api.deps import Clock
+from usagemeter_api.domain.periods import Window, day_start, period_window, to_utc
+from usagemeter_api.domain.plans import PeriodKind
 
 __all__ = ["MAX_SPAN", "AnalyticsPeriod", "Interval", "UsageRange", "buckets", "usage_range"]
 

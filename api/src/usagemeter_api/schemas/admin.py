@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from usagemeter_api.plans import Enforcement, PeriodKind, Plan
+from usagemeter_api.domain.plans import Enforcement, PeriodKind, Plan
 
 __all__ = [
     "Assignment",

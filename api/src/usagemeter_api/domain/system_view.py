@@ -14,11 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from usagemeter_api.collector_probes import CollectorProbe, CollectorProbes
-from usagemeter_api.operations import HealthThresholds, collector_reports, conversions, health_details, newest_point
-from usagemeter_api.ops_schemas import Conversions, HealthDetails, WorkersReport, WorkerThresholds
-from usagemeter_api.pool import ClientPool
-from usagemeter_api.workers import worker_report
+from usagemeter_api.core.pool import ClientPool
+from usagemeter_api.domain.collector_probes import CollectorProbe, CollectorProbes
+from usagemeter_api.domain.system_health import (
+    HealthThresholds,
+    collector_reports,
+    conversions,
+    health_details,
+    newest_point,
+)
+from usagemeter_api.domain.workers import worker_report
+from usagemeter_api.schemas.operations import Conversions, HealthDetails, WorkersReport, WorkerThresholds
 
 __all__ = ["SystemView", "SystemViews"]
 

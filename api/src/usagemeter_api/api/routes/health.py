@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 
-from usagemeter_api.pool import ClientPool
-from usagemeter_api.schemas import CollectorHealth, Health
+from usagemeter_api.core.pool import ClientPool
+from usagemeter_api.schemas.quotas import CollectorHealth, Health
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from usagemeter_api.auth import MIN_SECRET_BYTES
+from usagemeter_api.core.security import MIN_SECRET_BYTES
 
 __all__ = ["ApiSettings", "SettingsError", "load_settings"]
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from usagemeter_api.periods import Window
-from usagemeter_api.schemas import QuotaItem
-from usagemeter_api.usage import as_number
+from usagemeter_api.domain.periods import Window
+from usagemeter_api.domain.usage.queries import as_number
+from usagemeter_api.schemas.quotas import QuotaItem
 
 __all__ = ["Freshness", "QuotaFigures", "evaluate_quota", "quota_figures"]
 

@@ -35,9 +35,9 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from usagemeter_api._pair_totals import PairTotals, pair_key
-from usagemeter_api.periods import Window, period_window
-from usagemeter_api.quota import Freshness
+from usagemeter_api.domain.periods import Window, period_window
+from usagemeter_api.domain.quota import Freshness
+from usagemeter_api.domain.usage._pair_totals import PairTotals, pair_key
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["LiveUsage"]

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from usagemeter_api.analytics_schemas import BreakdownGroup, UsageBreakdown, UsageBucket, UsageReport
-from usagemeter_api.breakdown import span_breakdown
-from usagemeter_api.deps import ClickHouse, Plans, TargetUser
-from usagemeter_api.errors import error_responses
-from usagemeter_api.plans import PlanCatalog
-from usagemeter_api.ranges import UsageRange, buckets, usage_range
-from usagemeter_api.usage import as_number, usage_series
+from usagemeter_api.api.deps import ClickHouse, Plans, TargetUser
+from usagemeter_api.domain.plans import PlanCatalog
+from usagemeter_api.domain.ranges import UsageRange, buckets, usage_range
+from usagemeter_api.domain.usage.breakdown import span_breakdown
+from usagemeter_api.domain.usage.queries import as_number, usage_series
+from usagemeter_api.schemas.analytics import BreakdownGroup, UsageBreakdown, UsageBucket, UsageReport
+from usagemeter_api.schemas.errors import error_responses
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 

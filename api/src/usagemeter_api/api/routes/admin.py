@@ -6,7 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from usagemeter_api.admin_schemas import (
+from usagemeter_api.api.deps import Admin, ClickHouse, Clock, Plans, Store
+from usagemeter_api.domain.near_limit import near_limit_users
+from usagemeter_api.domain.plan_store import PlanConflict, UnknownPlan
+from usagemeter_api.domain.plans import PlanCatalog
+from usagemeter_api.schemas.admin import (
     Assignment,
     AssignmentBody,
     NearLimitUsers,
@@ -15,11 +19,7 @@ from usagemeter_api.admin_schemas import (
     PlanInfo,
     PlanList,
 )
-from usagemeter_api.deps import Admin, ClickHouse, Clock, Plans, Store
-from usagemeter_api.errors import error_responses
-from usagemeter_api.near_limit import near_limit_users
-from usagemeter_api.plan_store import PlanConflict, UnknownPlan
-from usagemeter_api.plans import PlanCatalog
+from usagemeter_api.schemas.errors import error_responses
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

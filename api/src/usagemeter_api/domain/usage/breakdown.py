@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from usagemeter_api.periods import Window
+from usagemeter_api.domain.periods import Window
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["SpanGroup", "span_breakdown"]

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from usagemeter_api.collector_probes import CollectorProbe
-from usagemeter_api.ops_schemas import (
+from usagemeter_api.domain.collector_probes import CollectorProbe
+from usagemeter_api.domain.usage.queries import as_number
+from usagemeter_api.schemas.operations import (
     Conversions,
     ConversionTotals,
     HealthDetails,
@@ -18,7 +19,6 @@ from usagemeter_api.ops_schemas import (
     Status,
     WorkersReport,
 )
-from usagemeter_api.usage import as_number
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["CollectorReport", "FailingInserts", "collector_reports", "conversions", "health_details", "newest_point"]

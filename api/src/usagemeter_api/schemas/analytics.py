@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from usagemeter_api.ranges import AnalyticsPeriod, Interval
+from usagemeter_api.domain.ranges import AnalyticsPeriod, Interval
 
 __all__ = ["BreakdownGroup", "UsageBreakdown", "UsageBucket", "UsageReport"]
 

@@ -12,11 +12,11 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 
-from usagemeter_api.auth import AuthError, AuthUnavailable, Principal, TokenVerifier
-from usagemeter_api.errors import service_unavailable
-from usagemeter_api.plan_store import PlanStore
-from usagemeter_api.plans import PlanCatalog
-from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.core.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.core.security import AuthError, AuthUnavailable, Principal, TokenVerifier
+from usagemeter_api.domain.plan_store import PlanStore
+from usagemeter_api.domain.plans import PlanCatalog
+from usagemeter_api.schemas.errors import service_unavailable
 from usagemeter_clickhouse import Client
 
 __all__ = [

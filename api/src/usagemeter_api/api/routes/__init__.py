@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from usagemeter_api.routers import admin, analytics, health, operations, quotas
+from usagemeter_api.api.routes import admin, analytics, health, operations, quotas
 
 __all__ = ["admin", "analytics", "health", "operations", "quotas"]

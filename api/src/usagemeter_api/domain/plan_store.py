@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from usagemeter_api.plans import Plan, PlanCatalog
+from usagemeter_api.domain.plans import Plan, PlanCatalog
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["PlanConflict", "PlanStore", "UnknownPlan"]

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from usagemeter_api.schemas import QUOTA_LIST_EXAMPLE, QuotaList
+from usagemeter_api.schemas.quotas import QUOTA_LIST_EXAMPLE, QuotaList
 
 __all__ = [
     "ConversionTotals",

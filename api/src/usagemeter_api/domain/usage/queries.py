@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from usagemeter_api.periods import Window, day_start, to_utc
+from usagemeter_api.domain.periods import Window, day_start, to_utc
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["as_number", "daily_usage", "usage_series", "usage_totals"]

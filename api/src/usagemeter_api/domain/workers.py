@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from usagemeter_api.ops_schemas import QueueStatus, Status, WorkersReport, WorkerStatus, WorkerThresholds
-from usagemeter_api.usage import as_number
+from usagemeter_api.domain.usage.queries import as_number
+from usagemeter_api.schemas.operations import QueueStatus, Status, WorkersReport, WorkerStatus, WorkerThresholds
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["worker_report"]

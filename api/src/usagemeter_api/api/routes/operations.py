@@ -7,17 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
-from usagemeter_api.config import ApiSettings
-from usagemeter_api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, TargetUser
-from usagemeter_api.errors import error_responses
-from usagemeter_api.operations import HealthThresholds, collector_reports, health_details, newest_point
-from usagemeter_api.ops_schemas import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
-from usagemeter_api.period_usage import Live, period_used
-from usagemeter_api.periods import period_window
-from usagemeter_api.quota import evaluate_quota
-from usagemeter_api.schemas import PlanSummary
-from usagemeter_api.system_view import SystemViews
-from usagemeter_api.workers import worker_report
+from usagemeter_api.api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, TargetUser
+from usagemeter_api.core.config import ApiSettings
+from usagemeter_api.domain.periods import period_window
+from usagemeter_api.domain.quota import evaluate_quota
+from usagemeter_api.domain.system_health import HealthThresholds, collector_reports, health_details, newest_point
+from usagemeter_api.domain.system_view import SystemViews
+from usagemeter_api.domain.usage.period import Live, period_used
+from usagemeter_api.domain.workers import worker_report
+from usagemeter_api.schemas.errors import error_responses
+from usagemeter_api.schemas.operations import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
+from usagemeter_api.schemas.quotas import PlanSummary
 
 router = APIRouter(tags=["operations"])
 

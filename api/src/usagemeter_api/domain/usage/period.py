@@ -18,13 +18,13 @@ import anyio
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import Depends, Request
 
-from usagemeter_api.config import ApiSettings
-from usagemeter_api.errors import service_unavailable
-from usagemeter_api.live_usage import LiveUsage
-from usagemeter_api.periods import Window
-from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
-from usagemeter_api.quota import Freshness
-from usagemeter_api.usage_cache import Reading, UsageCache
+from usagemeter_api.core.config import ApiSettings
+from usagemeter_api.core.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.domain.periods import Window
+from usagemeter_api.domain.quota import Freshness
+from usagemeter_api.domain.usage.cache import Reading, UsageCache
+from usagemeter_api.domain.usage.live import LiveUsage
+from usagemeter_api.schemas.errors import service_unavailable
 
 __all__ = ["Live", "live_usage", "period_reading", "period_used"]
 
