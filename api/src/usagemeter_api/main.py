@@ -7,21 +7,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from clickhouse_connect.driver.exceptions import Error as ClickHouseError
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from usagemeter_api.api.deps import system_clock
+from usagemeter_api.api.handlers import install_handlers
 from usagemeter_api.api.routes import admin, analytics, health, operations, quotas
 from usagemeter_api.core.config import ApiSettings
-from usagemeter_api.core.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.core.security import TokenVerifier, jwks_client
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import load_plans
 from usagemeter_api.domain.system_view import SystemViews
 from usagemeter_api.domain.usage.cache import UsageCache
 from usagemeter_api.domain.usage.live import LiveUsage
-from usagemeter_api.schemas.errors import RETRY_AFTER_SECONDS
 from usagemeter_api.web import router as web_router
 from usagemeter_clickhouse import Client
 
@@ -77,8 +75,7 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX)
     # The end-user page lives at the root so a host can link or embed it as is.
     app.include_router(web_router)
-    app.add_exception_handler(ClickHouseUnavailable, _clickhouse_unavailable)
-    app.add_exception_handler(ClickHouseError, _clickhouse_failed)
+    install_handlers(app)
     return app
 
 
@@ -98,17 +95,3 @@ def _token_verifier(settings: ApiSettings) -> TokenVerifier:
         issuer=settings.jwt_issuer,
         jwks=None if url is None else jwks_client(str(url), cache_seconds=settings.jwt_jwks_cache_seconds),
     )
-
-
-def _service_unavailable(detail: str) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
-
-
-async def _clickhouse_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    return _service_unavailable(str(exc))
-
-
-async def _clickhouse_failed(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("ClickHouse query for %s failed: %s", request.url.path, exc)
-    return _service_unavailable("usage data is unavailable: the ClickHouse query failed")

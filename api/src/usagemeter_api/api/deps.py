@@ -12,16 +12,18 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 
-from usagemeter_api.core.pool import ClickHouseUnavailable, ClientPool
-from usagemeter_api.core.security import AuthError, AuthUnavailable, Principal, TokenVerifier
+from usagemeter_api.core.pool import ClientPool
+from usagemeter_api.core.security import Principal, TokenVerifier
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import PlanCatalog
-from usagemeter_api.schemas.errors import service_unavailable
+from usagemeter_api.domain.ranges import AnalyticsPeriod, Interval, UsageRange, usage_range
+from usagemeter_api.errors import AuthError, AuthUnavailable, ClickHouseUnavailable
 from usagemeter_clickhouse import Client
 
 __all__ = [
     "BEARER_SECURITY",
     "Admin",
+    "AskedRange",
     "ClickHouse",
     "Clock",
     "CurrentUser",
@@ -75,7 +77,7 @@ async def _verified(verifier: TokenVerifier, token: str) -> Principal:
         raise _unauthorized(str(exc)) from exc
     except AuthUnavailable as exc:
         logger.warning("cannot verify an RS256 token: %s", exc)
-        raise service_unavailable("the token's signing keys cannot be fetched right now") from exc
+        raise AuthUnavailable("the token's signing keys cannot be fetched right now") from exc
 
 
 #: The caller named by the request's bearer token; 401 when it is missing or refused.
@@ -182,3 +184,26 @@ async def require_admin(principal: CurrentUser) -> Principal:
 
 
 Admin = Annotated[Principal, Depends(require_admin)]
+
+
+def asked_range(
+    now: Clock,
+    period: Annotated[
+        AnalyticsPeriod | None,
+        Query(description="The current UTC day, ISO week or calendar month (default month); not with from/to."),
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        Query(alias="from", description="Range start, ISO 8601 (UTC when no offset is given), read to the minute."),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        Query(alias="to", description="Range end (exclusive), ISO 8601, after `from`; at most 31 days for hours."),
+    ] = None,
+    interval: Annotated[Interval, Query(description="Series bucket: UTC hour or UTC day.")] = "day",
+) -> UsageRange:
+    """The range an analytics request asks for; 422 when it is malformed, reversed or too long."""
+    return usage_range(now, period, start, end, interval)
+
+
+AskedRange = Annotated[UsageRange, Depends(asked_range)]

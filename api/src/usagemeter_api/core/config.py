@@ -8,14 +8,11 @@ from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from usagemeter_api.core.security import MIN_SECRET_BYTES
+from usagemeter_api.errors import SettingsError
 
-__all__ = ["ApiSettings", "SettingsError", "load_settings"]
+__all__ = ["ApiSettings", "load_settings"]
 
 _ENV_PREFIX = "USAGEMETER_"
-
-
-class SettingsError(Exception):
-    """The environment does not describe a usable API configuration."""
 
 
 class ApiSettings(BaseSettings):

@@ -19,18 +19,15 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from usagemeter_api.errors import ClickHouseUnavailable
 from usagemeter_clickhouse import Client
 
-__all__ = ["ClickHouseUnavailable", "ClientPool"]
+__all__ = ["ClientPool"]
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class ClickHouseUnavailable(Exception):
-    """No ClickHouse client could be had: the pool is closed or the server cannot be reached."""
 
 
 class ClientPool:

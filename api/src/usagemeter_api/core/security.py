@@ -13,13 +13,12 @@ from typing import Any
 import jwt
 
 from usagemeter_api.core._token_cache import VerifiedTokens
+from usagemeter_api.errors import AuthError, AuthUnavailable
 
 __all__ = [
     "ALGORITHM",
     "JWKS_ALGORITHM",
     "MIN_SECRET_BYTES",
-    "AuthError",
-    "AuthUnavailable",
     "Principal",
     "TokenVerifier",
     "jwks_client",
@@ -32,14 +31,6 @@ ALGORITHM = "HS256"
 JWKS_ALGORITHM = "RS256"
 MIN_SECRET_BYTES = 32
 ADMIN_ROLE = "admin"
-
-
-class AuthError(Exception):
-    """A bearer token is missing, malformed, forged or expired."""
-
-
-class AuthUnavailable(Exception):
-    """The keys to check a token with cannot be fetched from the JWKS URL."""
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from usagemeter_api.domain.plans import Plan, PlanCatalog
+from usagemeter_api.errors import PlanConflict, UnknownPlan
 from usagemeter_clickhouse import Client, tables
 
-__all__ = ["PlanConflict", "PlanStore", "UnknownPlan"]
+__all__ = ["PlanStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +38,6 @@ _VERSIONS_SQL = (
     f"SELECT (SELECT max(Version) FROM {tables.PLANS}), (SELECT count() FROM {tables.PLANS}),"
     f" (SELECT max(Version) FROM {tables.PLAN_ASSIGNMENTS}), (SELECT count() FROM {tables.PLAN_ASSIGNMENTS})"
 )
-
-
-class UnknownPlan(LookupError):
-    """No plan has the given id."""
-
-
-class PlanConflict(ValueError):
-    """The change would leave the plans inconsistent (duplicate id, no default plan)."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
+from usagemeter_api.errors import PlansError
+
 __all__ = [
     "DEFAULT_PLANS_RESOURCE",
     "Enforcement",
@@ -21,7 +23,6 @@ __all__ = [
     "PeriodKind",
     "Plan",
     "PlanCatalog",
-    "PlansError",
     "load_plans",
 ]
 
@@ -31,10 +32,6 @@ UNLIMITED = "unlimited"
 PeriodKind = Literal["day", "week", "month"]
 #: ``hard``: a use past the limit is refused; ``soft``: it is allowed and reported as exceeded.
 Enforcement = Literal["hard", "soft"]
-
-
-class PlansError(Exception):
-    """The plans file cannot be read or does not describe a valid set of plans."""
 
 
 def _parse_limit(value: object) -> int | None:

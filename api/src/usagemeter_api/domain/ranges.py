@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import HTTPException, Query, status
-
-from usagemeter_api.api.deps import Clock
 from usagemeter_api.domain.periods import Window, day_start, period_window, to_utc
 from usagemeter_api.domain.plans import PeriodKind
+from usagemeter_api.errors import InvalidRange
 
 __all__ = ["MAX_SPAN", "AnalyticsPeriod", "Interval", "UsageRange", "buckets", "usage_range"]
 
@@ -41,22 +39,10 @@ class UsageRange:
 
 
 def usage_range(
-    now: Clock,
-    period: Annotated[
-        AnalyticsPeriod | None,
-        Query(description="The current UTC day, ISO week or calendar month (default month); not with from/to."),
-    ] = None,
-    start: Annotated[
-        datetime | None,
-        Query(alias="from", description="Range start, ISO 8601 (UTC when no offset is given), read to the minute."),
-    ] = None,
-    end: Annotated[
-        datetime | None,
-        Query(alias="to", description="Range end (exclusive), ISO 8601, after `from`; at most 31 days for hours."),
-    ] = None,
-    interval: Annotated[Interval, Query(description="Series bucket: UTC hour or UTC day.")] = "day",
+    now: datetime, period: AnalyticsPeriod | None, start: datetime | None, end: datetime | None, interval: Interval
 ) -> UsageRange:
-    """The range a request asks for; 422 when it is malformed, reversed or too long."""
+    """The range asked for by ``period`` or ``start``/``end`` (naive: UTC); InvalidRange when it is malformed,
+    reversed or too long."""
     if start is None and end is None:
         return _period_range(period or "month", interval, now)
     if period is not None:
@@ -98,5 +84,5 @@ def _minute(moment: datetime, name: str) -> datetime:
     return utc.replace(second=0, microsecond=0)
 
 
-def _invalid(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+def _invalid(detail: str) -> InvalidRange:
+    return InvalidRange(detail)

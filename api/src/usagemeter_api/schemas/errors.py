@@ -1,16 +1,13 @@
-"""Error bodies and their OpenAPI documentation, shared by every router."""
+"""Error bodies and their OpenAPI documentation, shared by every route."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException, status
+from fastapi import status
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["RETRY_AFTER_SECONDS", "ErrorBody", "ValidationErrorBody", "error_responses", "service_unavailable"]
-
-#: The ``Retry-After`` of every 503: what is away (ClickHouse, the JWKS) is retried about this often.
-RETRY_AFTER_SECONDS = 5
+__all__ = ["ErrorBody", "ValidationErrorBody", "error_responses"]
 
 
 class ErrorBody(BaseModel):
@@ -56,13 +53,6 @@ _UNAVAILABLE = (
     "ClickHouse (or the JWKS) cannot be reached, or the usage figures held through a ClickHouse outage are"
     " older than `USAGEMETER_QUOTA_MAX_STALENESS_SECONDS`; retry after `Retry-After` seconds."
 )
-
-
-def service_unavailable(detail: str) -> HTTPException:
-    """A 503 with ``detail`` and ``Retry-After``."""
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-    )
 
 
 def error_responses(descriptions: dict[int, str], *, validated: bool = True) -> dict[int | str, dict[str, Any]]:

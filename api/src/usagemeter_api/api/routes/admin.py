@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from usagemeter_api.api.deps import Admin, ClickHouse, Clock, Plans, Store
 from usagemeter_api.domain.near_limit import near_limit_users
-from usagemeter_api.domain.plan_store import PlanConflict, UnknownPlan
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.schemas.admin import (
     Assignment,
@@ -46,10 +45,7 @@ def list_plans(_: Admin, plans: Plans) -> PlanList:
 )
 def create_plan(_: Admin, body: PlanCreateBody, store: Store, client: ClickHouse) -> PlanInfo:
     """Create a plan; it is usable at once."""
-    try:
-        catalog = store.create_plan(client, body.id, body.to_plan(), default=bool(body.default))
-    except PlanConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    catalog = store.create_plan(client, body.id, body.to_plan(), default=bool(body.default))
     return _plan_info(catalog, body.id)
 
 
@@ -59,22 +55,14 @@ def update_plan(_: Admin, plan_id: PathPlanId, body: PlanBody, store: Store, cli
 
     Usage is counted per user, not per plan, so ``used`` stays exact across the change.
     """
-    try:
-        catalog = store.update_plan(client, plan_id, body.to_plan(), default=body.default)
-    except UnknownPlan as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
-    except PlanConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    catalog = store.update_plan(client, plan_id, body.to_plan(), default=body.default)
     return _plan_info(catalog, plan_id)
 
 
 @router.put("/users/{user_id}/plan", response_model=Assignment, responses=error_responses(_AUTH | _NOT_FOUND))
 def assign_plan(_: Admin, user_id: PathUserId, body: AssignmentBody, store: Store, client: ClickHouse) -> Assignment:
     """Put a user on a plan from now on."""
-    try:
-        store.assign(client, user_id, body.plan_id)
-    except UnknownPlan as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    store.assign(client, user_id, body.plan_id)
     return Assignment(user_id=user_id, plan_id=body.plan_id)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 
-from usagemeter_api.api.deps import ClickHouse, Plans, TargetUser
+from usagemeter_api.api.deps import AskedRange, ClickHouse, Plans, TargetUser
 from usagemeter_api.domain.plans import PlanCatalog
-from usagemeter_api.domain.ranges import UsageRange, buckets, usage_range
+from usagemeter_api.domain.ranges import buckets
 from usagemeter_api.domain.usage.breakdown import span_breakdown
 from usagemeter_api.domain.usage.queries import as_number, usage_series
 from usagemeter_api.schemas.analytics import BreakdownGroup, UsageBreakdown, UsageBucket, UsageReport
@@ -25,11 +25,12 @@ _RESPONSES: dict[int, str] = {
 ByAttribute = Annotated[
     str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description="Span attribute to group by.")
 ]
-Range = Annotated[UsageRange, Depends(usage_range)]
 
 
 @router.get("/usage/{feature_key}", response_model=UsageReport, responses=error_responses(_RESPONSES))
-def feature_usage(feature_key: str, user_id: TargetUser, plans: Plans, client: ClickHouse, asked: Range) -> UsageReport:
+def feature_usage(
+    feature_key: str, user_id: TargetUser, plans: Plans, client: ClickHouse, asked: AskedRange
+) -> UsageReport:
     """Usage of one feature per UTC hour or day, over the current period (up to now) or a ``from``/``to`` range.
 
     Exact: read from the usage rollups, ``total`` is the sum of the series.
@@ -58,7 +59,7 @@ def feature_usage_breakdown(
     user_id: TargetUser,
     plans: Plans,
     client: ClickHouse,
-    asked: Range,
+    asked: AskedRange,
     by: ByAttribute = "model",
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many groups.")] = 100,
 ) -> UsageBreakdown:

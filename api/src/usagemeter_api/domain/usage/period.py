@@ -19,12 +19,12 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import Depends, Request
 
 from usagemeter_api.core.config import ApiSettings
-from usagemeter_api.core.pool import ClickHouseUnavailable, ClientPool
+from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.domain.periods import Window
 from usagemeter_api.domain.quota import Freshness
 from usagemeter_api.domain.usage.cache import Reading, UsageCache
 from usagemeter_api.domain.usage.live import LiveUsage
-from usagemeter_api.schemas.errors import service_unavailable
+from usagemeter_api.errors import ClickHouseUnavailable, UsageUnavailable
 
 __all__ = ["Live", "live_usage", "period_reading", "period_used"]
 
@@ -153,7 +153,7 @@ def _refuse_if_too_old(request: Request, freshness: Freshness) -> None:
     if not freshness.stale or freshness.age() <= bound:
         return
     as_of = freshness.as_of.isoformat().replace("+00:00", "Z")
-    raise service_unavailable(
+    raise UsageUnavailable(
         f"usage figures are unavailable: ClickHouse cannot be read, and the figures last read from it"
         f" (at {as_of}, {freshness.age():.0f} s ago) are older than USAGEMETER_QUOTA_MAX_STALENESS_SECONDS"
         f" ({bound:g} s) allows"
