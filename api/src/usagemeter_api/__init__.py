@@ -5,7 +5,6 @@ Build the app with :func:`create_app`; mint bearer tokens with :func:`mint_token
 
 from __future__ import annotations
 
-from usagemeter_api.api.deps import utc_now
 from usagemeter_api.core.config import ApiSettings, load_settings
 from usagemeter_api.core.security import Principal, TokenVerifier, mint_token
 from usagemeter_api.domain.plans import Plan, PlanCatalog, load_plans
@@ -27,5 +26,4 @@ __all__ = [
     "load_plans",
     "load_settings",
     "mint_token",
-    "utc_now",
 ]

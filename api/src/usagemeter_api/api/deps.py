@@ -1,10 +1,10 @@
-"""Request dependencies: the caller, whose data is read, the clock, plans and a ClickHouse client."""
+"""Request dependencies: the app's services, the caller, whose data is read, the clock, plans, a ClickHouse client."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
@@ -12,8 +12,8 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 
-from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.core.security import Principal, TokenVerifier
+from usagemeter_api.core.services import Services
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.ranges import AnalyticsPeriod, Interval, UsageRange, usage_range
@@ -29,19 +29,32 @@ __all__ = [
     "CurrentUser",
     "OtherUserId",
     "Plans",
+    "ServicesDep",
     "Store",
     "TargetUser",
     "authenticate",
     "plan_catalog",
-    "request_time",
-    "system_clock",
-    "utc_now",
+    "services_of",
     "whose_data",
 ]
 
 logger = logging.getLogger(__name__)
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def services_of(request: Request) -> Services:
+    """The services of the app serving ``request`` (stored once by :func:`usagemeter_api.create_app`)."""
+    services: Services = request.app.state.services
+    return services
+
+
+async def app_services(request: Request) -> Services:
+    """The app's services, as a dependency."""
+    return services_of(request)
+
+
+ServicesDep = Annotated[Services, Depends(app_services)]
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -65,7 +78,7 @@ async def authenticate(request: Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("missing bearer token: send 'Authorization: Bearer <JWT>'")
-    verifier: TokenVerifier = request.app.state.token_verifier
+    verifier = services_of(request).token_verifier
     return verifier.cached(token) or await _verified(verifier, token)
 
 
@@ -115,29 +128,17 @@ async def target_user(principal: CurrentUser, user_id: OtherUserId = None) -> st
 TargetUser = Annotated[str, Depends(target_user)]
 
 
-def system_clock() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(UTC)
+async def current_time(request: Request) -> datetime:
+    """The current UTC time by the app's clock (``create_app(clock=...)``, so periods can be tested at any moment)."""
+    return services_of(request).clock()
 
 
-def request_time(request: Request) -> datetime:
-    """The app's clock (``create_app(clock=...)``, so periods can be tested at any moment) read now."""
-    clock: Callable[[], datetime] = request.app.state.clock
-    return clock()
-
-
-async def utc_now(request: Request) -> datetime:
-    """The current time in UTC by the app's clock."""
-    return request_time(request)
-
-
-Clock = Annotated[datetime, Depends(utc_now)]
+Clock = Annotated[datetime, Depends(current_time)]
 
 
 def clickhouse_client(request: Request) -> Iterator[Client]:
     """A ClickHouse client borrowed from the app's pool for the request."""
-    pool: ClientPool = request.app.state.clickhouse_pool
-    with pool.client() as client:
+    with services_of(request).pool.client() as client:
         yield client
 
 
@@ -146,8 +147,7 @@ ClickHouse = Annotated[Client, Depends(clickhouse_client)]
 
 async def plan_store(request: Request) -> PlanStore:
     """The app's plans and assignments in ClickHouse."""
-    store: PlanStore = request.app.state.plan_store
-    return store
+    return services_of(request).plan_store
 
 
 Store = Annotated[PlanStore, Depends(plan_store)]
@@ -159,13 +159,13 @@ async def plan_catalog(request: Request) -> PlanCatalog:
     When ClickHouse cannot be read the last good catalog answers; only a process that
     never read one answers 503.
     """
-    store: PlanStore = request.app.state.plan_store
+    services = services_of(request)
+    store = services.plan_store
     snapshot = store.snapshot()
     if snapshot is not None:
         return snapshot
-    pool: ClientPool = request.app.state.clickhouse_pool
     try:
-        return await pool.call(store.catalog)
+        return await services.pool.call(store.catalog)
     except (ClickHouseUnavailable, ClickHouseError) as exc:
         held = store.revalidation_failed(exc)
         if held is None:

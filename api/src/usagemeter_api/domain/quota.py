@@ -1,4 +1,4 @@
-"""Turning a usage total and a plan limit into a quota item, and how fresh that total is."""
+"""Turning a usage total and a plan limit into quota figures and the allow decision, and how fresh that total is."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from usagemeter_api.domain.periods import Window
+from usagemeter_api.domain.plans import Enforcement
 from usagemeter_api.domain.usage.queries import as_number
 from usagemeter_api.schemas.quotas import QuotaItem
 
-__all__ = ["Freshness", "QuotaFigures", "evaluate_quota", "quota_figures"]
+__all__ = ["Freshness", "QuotaFigures", "allows", "evaluate_quota", "quota_figures"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,12 @@ def quota_figures(used: float, limit: int | None, near_limit_ratio: float) -> Qu
         exceeded=used > limit,
         has_access=used < limit,
     )
+
+
+def allows(used: float, amount: int, limit: int | None, enforcement: Enforcement) -> bool:
+    """Whether ``amount`` more uses may go ahead after ``used``: they fit within ``limit`` (None = unlimited),
+    or the plan's enforcement is ``soft`` and only reports going past it."""
+    return limit is None or used + amount <= limit or enforcement == "soft"
 
 
 def evaluate_quota(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 
-from usagemeter_api.core.pool import ClientPool
+from usagemeter_api.api.deps import services_of
 from usagemeter_api.schemas.quotas import CollectorHealth, Health
 
 router = APIRouter(tags=["health"])
@@ -24,9 +24,8 @@ def health(request: Request) -> Health:
     collector = _collector(request)
     degraded = collector is not None and bool(collector.reasons)
     extra = {"collector": collector} if collector is not None else {}
-    pool: ClientPool = request.app.state.clickhouse_pool
     try:
-        with pool.client() as client:
+        with services_of(request).pool.client() as client:
             client.query("SELECT 1")
     except Exception as exc:  # any failure to reach or query ClickHouse is what this endpoint reports
         logger.warning("health check: ClickHouse unreachable: %s", exc)

@@ -7,13 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
-from usagemeter_api.api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, TargetUser
-from usagemeter_api.core.config import ApiSettings
+from usagemeter_api.api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, ServicesDep, TargetUser, services_of
 from usagemeter_api.domain.periods import period_window
 from usagemeter_api.domain.quota import evaluate_quota
 from usagemeter_api.domain.system_health import HealthThresholds, collector_reports, health_details, newest_point
-from usagemeter_api.domain.system_view import SystemViews
-from usagemeter_api.domain.usage.period import Live, period_used
 from usagemeter_api.domain.workers import worker_report
 from usagemeter_api.schemas.errors import error_responses
 from usagemeter_api.schemas.operations import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
@@ -29,7 +26,7 @@ _ADMIN: dict[int, str] = _AUTH | {status.HTTP_403_FORBIDDEN: "The token lacks ro
 
 def worker_thresholds(request: Request) -> WorkerThresholds:
     """The worker status thresholds the app was configured with."""
-    settings: ApiSettings = request.app.state.settings
+    settings = services_of(request).settings
     return WorkerThresholds(
         degraded_after_seconds=settings.worker_degraded_after_seconds,
         down_after_seconds=settings.worker_down_after_seconds,
@@ -41,7 +38,7 @@ def worker_thresholds(request: Request) -> WorkerThresholds:
 
 def health_thresholds(request: Request) -> HealthThresholds:
     """When ingest is stale and when a collector counts as down or degraded."""
-    settings: ApiSettings = request.app.state.settings
+    settings = services_of(request).settings
     return HealthThresholds(
         ingest_stale_after_seconds=settings.ingest_stale_after_seconds,
         collector_stale_after_seconds=settings.collector_stale_after_seconds,
@@ -64,15 +61,14 @@ def workers(_: CurrentUser, client: ClickHouse, now: Clock, thresholds: Threshol
 
 @router.get("/health/details", response_model=HealthDetails, responses=error_responses(_ADMIN, validated=False))
 def detailed_health(
-    request: Request, _: Admin, client: ClickHouse, now: Clock, thresholds: Thresholds, limits: HealthLimits
+    _: Admin, client: ClickHouse, now: Clock, thresholds: Thresholds, limits: HealthLimits, services: ServicesDep
 ) -> HealthDetails:
     """ClickHouse, ingest freshness, collectors and workers, as ``X/Y services healthy`` (role admin).
 
     Collector instances and their spool backlogs are operators' information; ``GET /health`` is the public summary.
     """
     report = worker_report(client, now, thresholds)
-    views: SystemViews = request.app.state.system_views
-    collectors, probes = collector_reports(client, now), views.probe_collectors(limits)
+    collectors, probes = collector_reports(client, now), services.system_views.probe_collectors(limits)
     return health_details(newest_point(client, now), now, limits, report, collectors, probes)
 
 
@@ -83,14 +79,13 @@ def detailed_health(
     tags=["analytics"],
 )
 async def dashboard_metrics(
-    request: Request,
     caller: CurrentUser,
     user_id: TargetUser,
     plans: Plans,
     now: Clock,
     thresholds: Thresholds,
     limits: HealthLimits,
-    live: Live,
+    services: ServicesDep,
 ) -> DashboardMetrics:
     """Conversions, worker status, the user's feature usage against quotas, their plan and system health.
 
@@ -100,9 +95,9 @@ async def dashboard_metrics(
     """
     plan_id, plan = plans.plan_for(user_id)
     window = period_window(plan.period, now)
-    views: SystemViews = request.app.state.system_views
     used, system = await asyncio.gather(
-        period_used(request, live, user_id, list(plan.limits), window), views.current(now, thresholds, limits)
+        services.period_usage.used(user_id, list(plan.limits), window),
+        services.system_views.current(now, thresholds, limits),
     )
     return DashboardMetrics(
         user_id=user_id,

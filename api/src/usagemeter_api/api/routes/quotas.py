@@ -11,17 +11,16 @@ from usagemeter_api.api.deps import (
     Clock,
     OtherUserId,
     Plans,
+    ServicesDep,
     TargetUser,
     authenticate,
     plan_catalog,
-    request_time,
+    services_of,
     whose_data,
 )
 from usagemeter_api.domain.periods import period_window
 from usagemeter_api.domain.plans import Plan
-from usagemeter_api.domain.quota import evaluate_quota, quota_figures
-from usagemeter_api.domain.usage.live import LiveUsage
-from usagemeter_api.domain.usage.period import Live, period_reading
+from usagemeter_api.domain.quota import allows, evaluate_quota, quota_figures
 from usagemeter_api.schemas.errors import error_responses
 from usagemeter_api.schemas.quotas import FeatureQuota, PlanSummary, QuotaCheck, QuotaListing
 
@@ -55,23 +54,22 @@ async def check_quota(
     ClickHouse; while they cannot be read the check answers from the usage last read, with
     ``stale: true``, for up to ``USAGEMETER_QUOTA_MAX_STALENESS_SECONDS``.
     """
-    # The hot path: the bearer check, the clock and app state are called here rather than
+    # The hot path: the bearer check, the plans and the services are called here rather than
     # resolved as dependencies, since resolving one costs more than the lookup it wraps.
     # (So a bad query parameter is reported before a missing token here.)
     user_id = whose_data(await authenticate(request), user_id)
     plan_id, plan = (await plan_catalog(request)).plan_for(user_id)
     limit = _limit_of(plan_id, plan, feature_key)
-    window = period_window(plan.period, request_time(request))
-    live: LiveUsage | None = request.app.state.live_usage
-    totals, freshness = await period_reading(request, live, user_id, [feature_key], window, reuse=True)
+    services = services_of(request)
+    window = period_window(plan.period, services.clock())
+    totals, freshness = await services.period_usage.reading(user_id, [feature_key], window, reuse=True)
     used = totals[feature_key]
     item = quota_figures(used, limit, plan.near_limit_ratio)
-    fits = limit is None or used + amount <= limit
     answer = QuotaCheck(
         user_id=user_id,
         plan_id=plan_id,
         feature_key=feature_key,
-        allowed=fits or plan.enforcement == "soft",
+        allowed=allows(used, amount, limit, plan.enforcement),
         enforcement=plan.enforcement,
         amount=amount,
         used=item.used,
@@ -89,11 +87,11 @@ async def check_quota(
 
 
 @router.get("", response_model=QuotaListing, responses=error_responses(_AUTH))
-async def list_quotas(request: Request, user_id: TargetUser, plans: Plans, now: Clock, live: Live) -> QuotaListing:
+async def list_quotas(user_id: TargetUser, plans: Plans, now: Clock, services: ServicesDep) -> QuotaListing:
     """Every metered feature of the user's plan with its usage in the current period, and how fresh it is."""
     plan_id, plan = plans.plan_for(user_id)
     window = period_window(plan.period, now)
-    used, freshness = await period_reading(request, live, user_id, list(plan.limits), window)
+    used, freshness = await services.period_usage.reading(user_id, list(plan.limits), window)
     return QuotaListing(
         user_id=user_id,
         plan=_summary(plan_id, plan),
@@ -110,13 +108,13 @@ async def list_quotas(request: Request, user_id: TargetUser, plans: Plans, now: 
 
 @router.get("/{feature_key}", response_model=FeatureQuota, responses=error_responses(_AUTH | _NOT_FOUND))
 async def get_quota(
-    request: Request, feature_key: str, user_id: TargetUser, plans: Plans, now: Clock, live: Live
+    feature_key: str, user_id: TargetUser, plans: Plans, now: Clock, services: ServicesDep
 ) -> FeatureQuota:
     """One feature's usage against its limit in the current period, and how fresh it is."""
     plan_id, plan = plans.plan_for(user_id)
     limit = _limit_of(plan_id, plan, feature_key)
     window = period_window(plan.period, now)
-    used, freshness = await period_reading(request, live, user_id, [feature_key], window)
+    used, freshness = await services.period_usage.reading(user_id, [feature_key], window)
     item = evaluate_quota(feature_key, used.get(feature_key, 0.0), limit, plan.near_limit_ratio, window)
     return FeatureQuota(
         user_id=user_id, plan_id=plan_id, **item.model_dump(), as_of=freshness.as_of, stale=freshness.stale

@@ -4,21 +4,18 @@ When the view is stale (its refresh, which reads every shard, fails) the user's 
 read from ClickHouse instead, which asks only that user's shard: the same sums the view adds
 up, fresh. While they cannot be read either, the usage the API holds answers, marked stale:
 the view's last totals, or the totals last read for that user. Held figures older than
-``quota_max_staleness_seconds`` are refused with a 503, and so is a user the API holds
-nothing for: usage is never guessed.
+``quota_max_staleness_seconds`` are refused (:class:`~usagemeter_api.errors.UsageUnavailable`), and a
+user the API holds nothing for gets ClickHouse's own error: usage is never guessed.
 """
 
 from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Annotated
 
 import anyio
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
-from fastapi import Depends, Request
 
-from usagemeter_api.core.config import ApiSettings
 from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.domain.periods import Window
 from usagemeter_api.domain.quota import Freshness
@@ -26,7 +23,7 @@ from usagemeter_api.domain.usage.cache import Reading, UsageCache
 from usagemeter_api.domain.usage.live import LiveUsage
 from usagemeter_api.errors import ClickHouseUnavailable, UsageUnavailable
 
-__all__ = ["Live", "live_usage", "period_reading", "period_used"]
+__all__ = ["PeriodUsage"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,48 +32,88 @@ logger = logging.getLogger(__name__)
 DIRECT_READ_TIMEOUT_SECONDS = 1.0
 
 
-async def live_usage(request: Request) -> LiveUsage | None:
-    """The app's in-memory view of current-period usage, when enabled."""
-    live: LiveUsage | None = request.app.state.live_usage
-    return live
+class PeriodUsage:
+    """Every route's answer to "how much has this user used in this period": view, cache, then ClickHouse.
 
-
-Live = Annotated[LiveUsage | None, Depends(live_usage)]
-
-
-async def period_reading(
-    request: Request,
-    live: LiveUsage | None,
-    user_id: str,
-    feature_keys: list[str],
-    window: Window,
-    *,
-    reuse: bool = False,
-) -> Reading:
-    """Uses per feature key of ``user_id`` in ``window``, and how fresh they are.
-
-    The view answers without leaving the event loop; until it is loaded, and for windows
-    it does not hold, ClickHouse is read in the thread pool on a pooled client (``reuse``:
-    a total read within ``quota_cache_seconds`` is reused). 503 when the figures held
-    through an outage are too old, or when nothing is held.
+    ``max_staleness_seconds`` bounds how old figures held through an outage may be.
     """
-    if not feature_keys:
-        return {}, Freshness.now()
-    reading = _from_view(live, user_id, feature_keys, window)
-    if reading is None:
-        reading = await _from_clickhouse(request, user_id, feature_keys, window, reuse=reuse)
-    elif reading[1].stale:
-        reading = await _instead_of_stale(request, reading, user_id, feature_keys, window, reuse=reuse)
-    _refuse_if_too_old(request, reading[1])
-    return reading
 
+    def __init__(
+        self, live: LiveUsage | None, cache: UsageCache, pool: ClientPool, *, max_staleness_seconds: float
+    ) -> None:
+        self._live = live
+        self._cache = cache
+        self._pool = pool
+        self._max_staleness = max_staleness_seconds
 
-async def period_used(
-    request: Request, live: LiveUsage | None, user_id: str, feature_keys: list[str], window: Window
-) -> dict[str, float]:
-    """Uses per feature key of ``user_id`` in ``window`` (:func:`period_reading` without the freshness)."""
-    totals, _ = await period_reading(request, live, user_id, feature_keys, window)
-    return totals
+    async def reading(self, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool = False) -> Reading:
+        """Uses per feature key of ``user_id`` in ``window``, and how fresh they are.
+
+        The view answers without leaving the event loop; until it is loaded, and for windows
+        it does not hold, ClickHouse is read in the thread pool on a pooled client (``reuse``:
+        a total read within ``quota_cache_seconds`` is reused). UsageUnavailable when the
+        figures held through an outage are too old; ClickHouse's error when nothing is held.
+        """
+        if not feature_keys:
+            return {}, Freshness.now()
+        reading = _from_view(self._live, user_id, feature_keys, window)
+        if reading is None:
+            reading = await self._from_clickhouse(user_id, feature_keys, window, reuse=reuse)
+        elif reading[1].stale:
+            reading = await self._instead_of_stale(reading, user_id, feature_keys, window, reuse=reuse)
+        self._refuse_if_too_old(reading[1])
+        return reading
+
+    async def used(self, user_id: str, feature_keys: list[str], window: Window) -> dict[str, float]:
+        """Uses per feature key of ``user_id`` in ``window`` (:meth:`reading` without the freshness)."""
+        totals, _ = await self.reading(user_id, feature_keys, window)
+        return totals
+
+    async def _from_clickhouse(self, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool) -> Reading:
+        cache = self._cache
+        recent = cache.recent(user_id, feature_keys, window) if reuse else None
+        if recent is not None:
+            return recent
+        try:
+            return await self._pool.call(cache.read, user_id, feature_keys, window)
+        except (ClickHouseUnavailable, ClickHouseError) as exc:
+            held = cache.held(user_id, feature_keys, window)
+            if held is None:
+                raise
+            logger.debug("answering held usage of %r: ClickHouse cannot be read: %s", user_id, exc)
+            return held
+
+    async def _instead_of_stale(
+        self, stale: Reading, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool
+    ) -> Reading:
+        """The user's figures read from ClickHouse in place of the view's stale ones; the latest held if that fails."""
+        cache = self._cache
+        recent = cache.recent(user_id, feature_keys, window) if reuse else None
+        if recent is not None:
+            return recent
+        if cache.circuit.allows(user_id):
+            try:
+                reading = await _read_within_timeout(self._pool, cache, user_id, feature_keys, window)
+            except (ClickHouseUnavailable, ClickHouseError, TimeoutError) as exc:
+                cache.circuit.failed(user_id, exc)
+                logger.debug("answering the view's stale usage of %r: ClickHouse cannot be read: %s", user_id, exc)
+            else:
+                cache.circuit.succeeded(user_id)
+                return reading
+        held = cache.held(user_id, feature_keys, window)
+        # An earlier read of this user may be fresher than the view's last refresh.
+        return held if held is not None and held[1].known_at > stale[1].known_at else stale
+
+    def _refuse_if_too_old(self, freshness: Freshness) -> None:
+        bound = self._max_staleness
+        if not freshness.stale or freshness.age() <= bound:
+            return
+        as_of = freshness.as_of.isoformat().replace("+00:00", "Z")
+        raise UsageUnavailable(
+            f"usage figures are unavailable: ClickHouse cannot be read, and the figures last read from it"
+            f" (at {as_of}, {freshness.age():.0f} s ago) are older than USAGEMETER_QUOTA_MAX_STALENESS_SECONDS"
+            f" ({bound:g} s) allows"
+        )
 
 
 def _from_view(live: LiveUsage | None, user_id: str, feature_keys: list[str], window: Window) -> Reading | None:
@@ -88,48 +125,6 @@ def _from_view(live: LiveUsage | None, user_id: str, feature_keys: list[str], wi
     if totals is None or freshness is None:
         return None
     return totals, freshness
-
-
-async def _from_clickhouse(
-    request: Request, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool
-) -> Reading:
-    cache: UsageCache = request.app.state.usage_cache
-    recent = cache.recent(user_id, feature_keys, window) if reuse else None
-    if recent is not None:
-        return recent
-    pool: ClientPool = request.app.state.clickhouse_pool
-    try:
-        return await pool.call(cache.read, user_id, feature_keys, window)
-    except (ClickHouseUnavailable, ClickHouseError) as exc:
-        held = cache.held(user_id, feature_keys, window)
-        if held is None:
-            raise
-        logger.debug("answering held usage of %r: ClickHouse cannot be read: %s", user_id, exc)
-        return held
-
-
-async def _instead_of_stale(
-    request: Request, stale: Reading, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool
-) -> Reading:
-    """The user's figures read from ClickHouse in place of the view's stale ones; the latest held when that fails."""
-    cache: UsageCache = request.app.state.usage_cache
-    recent = cache.recent(user_id, feature_keys, window) if reuse else None
-    if recent is not None:
-        return recent
-    if cache.circuit.allows(user_id):
-        try:
-            reading = await _read_within_timeout(
-                request.app.state.clickhouse_pool, cache, user_id, feature_keys, window
-            )
-        except (ClickHouseUnavailable, ClickHouseError, TimeoutError) as exc:
-            cache.circuit.failed(user_id, exc)
-            logger.debug("answering the view's stale usage of %r: ClickHouse cannot be read: %s", user_id, exc)
-        else:
-            cache.circuit.succeeded(user_id)
-            return reading
-    held = cache.held(user_id, feature_keys, window)
-    # An earlier read of this user may be fresher than the view's last refresh.
-    return held if held is not None and held[1].known_at > stale[1].known_at else stale
 
 
 async def _read_within_timeout(
@@ -145,16 +140,3 @@ async def _read_within_timeout(
     # to finish, and the circuit caps how many such threads there are.
     with anyio.fail_after(DIRECT_READ_TIMEOUT_SECONDS * 2):
         return await anyio.to_thread.run_sync(partial(cache.circuit.run, borrowing), abandon_on_cancel=True)
-
-
-def _refuse_if_too_old(request: Request, freshness: Freshness) -> None:
-    settings: ApiSettings = request.app.state.settings
-    bound = settings.quota_max_staleness_seconds
-    if not freshness.stale or freshness.age() <= bound:
-        return
-    as_of = freshness.as_of.isoformat().replace("+00:00", "Z")
-    raise UsageUnavailable(
-        f"usage figures are unavailable: ClickHouse cannot be read, and the figures last read from it"
-        f" (at {as_of}, {freshness.age():.0f} s ago) are older than USAGEMETER_QUOTA_MAX_STALENESS_SECONDS"
-        f" ({bound:g} s) allows"
-    )
