@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from usagemeter_api.core.security import MIN_SECRET_BYTES
 from usagemeter_api.errors import SettingsError
+from usagemeter_clickhouse.settings import settings_problem
 
 __all__ = ["ApiSettings", "load_settings"]
 
@@ -139,12 +140,4 @@ def load_settings() -> ApiSettings:
     try:
         return ApiSettings()
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            if not error["loc"]:  # a rule across several variables names them itself
-                problems.append(str(error["ctx"].get("error", error["msg"])) if "ctx" in error else error["msg"])
-                continue
-            variable = _ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
-            reason = "is required" if error["type"] == "missing" else error["msg"]
-            problems.append(f"{variable} {reason}")
-        raise SettingsError("invalid API configuration: " + "; ".join(problems)) from exc
+        raise SettingsError("invalid API configuration: " + settings_problem(exc, _ENV_PREFIX)) from exc

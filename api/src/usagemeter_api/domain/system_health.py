@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from usagemeter_api.core.clock import naive_utc
 from usagemeter_api.domain.collector_probes import CollectorProbe
 from usagemeter_api.domain.usage.queries import as_number
 from usagemeter_api.schemas.operations import (
@@ -101,7 +102,7 @@ class CollectorReport:
 
 def collector_reports(client: Client, now: datetime) -> list[CollectorReport]:
     """The latest backlog and the last hour's spool failures of every collector that reported in the last hour."""
-    since = now.astimezone(UTC).replace(tzinfo=None) - timedelta(hours=1)
+    since = naive_utc(now) - timedelta(hours=1)
     parameters = {
         "service": COLLECTOR_SERVICE,
         "spool": SPOOL_BYTES_METRIC,
@@ -149,7 +150,7 @@ class HealthThresholds:
 
 def newest_point(client: Client, now: datetime) -> datetime | None:
     """When the newest raw metric point or span stored in the last two days was taken; None when there is none."""
-    since = now.astimezone(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    since = naive_utc(now).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     value = client.query(_NEWEST_SQL, parameters={"since": since}).result_rows[0][0]
     if value is None or value.timestamp() <= 0:
         return None

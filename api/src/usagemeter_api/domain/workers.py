@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from usagemeter_api.core.clock import naive_utc
 from usagemeter_api.domain.usage.queries import as_number
 from usagemeter_api.schemas.operations import QueueStatus, Status, WorkersReport, WorkerStatus, WorkerThresholds
 from usagemeter_clickhouse import Client, tables
@@ -85,7 +86,11 @@ def worker_report(client: Client, now: datetime, thresholds: WorkerThresholds) -
 
 
 def _query(client: Client, sql: str, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
-    parameters = {"since": _naive(since), "until": _naive(until + timedelta(seconds=1))}
+    # The placeholders are DateTime('UTC'), which hold whole seconds.
+    parameters = {
+        "since": naive_utc(since).replace(microsecond=0),
+        "until": naive_utc(until + timedelta(seconds=1)).replace(microsecond=0),
+    }
     return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]
 
 
@@ -186,8 +191,3 @@ def _queue_status(
         throughput_per_minute=total.per_minute(thresholds.window_seconds),
         failure_rate=total.failure_rate(),
     )
-
-
-def _naive(moment: datetime) -> datetime:
-    # The placeholders are typed DateTime('UTC'), so the wall-clock value is read as UTC.
-    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from usagemeter_api.core.clock import naive_utc
 from usagemeter_api.domain.periods import Window
 from usagemeter_clickhouse import Client, tables
 
@@ -46,8 +47,8 @@ def span_breakdown(
         "span": tables.FEATURE_USE_SPAN,
         "user": user_id,
         "feature": feature_key,
-        "start": window.start.replace(tzinfo=None),
-        "end": window.end.replace(tzinfo=None),
+        "start": naive_utc(window.start),
+        "end": naive_utc(window.end),
         "limit": limit,
     }
     rows = client.query(_BREAKDOWN_SQL, parameters=parameters).result_rows

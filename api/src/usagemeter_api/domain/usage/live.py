@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from usagemeter_api.core.clock import naive_utc
 from usagemeter_api.domain.periods import Window, period_window
 from usagemeter_api.domain.quota import Freshness
 from usagemeter_api.domain.usage._pair_totals import PairTotals, pair_key
@@ -226,8 +227,8 @@ class LiveUsage:
         settled = _minute(now - _SETTLE)
         parameters = {
             **_window_parameters(state.today, state.windows),
-            "watermark": _naive(state.watermark),
-            "settled": _naive(settled),
+            "watermark": naive_utc(state.watermark),
+            "settled": naive_utc(settled),
         }
         columns = client.query(_INGEST_SQL, parameters=parameters).result_columns
         is_settled = np.asarray(columns[0] if columns else [], dtype=bool)
@@ -249,7 +250,7 @@ def _load(client: Client, now: datetime) -> _State:
     # A settled minute back: every insert stamped before it has committed, so the base
     # lacks nothing of it, and every minute from it on is read from the ingest rollup.
     watermark = _minute(now - _SETTLE)
-    parameters = {**_window_parameters(today, windows), "watermark": _naive(watermark)}
+    parameters = {**_window_parameters(today, windows), "watermark": naive_utc(watermark)}
     keys, sums = _pairs(client.query(_BASE_SQL, parameters=parameters).result_columns)
     return _State(today=today, windows=windows, watermark=watermark, base=PairTotals.of(keys, sums))
 
@@ -282,7 +283,3 @@ def _server_now(client: Client) -> datetime:
 
 def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
-
-
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)

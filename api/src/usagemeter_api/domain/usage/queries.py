@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
+from usagemeter_api.core.clock import naive_utc
 from usagemeter_api.domain.periods import Window, day_start, to_utc
 from usagemeter_clickhouse import Client, tables
 
@@ -95,10 +96,10 @@ def _split_parameters(window: Window) -> dict[str, object]:
     return {
         "first_day": split.first_day,
         "end_day": split.end_day,
-        "head_start": _naive(split.head.start),
-        "head_end": _naive(split.head.end),
-        "tail_start": _naive(split.tail.start),
-        "tail_end": _naive(split.tail.end),
+        "head_start": naive_utc(split.head.start),
+        "head_end": naive_utc(split.head.end),
+        "tail_start": naive_utc(split.tail.start),
+        "tail_end": naive_utc(split.tail.end),
     }
 
 
@@ -121,7 +122,7 @@ def usage_series(
     Buckets without usage are absent; the edge buckets count only their part inside ``window``.
     """
     if interval == "hour":
-        parameters: dict[str, object] = {"start": _naive(window.start), "end": _naive(window.end)}
+        parameters: dict[str, object] = {"start": naive_utc(window.start), "end": naive_utc(window.end)}
         rows = client.query(_HOURLY_SQL, parameters={"user": user_id, "feature": feature_key, **parameters})
         return {bucket.replace(tzinfo=UTC): float(total) for bucket, total in rows.result_rows}
     parameters = {"user": user_id, "feature": feature_key, **_split_parameters(window)}
@@ -139,8 +140,3 @@ def daily_usage(client: Client, user_id: str, feature_key: str, first_day: date,
 def as_number(value: float) -> int | float:
     """``value`` as an int when it is integral, so counts read as counts."""
     return int(value) if float(value).is_integer() else value
-
-
-def _naive(moment: datetime) -> datetime:
-    # The placeholders are typed DateTime('UTC'), so the wall-clock value is read as UTC.
-    return moment.replace(tzinfo=None)
