@@ -1,4 +1,4 @@
-"""Response bodies of the worker, health-detail and dashboard endpoints."""
+"""Response bodies of the health, worker, health-detail and dashboard endpoints."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pydantic.config import JsonDict
 from usagemeter_api.schemas.quotas import QUOTA_LIST_EXAMPLE, QuotaList
 
 __all__ = [
+    "CollectorHealth",
     "ConversionTotals",
     "Conversions",
     "DashboardMetrics",
+    "Health",
     "HealthDetails",
     "QueueStatus",
     "ServiceHealth",
@@ -24,6 +26,35 @@ __all__ = [
 ]
 
 Status = Literal["healthy", "degraded", "down"]
+
+
+class CollectorHealth(BaseModel):
+    """The collector sharing the API's process (``usagemeter up``): can its spool write, what did it lose."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    spool_writable: bool = Field(description="False while the spool cannot write (exports are refused as retryable).")
+    spool_unwritable_since: datetime | None = Field(description="When the spool stopped being writable (UTC).")
+    spool_last_error: str | None = Field(description="The error of the last failed spool write, e.g. ENOSPC.")
+    spool_write_errors: int = Field(description="Failed spool writes since the collector started.")
+    spool_records_damaged: int = Field(description="Acknowledged spool records lost to damaged bytes since start.")
+    state_files_quarantined: int = Field(description="Damaged spool state files moved aside since start.")
+    reasons: list[str] = Field(
+        validation_alias="public_reasons",
+        description="Why the collector is degraded, errors named by their codes; empty when it is not.",
+    )
+
+
+class Health(BaseModel):
+    """Liveness, whether ClickHouse answers and, in the all-in-one process, the collector's spool."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "clickhouse": "ok"}]})
+
+    status: Literal["ok", "degraded"]
+    clickhouse: Literal["ok", "unreachable"]
+    collector: CollectorHealth | None = Field(
+        default=None, description="Present when the collector runs in the API's process (``usagemeter up``)."
+    )
 
 
 class WorkerThresholds(BaseModel):

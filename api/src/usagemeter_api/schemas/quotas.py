@@ -1,4 +1,4 @@
-"""Response bodies of the REST API."""
+"""Response bodies of the quota endpoints: a user's usage against their plan's limits, and the quota check."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from pydantic.config import JsonDict
 __all__ = [
     "QUOTA_EXAMPLE",
     "QUOTA_LIST_EXAMPLE",
-    "CollectorHealth",
     "FeatureQuota",
-    "Health",
     "PlanSummary",
     "QuotaCheck",
     "QuotaItem",
@@ -122,35 +120,6 @@ class QuotaListing(QuotaList):
 
     as_of: AsOf
     stale: Stale
-
-
-class CollectorHealth(BaseModel):
-    """The collector sharing the API's process (``usagemeter up``): can its spool write, what did it lose."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    spool_writable: bool = Field(description="False while the spool cannot write (exports are refused as retryable).")
-    spool_unwritable_since: datetime | None = Field(description="When the spool stopped being writable (UTC).")
-    spool_last_error: str | None = Field(description="The error of the last failed spool write, e.g. ENOSPC.")
-    spool_write_errors: int = Field(description="Failed spool writes since the collector started.")
-    spool_records_damaged: int = Field(description="Acknowledged spool records lost to damaged bytes since start.")
-    state_files_quarantined: int = Field(description="Damaged spool state files moved aside since start.")
-    reasons: list[str] = Field(
-        validation_alias="public_reasons",
-        description="Why the collector is degraded, errors named by their codes; empty when it is not.",
-    )
-
-
-class Health(BaseModel):
-    """Liveness, whether ClickHouse answers and, in the all-in-one process, the collector's spool."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "clickhouse": "ok"}]})
-
-    status: Literal["ok", "degraded"]
-    clickhouse: Literal["ok", "unreachable"]
-    collector: CollectorHealth | None = Field(
-        default=None, description="Present when the collector runs in the API's process (``usagemeter up``)."
-    )
 
 
 class QuotaCheck(BaseModel):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request
 
 from usagemeter_api.api.deps import services_of
-from usagemeter_api.schemas.quotas import CollectorHealth, Health
+from usagemeter_api.schemas.operations import CollectorHealth, Health
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
