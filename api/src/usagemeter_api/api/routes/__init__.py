@@ -1,4 +1,4 @@
-"""The API's routers."""
+"""One router per resource, each included by the app under ``/api/v1``."""
 
 from __future__ import annotations
 
