@@ -189,7 +189,7 @@ def _load_live_view(live: object, data_dir: Path) -> None:
     """Load the in-memory quota view before serving, and note how long it took and the memory it holds."""
     import resource
 
-    from usagemeter_api.live_usage import LiveUsage
+    from usagemeter_api.domain.usage.live import LiveUsage
 
     assert isinstance(live, LiveUsage)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -24,8 +24,8 @@ from usagemeter._serving import (
 )
 from usagemeter.demo import DEFAULT_USERS
 from usagemeter_api import ApiSettings, create_app
-from usagemeter_api.auth import mint_token
-from usagemeter_api.routers.health import COLLECTOR_STATUS
+from usagemeter_api.api.routes.health import COLLECTOR_STATUS
+from usagemeter_api.core.security import mint_token
 from usagemeter_clickhouse.settings import ClickHouseSettings
 from usagemeter_collector import Collector, CollectorSettings
 

@@ -134,7 +134,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_token(args: argparse.Namespace) -> int:
     from usagemeter_api import ApiSettings
-    from usagemeter_api.auth import mint_token
+    from usagemeter_api.core.security import mint_token
 
     settings = _clickhouse_settings(args)
     try:
@@ -233,14 +233,13 @@ def _one_line_reason(exc: Exception, args: argparse.Namespace) -> str | None:
 
     from usagemeter._serving import SchemaNotReady
     from usagemeter_clickhouse import UsagemeterClickHouseError
+    from usagemeter_clickhouse.settings import settings_problem
 
     reason = _clickhouse_reason(exc, args)
     if reason is not None:
         return reason
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = "_".join(str(part) for part in first["loc"]).upper()
-        return f"invalid setting USAGEMETER_{where}: {first['msg']}"
+        return f"invalid settings: {settings_problem(exc)}"
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"{exc.strerror} ({exc.filename or 'network'})" if exc.filename else str(exc)
     if isinstance(exc, CommandError | UsagemeterClickHouseError | SchemaNotReady):

@@ -21,8 +21,8 @@ from opentelemetry.sdk.resources import Resource
 
 from tests.collector.conftest import T0, LoopThread, post_metrics, usage_by_user, usage_point, usage_request, wait_for
 from tests.collector.small_disk import Filler, small_disk
-from usagemeter_api.operations import HealthThresholds, collector_reports, health_details
-from usagemeter_api.ops_schemas import WorkersReport, WorkerThresholds
+from usagemeter_api.domain.system_health import HealthThresholds, collector_reports, health_details
+from usagemeter_api.schemas.operations import WorkersReport, WorkerThresholds
 from usagemeter_clickhouse import tables
 from usagemeter_collector import Collector
 

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from tests.collector.conftest import T0, DrainedClient, LoopThread, post_metrics, usage_point, usage_request, wait_for
 from tests.conftest import free_port
-from usagemeter_api.collector_probes import CollectorProbes
-from usagemeter_api.schemas import CollectorHealth
+from usagemeter_api.domain.collector_probes import CollectorProbes
+from usagemeter_api.schemas.operations import CollectorHealth
 from usagemeter_clickhouse import connect
 from usagemeter_collector import Collector
 from usagemeter_collector._drain.landing import LANDING_TABLES

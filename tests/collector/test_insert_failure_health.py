@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tests.collector.conftest import T0, DrainedClient, LoopThread, post_metrics, usage_point, usage_request, wait_for
-from usagemeter_api.collector_probes import CollectorProbe
-from usagemeter_api.operations import CollectorReport, HealthThresholds, collector_reports, health_details
-from usagemeter_api.ops_schemas import ServiceHealth, WorkersReport, WorkerThresholds
+from usagemeter_api.domain.collector_probes import CollectorProbe
+from usagemeter_api.domain.system_health import CollectorReport, HealthThresholds, collector_reports, health_details
+from usagemeter_api.schemas.operations import ServiceHealth, WorkersReport, WorkerThresholds
 from usagemeter_clickhouse import Client
 from usagemeter_collector import Collector, first_line
 from usagemeter_collector._drain.landing import LANDING_TABLES, MESSAGE, SCHEMA_FILE, bundled_schema_path, format_schema

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from tests.grafana.conftest import SeededData
 from tests.grafana.runner import Runner, all_selected, dashboard_titled, panel_sql, records, scalar
 from tests.grafana.seed_quotas import AI, DEFAULT_PLAN, NEAR, OVER, PDF, PLAN_OF, PLAN_VERSIONS
-from usagemeter_api.near_limit import near_limit_users
-from usagemeter_api.plan_store import PlanStore
-from usagemeter_api.plans import load_plans
+from usagemeter_api.domain.near_limit import near_limit_users
+from usagemeter_api.domain.plan_store import PlanStore
+from usagemeter_api.domain.plans import load_plans
 from usagemeter_clickhouse import Client
 
 

@@ -9,9 +9,9 @@ from tests.grafana.conftest import SeededData
 from tests.grafana.grafana_sql import ALL
 from tests.grafana.runner import Runner, all_selected, dashboard_titled, panel_sql, records, scalar
 from tests.grafana.seed_workers import AVERAGE_DURATION, EXPECTED_STATUS, P95_DURATION, WORKERS
-from usagemeter_api.config import ApiSettings
-from usagemeter_api.ops_schemas import WorkerThresholds
-from usagemeter_api.workers import worker_report
+from usagemeter_api.core.config import ApiSettings
+from usagemeter_api.domain.workers import worker_report
+from usagemeter_api.schemas.operations import WorkerThresholds
 from usagemeter_clickhouse import Client, tables
 
 

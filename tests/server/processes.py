@@ -18,7 +18,7 @@ from typing import Self
 import httpx
 
 from tests.conftest import free_port
-from usagemeter_api.auth import mint_token
+from usagemeter_api.core.security import mint_token
 
 #: The ingest token every collector started here accepts.
 INGEST_TOKEN = "ingest-token-for-server-tests"

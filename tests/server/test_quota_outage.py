@@ -21,7 +21,7 @@ from tests.server.processes import JWT_SECRET, Api, run_migrate, server_env, sta
 from tests.server.senders import FEATURE, send_usage
 from tests.web.web_support import wait_until
 from usagemeter_api import ApiSettings, create_app
-from usagemeter_api.periods import period_window
+from usagemeter_api.domain.periods import period_window
 from usagemeter_clickhouse import connect, migrate
 
 _DEADLINE_SECONDS = 90

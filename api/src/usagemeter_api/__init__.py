@@ -5,11 +5,11 @@ Build the app with :func:`create_app`; mint bearer tokens with :func:`mint_token
 
 from __future__ import annotations
 
-from usagemeter_api.auth import AuthError, Principal, TokenVerifier, mint_token
-from usagemeter_api.config import ApiSettings, SettingsError, load_settings
-from usagemeter_api.deps import utc_now
+from usagemeter_api.core.config import ApiSettings, load_settings
+from usagemeter_api.core.security import Principal, TokenVerifier, mint_token
+from usagemeter_api.domain.plans import Plan, PlanCatalog, load_plans
+from usagemeter_api.errors import AuthError, PlansError, SettingsError, UsagemeterApiError
 from usagemeter_api.main import API_PREFIX, create_app
-from usagemeter_api.plans import Plan, PlanCatalog, PlansError, load_plans
 
 __all__ = [
     "API_PREFIX",
@@ -21,9 +21,9 @@ __all__ = [
     "Principal",
     "SettingsError",
     "TokenVerifier",
+    "UsagemeterApiError",
     "create_app",
     "load_plans",
     "load_settings",
     "mint_token",
-    "utc_now",
 ]

@@ -1,89 +1,84 @@
-"""Error bodies and their OpenAPI documentation, shared by every router."""
+"""The API's exceptions: one tree, mapped to HTTP answers at the edge (:mod:`usagemeter_api.api.handlers`).
+
+::
+
+    UsagemeterApiError
+    ├── ConfigurationError                the process cannot start as configured
+    │   ├── SettingsError                 USAGEMETER_* variables
+    │   └── PlansError                    the plans file
+    ├── AuthError                         a bearer token is missing, malformed, forged or expired (401)
+    ├── Unavailable                       what the answer needs is away for now (503, Retry-After)
+    │   ├── ClickHouseUnavailable         no ClickHouse client could be had
+    │   ├── AuthUnavailable               the signing keys cannot be fetched from the JWKS URL
+    │   └── UsageUnavailable              the usage held through an outage is older than the staleness bound
+    ├── UnknownPlan (LookupError)         no plan has the given id (404)
+    ├── PlanConflict (ValueError)         the change would leave the plans inconsistent (409)
+    └── InvalidRange (ValueError)         an analytics range is malformed, reversed or too long (422)
+
+ClickHouse's own query errors (``clickhouse_connect``'s) are not wrapped: the edge maps them to 503 too.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import HTTPException, status
-from pydantic import BaseModel, ConfigDict
-
-__all__ = ["RETRY_AFTER_SECONDS", "ErrorBody", "ValidationErrorBody", "error_responses", "service_unavailable"]
-
-#: The ``Retry-After`` of every 503: what is away (ClickHouse, the JWKS) is retried about this often.
-RETRY_AFTER_SECONDS = 5
-
-
-class ErrorBody(BaseModel):
-    """Why a request was refused or could not be answered."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "invalid token: Signature has expired"}]})
-
-    detail: str
+__all__ = [
+    "AuthError",
+    "AuthUnavailable",
+    "ClickHouseUnavailable",
+    "ConfigurationError",
+    "InvalidRange",
+    "PlanConflict",
+    "PlansError",
+    "SettingsError",
+    "Unavailable",
+    "UnknownPlan",
+    "UsageUnavailable",
+    "UsagemeterApiError",
+]
 
 
-class ValidationErrorBody(BaseModel):
-    """Bad input: one message, or one entry per invalid field (FastAPI's validation errors)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"detail": "from (2026-11-03T10:00:00+00:00) must be before to (2026-11-03T09:00:00+00:00)"},
-                {
-                    "detail": [
-                        {
-                            "type": "greater_than_equal",
-                            "loc": ["query", "amount"],
-                            "msg": "Input should be greater than or equal to 1",
-                            "input": "0",
-                        }
-                    ]
-                },
-            ]
-        }
-    )
-
-    detail: str | list[dict[str, Any]]
+class UsagemeterApiError(Exception):
+    """The root of every error the API raises itself."""
 
 
-_EXAMPLES: dict[int, str] = {
-    status.HTTP_401_UNAUTHORIZED: "invalid token: Signature has expired",
-    status.HTTP_403_FORBIDDEN: "only an admin may read another user's data",
-    status.HTTP_404_NOT_FOUND: "plan 'free' does not meter feature 'teleportation'; its features: chat_messages",
-    status.HTTP_409_CONFLICT: "plan 'team' exists already",
-    status.HTTP_503_SERVICE_UNAVAILABLE: "usage data is unavailable: the ClickHouse query failed",
-}
-_UNAVAILABLE = (
-    "ClickHouse (or the JWKS) cannot be reached, or the usage figures held through a ClickHouse outage are"
-    " older than `USAGEMETER_QUOTA_MAX_STALENESS_SECONDS`; retry after `Retry-After` seconds."
-)
+class ConfigurationError(UsagemeterApiError):
+    """The process cannot start as configured."""
 
 
-def service_unavailable(detail: str) -> HTTPException:
-    """A 503 with ``detail`` and ``Retry-After``."""
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-    )
+class SettingsError(ConfigurationError):
+    """The environment does not describe a usable API configuration."""
 
 
-def error_responses(descriptions: dict[int, str], *, validated: bool = True) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the given error statuses, plus 422 (when ``validated``) and 503, with examples."""
-    documented: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorBody, "description": text, "content": _example(_EXAMPLES[code])}
-        for code, text in descriptions.items()
-        if code != status.HTTP_422_UNPROCESSABLE_CONTENT
-    }
-    if validated:
-        documented[status.HTTP_422_UNPROCESSABLE_CONTENT] = {
-            "model": ValidationErrorBody,
-            "description": descriptions.get(status.HTTP_422_UNPROCESSABLE_CONTENT, "Invalid parameters or body."),
-        }
-    documented[status.HTTP_503_SERVICE_UNAVAILABLE] = {
-        "model": ErrorBody,
-        "description": _UNAVAILABLE,
-        "content": _example(_EXAMPLES[status.HTTP_503_SERVICE_UNAVAILABLE]),
-    }
-    return documented
+class PlansError(ConfigurationError):
+    """The plans file cannot be read or does not describe a valid set of plans."""
 
 
-def _example(detail: str) -> dict[str, Any]:
-    return {"application/json": {"example": {"detail": detail}}}
+class AuthError(UsagemeterApiError):
+    """A bearer token is missing, malformed, forged or expired."""
+
+
+class Unavailable(UsagemeterApiError):
+    """What the answer needs cannot be had right now; the request may be retried."""
+
+
+class ClickHouseUnavailable(Unavailable):
+    """No ClickHouse client could be had: the pool is closed or the server cannot be reached."""
+
+
+class AuthUnavailable(Unavailable):
+    """The keys to check a token with cannot be fetched from the JWKS URL."""
+
+
+class UsageUnavailable(Unavailable):
+    """The usage figures held through a ClickHouse outage are older than the staleness bound allows."""
+
+
+class UnknownPlan(LookupError, UsagemeterApiError):
+    """No plan has the given id."""
+
+
+class PlanConflict(ValueError, UsagemeterApiError):
+    """The change would leave the plans inconsistent (duplicate id, no default plan)."""
+
+
+class InvalidRange(ValueError, UsagemeterApiError):
+    """An analytics range is malformed, reversed or too long."""

@@ -7,21 +7,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from clickhouse_connect.driver.exceptions import Error as ClickHouseError
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from usagemeter_api.auth import TokenVerifier, jwks_client
-from usagemeter_api.config import ApiSettings
-from usagemeter_api.deps import system_clock
-from usagemeter_api.errors import RETRY_AFTER_SECONDS
-from usagemeter_api.live_usage import LiveUsage
-from usagemeter_api.plan_store import PlanStore
-from usagemeter_api.plans import load_plans
-from usagemeter_api.pool import ClickHouseUnavailable, ClientPool
-from usagemeter_api.routers import admin, analytics, health, operations, quotas
-from usagemeter_api.system_view import SystemViews
-from usagemeter_api.usage_cache import UsageCache
+from usagemeter_api.api.handlers import install_handlers
+from usagemeter_api.api.routes import admin, analytics, health, operations, quotas
+from usagemeter_api.core.clock import system_clock
+from usagemeter_api.core.config import ApiSettings
+from usagemeter_api.core.pool import ClientPool
+from usagemeter_api.core.security import TokenVerifier, jwks_client
+from usagemeter_api.core.services import Services
+from usagemeter_api.domain.plan_store import PlanStore
+from usagemeter_api.domain.plans import load_plans
+from usagemeter_api.domain.system_view import SystemViews
+from usagemeter_api.domain.usage.cache import UsageCache
+from usagemeter_api.domain.usage.live import LiveUsage
+from usagemeter_api.domain.usage.period import PeriodUsage
 from usagemeter_api.web import router as web_router
 from usagemeter_clickhouse import Client
 
@@ -40,9 +40,8 @@ def create_app(
     ``clock`` tells the current UTC time (periods and ages are computed from it).
     The plans file is read here, so a bad one fails before the server starts.
     """
-    pool = ClientPool(client_factory, size=settings.clickhouse_pool_size)
-    live = _live_usage(settings, client_factory)
-    store = PlanStore(load_plans(settings.plans_file), ttl_seconds=settings.plans_cache_seconds)
+    services = _services(settings, client_factory, clock)
+    pool, live, store = services.pool, services.live_usage, services.plan_store
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -65,21 +64,34 @@ def create_app(
         # which makes the API an open redirect; a path is served as written or not at all.
         redirect_slashes=False,
     )
-    app.state.plan_store = store
-    app.state.settings = settings
-    app.state.clock = clock
-    app.state.usage_cache = UsageCache(settings.quota_cache_seconds, hold_seconds=settings.quota_max_staleness_seconds)
-    app.state.live_usage = live
-    app.state.clickhouse_pool = pool
-    app.state.system_views = SystemViews(pool, settings.dashboard_cache_seconds)
-    app.state.token_verifier = _token_verifier(settings)
+    app.state.services = services
+    # Also named on their own for the tests and the API benchmark that inspect them; routes read ``services``.
+    app.state.live_usage = services.live_usage
+    app.state.usage_cache = services.usage_cache
+    app.state.token_verifier = services.token_verifier
     for router in (quotas.router, analytics.router, operations.router, health.router, admin.router):
         app.include_router(router, prefix=API_PREFIX)
     # The end-user page lives at the root so a host can link or embed it as is.
     app.include_router(web_router)
-    app.add_exception_handler(ClickHouseUnavailable, _clickhouse_unavailable)
-    app.add_exception_handler(ClickHouseError, _clickhouse_failed)
+    install_handlers(app)
     return app
+
+
+def _services(settings: ApiSettings, client_factory: Callable[[], Client], clock: Callable[[], datetime]) -> Services:
+    pool = ClientPool(client_factory, size=settings.clickhouse_pool_size)
+    live = _live_usage(settings, client_factory)
+    cache = UsageCache(settings.quota_cache_seconds, hold_seconds=settings.quota_max_staleness_seconds)
+    return Services(
+        settings=settings,
+        clock=clock,
+        pool=pool,
+        plan_store=PlanStore(load_plans(settings.plans_file), ttl_seconds=settings.plans_cache_seconds),
+        live_usage=live,
+        usage_cache=cache,
+        period_usage=PeriodUsage(live, cache, pool, max_staleness_seconds=settings.quota_max_staleness_seconds),
+        system_views=SystemViews(pool, settings.dashboard_cache_seconds),
+        token_verifier=_token_verifier(settings),
+    )
 
 
 def _live_usage(settings: ApiSettings, client_factory: Callable[[], Client]) -> LiveUsage | None:
@@ -98,17 +110,3 @@ def _token_verifier(settings: ApiSettings) -> TokenVerifier:
         issuer=settings.jwt_issuer,
         jwks=None if url is None else jwks_client(str(url), cache_seconds=settings.jwt_jwks_cache_seconds),
     )
-
-
-def _service_unavailable(detail: str) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
-
-
-async def _clickhouse_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    return _service_unavailable(str(exc))
-
-
-async def _clickhouse_failed(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("ClickHouse query for %s failed: %s", request.url.path, exc)
-    return _service_unavailable("usage data is unavailable: the ClickHouse query failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from usagemeter_clickhouse._client import embedded_url
@@ -66,3 +66,19 @@ class ClickHouseSettings(StorageSettings):
     def host_urls(self) -> list[str]:
         """The cluster hosts named by ``clickhouse_hosts`` (empty: read them from the cluster)."""
         return [url.strip() for url in self.clickhouse_hosts.split(",") if url.strip()]
+
+
+def settings_problem(exc: ValidationError, env_prefix: str = "USAGEMETER_") -> str:
+    """What ``exc`` refused in settings read from ``env_prefix`` variables: one line naming each variable.
+
+    A rule across several variables (a model validator) has no location, so its message names them itself.
+    """
+    problems = []
+    for error in exc.errors():
+        if not error["loc"]:
+            problems.append(str(error["ctx"].get("error", error["msg"])) if "ctx" in error else error["msg"])
+            continue
+        variable = env_prefix + "_".join(str(part) for part in error["loc"]).upper()
+        reason = "is required" if error["type"] == "missing" else error["msg"]
+        problems.append(f"{variable} {reason}")
+    return "; ".join(problems)

@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, their dependencies and the answers the error tree maps to."""

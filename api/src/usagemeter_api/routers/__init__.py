@@ -1,7 +1,0 @@
-"""The API's routers."""
-
-from __future__ import annotations
-
-from usagemeter_api.routers import admin, analytics, health, operations, quotas
-
-__all__ = ["admin", "analytics", "health", "operations", "quotas"]

@@ -1,0 +1,146 @@
+"""Request and response bodies of the admin endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from usagemeter_api.domain.plans import Enforcement, PeriodKind, Plan
+
+__all__ = [
+    "Assignment",
+    "AssignmentBody",
+    "NearLimitUser",
+    "NearLimitUsers",
+    "PlanBody",
+    "PlanCreateBody",
+    "PlanInfo",
+    "PlanList",
+]
+
+_PLAN_EXAMPLE: JsonDict = {
+    "name": "Team",
+    "period": "month",
+    "near_limit_ratio": 0.8,
+    "enforcement": "hard",
+    "limits": {"ai_content_generation": 500, "chat_messages": None},
+}
+_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+PlanId = Annotated[str, Field(min_length=1, max_length=64, pattern=_ID_PATTERN)]
+FeatureKey = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class PlanBody(BaseModel):
+    """A plan's definition: limits per feature over a UTC period."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_PLAN_EXAMPLE]})
+
+    name: str = Field(min_length=1, max_length=200)
+    period: PeriodKind = "month"
+    near_limit_ratio: float = Field(default=0.8, gt=0, le=1, description="Share of a limit that is near_limit.")
+    enforcement: Enforcement = Field(
+        default="hard", description="hard: a use past the limit is refused; soft: allowed and reported as exceeded."
+    )
+    limits: dict[FeatureKey, Annotated[int, Field(ge=0, le=2**53)] | None] = Field(
+        default_factory=dict, description="Feature key -> uses allowed per period; null means unlimited."
+    )
+    default: bool | None = Field(default=None, description="Make this the plan of unassigned users.")
+
+    def to_plan(self) -> Plan:
+        """The plan this body describes."""
+        return Plan.model_validate(self.model_dump(exclude={"default", "id"}))
+
+
+class PlanCreateBody(PlanBody):
+    """A new plan with its id."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "team", **_PLAN_EXAMPLE}]})
+
+    id: PlanId
+
+
+class PlanInfo(BaseModel):
+    """A stored plan."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "team", "default": False, **_PLAN_EXAMPLE}]})
+
+    id: str
+    name: str
+    period: PeriodKind
+    near_limit_ratio: float
+    enforcement: Enforcement
+    limits: dict[str, int | None]
+    default: bool
+
+
+class PlanList(BaseModel):
+    """Every plan."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"default_plan": "free", "plans": [{"id": "team", "default": False, **_PLAN_EXAMPLE}]}]
+        }
+    )
+
+    default_plan: str
+    plans: list[PlanInfo]
+
+
+class AssignmentBody(BaseModel):
+    """Which plan a user is on."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"plan_id": "pro"}]})
+
+    plan_id: PlanId
+
+
+class Assignment(BaseModel):
+    """A user's plan."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "pro"}]})
+
+    user_id: str
+    plan_id: str
+
+
+class NearLimitUser(BaseModel):
+    """A user at or past a plan's near-limit threshold of one feature."""
+
+    user_id: str
+    plan_id: str
+    feature_key: str
+    used: int | float
+    limit: int
+    percent_used: float
+    exceeded: bool
+
+
+class NearLimitUsers(BaseModel):
+    """Users near or over their limits in their plan's current period, highest share first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "users": [
+                        {
+                            "user_id": "user-123",
+                            "plan_id": "free",
+                            "feature_key": "ai_content_generation",
+                            "used": 48,
+                            "limit": 50,
+                            "percent_used": 96.0,
+                            "exceeded": False,
+                        }
+                    ],
+                    "truncated": False,
+                }
+            ]
+        }
+    )
+
+    users: list[NearLimitUser]
+    truncated: bool = Field(description="More users matched than the requested limit.")

@@ -1,0 +1,61 @@
+"""The OpenAPI document: complete, with examples that validate against their own models."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from usagemeter_api.schemas import admin as admin_schemas
+from usagemeter_api.schemas import analytics as analytics_schemas
+from usagemeter_api.schemas import errors
+from usagemeter_api.schemas import operations as ops_schemas
+from usagemeter_api.schemas import quotas as schemas
+
+
+def _responses(document: dict):
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                yield f"{method.upper()} {path} {code}", response
+
+
+def test_every_response_is_documented_with_an_example(shared_api):
+    document = shared_api.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    missing = []
+    for label, response in _responses(document):
+        content = response.get("content", {}).get("application/json", {})
+        name = content.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+        if "example" not in content and "examples" not in schemas.get(name, {}):
+            missing.append(label)
+    assert missing == []
+    labels = {label for label, _ in _responses(document)}
+    for expected in ("GET /api/v1/analytics/usage/{feature_key}/breakdown 200", "GET /api/v1/quotas 503"):
+        assert expected in labels
+
+
+def _models():
+    for module in (schemas, admin_schemas, ops_schemas, analytics_schemas, errors):
+        for name in module.__all__:
+            model = getattr(module, name)
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                yield model
+
+
+@pytest.mark.parametrize("model", list(_models()), ids=lambda model: model.__name__)
+def test_examples_are_valid_instances_of_their_model(model):
+    for example in model.model_json_schema().get("examples", []):
+        model.model_validate(example)
+
+
+def test_every_operation_but_liveness_declares_the_bearer_scheme(shared_api):
+    document = shared_api.get("/openapi.json").json()
+    assert list(document["components"]["securitySchemes"]) == ["HTTPBearer"]
+    unsecured = [
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        if path.startswith("/api/v1/") and path != "/api/v1/health"
+        for method, operation in operations.items()
+        if operation.get("security") != [{"HTTPBearer": []}]
+    ]
+    assert unsecured == []
