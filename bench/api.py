@@ -181,7 +181,7 @@ def serve(data_dir: Path, port: int) -> None:
     plans = data_dir / "plans.toml"
     settings = ApiSettings(jwt_secret=SecretStr(SECRET), plans_file=plans, api_port=port)
     app = create_app(settings, lambda: connect(embedded_url(data_dir / "engine"), DATABASE))
-    _load_live_view(app.state.live_usage, data_dir)
+    _load_live_view(app.state.services.live_usage, data_dir)
     api_server(app, settings, "warning").run()
 
 

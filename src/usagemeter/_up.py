@@ -24,7 +24,6 @@ from usagemeter._serving import (
 )
 from usagemeter.demo import DEFAULT_USERS
 from usagemeter_api import ApiSettings, create_app
-from usagemeter_api.api.routes.health import COLLECTOR_STATUS
 from usagemeter_api.core.security import mint_token
 from usagemeter_clickhouse.settings import ClickHouseSettings
 from usagemeter_collector import Collector, CollectorSettings
@@ -46,9 +45,8 @@ async def run_up(options: UpOptions, *, announce: Callable[[str], None]) -> None
     """Run until SIGINT/SIGTERM, then stop the demo, the API and the collector in order."""
     factory = prepare_schema(options.clickhouse)
     collector = limited_collector(factory, options.collector, clickhouse_server=not options.clickhouse.embedded)
-    app = create_app(options.api, factory)
     # /api/v1/health reports the spool of the collector sharing this process (degraded while it cannot write).
-    setattr(app.state, COLLECTOR_STATUS, collector.status)
+    app = create_app(options.api, factory, collector_status=collector.status)
     api = api_server(app, options.api, "warning")
     await collector.start()
     demo: subprocess.Popen[bytes] | None = None

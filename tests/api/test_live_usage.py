@@ -83,7 +83,7 @@ def test_the_view_loads_at_start_without_a_quota_read_then_answers_live(
 ) -> None:
     now = _server_now(clickhouse)
     api = make_api(quota_live_usage=True, quota_cache_seconds=0, now=now)
-    live: LiveUsage = api.app.state.live_usage
+    live: LiveUsage = api.app.state.services.live_usage
     record_usage(clickhouse, [("alice", FEATURE, now, 2)])
     window = period_window("month", now)
     _wait_for(lambda: _live_used(live, "alice", window) == 2, "the live view to load at start, with no quota read")
@@ -134,7 +134,7 @@ def test_the_app_starts_without_waiting_for_a_clickhouse_that_does_not_answer(
         return connect(f"http://u:p@127.0.0.1:{port}", database)
 
     api = make_api(quota_live_usage=True, client_factory=factory)
-    live: LiveUsage = api.app.state.live_usage
+    live: LiveUsage = api.app.state.services.live_usage
     # The load is under way with no quota read, and hangs on ClickHouse's silence.
     _wait_for(
         lambda: "usagemeter-live-usage" in callers and len(accepted) >= len(callers), "the view to try ClickHouse"

@@ -58,7 +58,7 @@ def unreachable_error() -> OperationalError:
 def test_a_stale_view_gives_way_to_a_fresh_read_of_the_same_figures(make_api: AppFactory, clickhouse: Client) -> None:
     record_usage(clickhouse, [("ana", FEATURE, NOW, 3)])
     api = make_api(quota_live_usage=True, quota_live_refresh_seconds=0.05)
-    live = api.app.state.live_usage
+    live = api.app.state.services.live_usage
     wait_until(lambda: live.freshness is not None, "the view to load")
     assert api.get(PATHS["get"], headers=bearer("ana")).json()["used"] == 3
     from_view = {name: api.get(path, headers=bearer("ana")).json() for name, path in PATHS.items()}
@@ -84,7 +84,7 @@ def test_when_the_read_fails_too_the_view_answers_stale_and_that_user_is_not_rea
 ) -> None:
     record_usage(clickhouse, [("ana", FEATURE, NOW, 4)])
     api = make_api(quota_live_usage=True, quota_live_refresh_seconds=0.05)
-    live = api.app.state.live_usage
+    live = api.app.state.services.live_usage
     wait_until(lambda: live.freshness is not None, "the view to load")
     assert api.get(PATHS["get"], headers=bearer("ana")).json()["used"] == 4
     with table_away(clickhouse, tables.USAGE_INGEST), table_away(clickhouse, tables.USAGE_DAY):
@@ -92,8 +92,9 @@ def test_when_the_read_fails_too_the_view_answers_stale_and_that_user_is_not_rea
         body = api.get(PATHS["check"], headers=bearer("ana")).json()
         assert (body["used"], body["stale"]) == (4, True)
         assert datetime.fromisoformat(body["as_of"]) == live.freshness.as_of
-        assert not api.app.state.usage_cache.circuit.allows("ana")
-        assert api.app.state.usage_cache.circuit.allows("ben")  # the server answered: only ana's read is skipped
+        assert not api.app.state.services.usage_cache.circuit.allows("ana")
+        # the server answered: only ana's read is skipped
+        assert api.app.state.services.usage_cache.circuit.allows("ben")
 
 
 def test_past_the_bound_a_per_user_read_refuses_naming_the_staleness_setting(

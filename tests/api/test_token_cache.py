@@ -62,6 +62,6 @@ def test_a_request_with_a_remembered_token_is_answered_from_the_cache(make_api) 
     headers = bearer("carol")
     token = headers["Authorization"].removeprefix("Bearer ")
     assert api.get("/api/v1/quotas", headers=headers).status_code == 200
-    verifier: TokenVerifier = api.app.state.token_verifier
+    verifier: TokenVerifier = api.app.state.services.token_verifier
     assert verifier.cached(token) == Principal("carol")
     assert api.get("/api/v1/quotas", headers=headers).json()["user_id"] == "carol"

@@ -218,7 +218,7 @@ def test_a_zero_bound_never_answers_stale(
 ) -> None:
     _record(outage_server, database, {"ana": 2})
     api = in_process_api(quota_max_staleness_seconds=0)
-    live = api.app.state.live_usage
+    live = api.app.state.services.live_usage
     check = lambda: api.get(f"/api/v1/quotas/{FEATURE}/check", headers=_headers("ana"))  # noqa: E731
     _wait_for(check, lambda response: live.freshness is not None, "the live view to load")
     assert check().json()["stale"] is False
@@ -268,7 +268,7 @@ def test_an_api_started_while_clickhouse_is_away_starts_and_loads_the_view_once_
     _record(outage_server, database, {"ana": 3})
     outage_server.stop()
     api = in_process_api()
-    live = api.app.state.live_usage
+    live = api.app.state.services.live_usage
     assert api.get("/").status_code == 200  # started: the page is served without ClickHouse
     refused = api.get(f"/api/v1/quotas/{FEATURE}", headers=_headers("ana"))
     assert refused.status_code == 503, refused.text  # nothing held yet: no guess

@@ -33,14 +33,20 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: ApiSettings, client_factory: Callable[[], Client], *, clock: Callable[[], datetime] = system_clock
+    settings: ApiSettings,
+    client_factory: Callable[[], Client],
+    *,
+    clock: Callable[[], datetime] = system_clock,
+    collector_status: Callable[[], object] | None = None,
 ) -> FastAPI:
     """Build the API; ``client_factory`` opens a ClickHouse client on the usagemeter database.
 
     ``clock`` tells the current UTC time (periods and ages are computed from it).
+    ``collector_status`` reports the collector sharing this process (``usagemeter up``), which
+    ``/health`` then includes.
     The plans file is read here, so a bad one fails before the server starts.
     """
-    services = _services(settings, client_factory, clock)
+    services = _services(settings, client_factory, clock, collector_status)
     pool, live, store = services.pool, services.live_usage, services.plan_store
 
     @asynccontextmanager
@@ -65,10 +71,6 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.services = services
-    # Also named on their own for the tests and the API benchmark that inspect them; routes read ``services``.
-    app.state.live_usage = services.live_usage
-    app.state.usage_cache = services.usage_cache
-    app.state.token_verifier = services.token_verifier
     for router in (quotas.router, analytics.router, operations.router, health.router, admin.router):
         app.include_router(router, prefix=API_PREFIX)
     # The end-user page lives at the root so a host can link or embed it as is.
@@ -77,7 +79,12 @@ def create_app(
     return app
 
 
-def _services(settings: ApiSettings, client_factory: Callable[[], Client], clock: Callable[[], datetime]) -> Services:
+def _services(
+    settings: ApiSettings,
+    client_factory: Callable[[], Client],
+    clock: Callable[[], datetime],
+    collector_status: Callable[[], object] | None,
+) -> Services:
     pool = ClientPool(client_factory, size=settings.clickhouse_pool_size)
     live = _live_usage(settings, client_factory)
     cache = UsageCache(settings.quota_cache_seconds, hold_seconds=settings.quota_max_staleness_seconds)
@@ -91,6 +98,7 @@ def _services(settings: ApiSettings, client_factory: Callable[[], Client], clock
         period_usage=PeriodUsage(live, cache, pool, max_staleness_seconds=settings.quota_max_staleness_seconds),
         system_views=SystemViews(pool, settings.dashboard_cache_seconds),
         token_verifier=_token_verifier(settings),
+        collector_status=collector_status,
     )
 
 

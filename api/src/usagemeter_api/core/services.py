@@ -33,3 +33,5 @@ class Services:
     period_usage: PeriodUsage
     system_views: SystemViews
     token_verifier: TokenVerifier
+    #: The status of the collector sharing this process (``usagemeter up``), else None.
+    collector_status: Callable[[], object] | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 
@@ -13,26 +12,20 @@ from usagemeter_api.schemas.operations import CollectorHealth, Health
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
 
-#: ``app.state`` attribute holding a callable that returns the in-process collector's status (see CollectorHealth).
-COLLECTOR_STATUS = "collector_status"
-
 
 @router.get("/health", response_model=Health, response_model_exclude_unset=True)
 def health(request: Request) -> Health:
     """``ok`` when ClickHouse answers a query and the collector (if in this process) can spool; ``degraded``
     otherwise, with the collector's reasons; the process is alive either way."""
-    collector = _collector(request)
+    services = services_of(request)
+    provider = services.collector_status
+    collector = None if provider is None else CollectorHealth.model_validate(provider())
     degraded = collector is not None and bool(collector.reasons)
     extra = {"collector": collector} if collector is not None else {}
     try:
-        with services_of(request).pool.client() as client:
+        with services.pool.client() as client:
             client.query("SELECT 1")
     except Exception as exc:  # any failure to reach or query ClickHouse is what this endpoint reports
         logger.warning("health check: ClickHouse unreachable: %s", exc)
         return Health(status="degraded", clickhouse="unreachable", **extra)
     return Health(status="degraded" if degraded else "ok", clickhouse="ok", **extra)
-
-
-def _collector(request: Request) -> CollectorHealth | None:
-    provider: Callable[[], object] | None = getattr(request.app.state, COLLECTOR_STATUS, None)
-    return None if provider is None else CollectorHealth.model_validate(provider())
