@@ -27,8 +27,8 @@ from usagemeter_collector._receivers.http_receiver import HttpOptions, build_htt
 from usagemeter_collector._settings import CollectorSettings
 from usagemeter_collector._spool.spool import Spool, SpoolLimits
 from usagemeter_collector._spool.state import StateLimits
-from usagemeter_collector._telemetry.counters import Telemetry
-from usagemeter_collector._telemetry.self_report import SelfReporter, instance_id
+from usagemeter_collector._telemetry import Telemetry
+from usagemeter_collector._self_report import SelfReporter, instance_id
 
 logger = logging.getLogger(__name__)
 
