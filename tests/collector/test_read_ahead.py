@@ -14,7 +14,7 @@ from usagemeter_collector._drain import read_ahead as _read_ahead
 from usagemeter_collector._drain.read_ahead import SegmentContents, SegmentReader, read_segment
 from usagemeter_collector._spool.records import MetricsRequest, encode_request_record
 from usagemeter_collector._spool.spool import Spool, SpoolLimits
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 # Every record is larger than a segment, so each append seals a segment of its own.
 _LIMITS = SpoolLimits(max_bytes=1 << 30, segment_bytes=1024, seal_after_seconds=60, dedup_window_seconds=600)

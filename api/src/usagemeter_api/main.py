@@ -15,13 +15,13 @@ from usagemeter_api.core.clock import system_clock
 from usagemeter_api.core.config import ApiSettings
 from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.core.security import TokenVerifier, jwks_client
-from usagemeter_api.core.services import Services
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import load_plans
 from usagemeter_api.domain.system_view import SystemViews
 from usagemeter_api.domain.usage.cache import UsageCache
 from usagemeter_api.domain.usage.live import LiveUsage
 from usagemeter_api.domain.usage.period import PeriodUsage
+from usagemeter_api.services import Services
 from usagemeter_api.web import router as web_router
 from usagemeter_clickhouse import Client
 

@@ -17,6 +17,6 @@ from __future__ import annotations
 from usagemeter_collector._collector import Collector
 from usagemeter_collector._receivers.hosted_server import HostedServer
 from usagemeter_collector._settings import CollectorSettings
-from usagemeter_collector._telemetry.counters import first_line
+from usagemeter_collector._telemetry import first_line
 
 __all__ = ["Collector", "CollectorSettings", "HostedServer", "first_line"]

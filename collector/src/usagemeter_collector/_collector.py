@@ -24,11 +24,11 @@ from usagemeter_collector._receivers.auth import TokenCheck
 from usagemeter_collector._receivers.grpc_receiver import add_otlp_services
 from usagemeter_collector._receivers.hosted_server import HostedServer
 from usagemeter_collector._receivers.http_receiver import HttpOptions, build_http_app
+from usagemeter_collector._self_report import SelfReporter, instance_id
 from usagemeter_collector._settings import CollectorSettings
 from usagemeter_collector._spool.spool import Spool, SpoolLimits
 from usagemeter_collector._spool.state import StateLimits
-from usagemeter_collector._telemetry.counters import Telemetry
-from usagemeter_collector._telemetry.self_report import SelfReporter, instance_id
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ from usagemeter_collector._checks.traces import decode_traces
 from usagemeter_collector._errors import StorageUnavailable
 from usagemeter_collector._spool.records import MetricsRequest, SeriesUpdate, encode_record, encode_request_record
 from usagemeter_collector._spool.spool import Spool
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 
 from usagemeter_api.core.security import Principal, TokenVerifier
-from usagemeter_api.core.services import Services
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.ranges import AnalyticsPeriod, Interval, UsageRange, usage_range
 from usagemeter_api.errors import AuthError, AuthUnavailable, ClickHouseUnavailable
+from usagemeter_api.services import Services
 from usagemeter_clickhouse import Client
 
 __all__ = [

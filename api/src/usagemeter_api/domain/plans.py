@@ -9,12 +9,13 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 from usagemeter_api.errors import PlansError
+from usagemeter_api.schemas.admin import Enforcement, PeriodKind
 
 __all__ = [
     "DEFAULT_PLANS_RESOURCE",
@@ -28,10 +29,6 @@ __all__ = [
 
 DEFAULT_PLANS_RESOURCE = "plans.toml"
 UNLIMITED = "unlimited"
-
-PeriodKind = Literal["day", "week", "month"]
-#: ``hard``: a use past the limit is refused; ``soft``: it is allowed and reported as exceeded.
-Enforcement = Literal["hard", "soft"]
 
 
 def _parse_limit(value: object) -> int | None:

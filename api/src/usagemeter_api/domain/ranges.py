@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 from usagemeter_api.domain.periods import Window, day_start, period_window, to_utc
 from usagemeter_api.domain.plans import PeriodKind
 from usagemeter_api.errors import InvalidRange
+from usagemeter_api.schemas.analytics import AnalyticsPeriod, Interval
 
 __all__ = ["MAX_SPAN", "AnalyticsPeriod", "Interval", "UsageRange", "buckets", "usage_range"]
 
-AnalyticsPeriod = Literal["today", "week", "month"]
-Interval = Literal["hour", "day"]
 
 #: The longest range each interval may cover: a month of hours, a year of days.
 MAX_SPAN: dict[str, timedelta] = {"hour": timedelta(days=31), "day": timedelta(days=366)}

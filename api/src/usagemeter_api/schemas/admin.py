@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from usagemeter_api.domain.plans import Enforcement, PeriodKind, Plan
-
 __all__ = [
     "Assignment",
     "AssignmentBody",
+    "Enforcement",
     "NearLimitUser",
     "NearLimitUsers",
+    "PeriodKind",
     "PlanBody",
     "PlanCreateBody",
     "PlanInfo",
     "PlanList",
 ]
+
+#: The period a plan's limits apply to, in UTC.
+PeriodKind = Literal["day", "week", "month"]
+#: ``hard``: a use past the limit is refused; ``soft``: it is allowed and reported as exceeded.
+Enforcement = Literal["hard", "soft"]
 
 _PLAN_EXAMPLE: JsonDict = {
     "name": "Team",
@@ -48,10 +53,6 @@ class PlanBody(BaseModel):
         default_factory=dict, description="Feature key -> uses allowed per period; null means unlimited."
     )
     default: bool | None = Field(default=None, description="Make this the plan of unassigned users.")
-
-    def to_plan(self) -> Plan:
-        """The plan this body describes."""
-        return Plan.model_validate(self.model_dump(exclude={"default", "id"}))
 
 
 class PlanCreateBody(PlanBody):

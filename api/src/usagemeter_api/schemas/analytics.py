@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from usagemeter_api.domain.ranges import AnalyticsPeriod, Interval
+__all__ = ["AnalyticsPeriod", "BreakdownGroup", "Interval", "UsageBreakdown", "UsageBucket", "UsageReport"]
 
-__all__ = ["BreakdownGroup", "UsageBreakdown", "UsageBucket", "UsageReport"]
+#: The current period an analytics request may name instead of an explicit range.
+AnalyticsPeriod = Literal["today", "week", "month"]
+#: The width of a usage bucket.
+Interval = Literal["hour", "day"]
 
 
 class UsageBucket(BaseModel):

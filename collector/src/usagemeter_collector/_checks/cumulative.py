@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from usagemeter_collector._spool.series import SeriesState, SeriesTable, series_digest
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 #: Default bound on tracked cumulative series (``USAGEMETER_CUMULATIVE_MAX_SERIES``).
 DEFAULT_MAX_SERIES = 1_000_000

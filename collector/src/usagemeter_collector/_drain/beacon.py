@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from usagemeter_collector import _schema
-from usagemeter_collector._telemetry.counters import Telemetry, first_line
-from usagemeter_collector._telemetry.self_report import SERVICE_NAME
+from usagemeter_collector._telemetry import SERVICE_NAME, Telemetry, first_line
 
 logger = logging.getLogger(__name__)
 

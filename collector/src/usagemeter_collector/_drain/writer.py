@@ -27,7 +27,7 @@ from usagemeter_collector._drain.read_ahead import SegmentContents, SegmentReade
 from usagemeter_collector._spool.records import MetricsRequest
 from usagemeter_collector._spool.segments import QUARANTINE_DIR, keep_aside
 from usagemeter_collector._spool.spool import Spool
-from usagemeter_collector._telemetry.counters import Telemetry, first_line
+from usagemeter_collector._telemetry import Telemetry, first_line
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from usagemeter_collector._errors import PayloadError, StorageUnavailable, Unaut
 from usagemeter_collector._ingest import METRICS_SIGNAL, TRACES_SIGNAL, Ingest, content_digest
 from usagemeter_collector._receivers.auth import TokenCheck
 from usagemeter_collector._receivers.payload import Encoding, decompress, encoding_of, parse, serialize
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from usagemeter_collector._errors import SpoolWriteFailed
 from usagemeter_collector._spool.segments import SegmentFile, new_segment_name
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from usagemeter_collector._errors import SpoolWriteFailed, StorageUnavailable
 from usagemeter_collector._spool.appending import SegmentAppender
 from usagemeter_collector._spool.records import SeriesUpdate
 from usagemeter_collector._spool.state import DurableState, StateLimits
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from usagemeter_collector._spool.segments import (
     SEGMENT_SUFFIX,
     keep_aside,
 )
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 

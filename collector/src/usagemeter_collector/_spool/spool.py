@@ -36,7 +36,7 @@ from usagemeter_collector._spool.segments import (
     segment_names,
 )
 from usagemeter_collector._spool.state import DurableState
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 

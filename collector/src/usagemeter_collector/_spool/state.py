@@ -35,7 +35,7 @@ from usagemeter_collector._spool.state_files import (
     encode_series_file,
     quarantine,
 )
-from usagemeter_collector._telemetry.counters import Telemetry
+from usagemeter_collector._telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from usagemeter_api.api.deps import Admin, ClickHouse, Clock, Plans, Store
 from usagemeter_api.domain.near_limit import near_limit_users
-from usagemeter_api.domain.plans import PlanCatalog
+from usagemeter_api.domain.plans import Plan, PlanCatalog
 from usagemeter_api.schemas.admin import (
     Assignment,
     AssignmentBody,
@@ -45,7 +45,7 @@ def list_plans(_: Admin, plans: Plans) -> PlanList:
 )
 def create_plan(_: Admin, body: PlanCreateBody, store: Store, client: ClickHouse) -> PlanInfo:
     """Create a plan; it is usable at once."""
-    catalog = store.create_plan(client, body.id, body.to_plan(), default=bool(body.default))
+    catalog = store.create_plan(client, body.id, _plan_of(body), default=bool(body.default))
     return _plan_info(catalog, body.id)
 
 
@@ -55,7 +55,7 @@ def update_plan(_: Admin, plan_id: PathPlanId, body: PlanBody, store: Store, cli
 
     Usage is counted per user, not per plan, so ``used`` stays exact across the change.
     """
-    catalog = store.update_plan(client, plan_id, body.to_plan(), default=body.default)
+    catalog = store.update_plan(client, plan_id, _plan_of(body), default=body.default)
     return _plan_info(catalog, plan_id)
 
 
@@ -92,3 +92,8 @@ def _plan_list(catalog: PlanCatalog) -> PlanList:
 def _plan_info(catalog: PlanCatalog, plan_id: str) -> PlanInfo:
     plan = catalog.plans[plan_id]
     return PlanInfo(id=plan_id, default=plan_id == catalog.default_plan, **plan.model_dump())
+
+
+def _plan_of(body: PlanBody) -> Plan:
+    """The plan a request body describes."""
+    return Plan.model_validate(body.model_dump(exclude={"default", "id"}))

@@ -34,11 +34,10 @@ from usagemeter_collector._errors import StorageUnavailable
 from usagemeter_collector._ingest import METRICS_SIGNAL, Ingest, content_digest
 from usagemeter_collector._spool.segments import write_durably
 from usagemeter_collector._spool.spool import Spool
-from usagemeter_collector._telemetry.counters import INSERT_DURATION_BOUNDS, InsertStats, Telemetry
+from usagemeter_collector._telemetry import INSERT_DURATION_BOUNDS, SERVICE_NAME, InsertStats, Telemetry
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = "usagemeter-collector"
 SCOPE_NAME = "usagemeter_collector"
 OUTCOME = "outcome"
 

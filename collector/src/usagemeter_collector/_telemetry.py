@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 
 from usagemeter_collector._health import CollectorStatus, error_code
 
+#: The service the collector's own telemetry is stored under (self-report and failure beacon).
+SERVICE_NAME = "usagemeter-collector"
+
 _PREFIX = "usagemeter_collector_"
 
 _HELP = {
