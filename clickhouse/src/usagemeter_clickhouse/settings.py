@@ -31,8 +31,6 @@ class ClickHouseSettings(StorageSettings):
     ``clickhouse_url`` unset means the embedded engine in ``data_dir``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="USAGEMETER_", extra="ignore")
-
     clickhouse_url: str | None = Field(default=None, description="chdb:///dir or http(s)://user:pass@host:8123")
     clickhouse_database: str = "usagemeter"
     clickhouse_cluster: str | None = Field(
@@ -65,7 +63,12 @@ class ClickHouseSettings(StorageSettings):
 
     def host_urls(self) -> list[str]:
         """The cluster hosts named by ``clickhouse_hosts`` (empty: read them from the cluster)."""
-        return [url.strip() for url in self.clickhouse_hosts.split(",") if url.strip()]
+        return comma_separated(self.clickhouse_hosts)
+
+
+def comma_separated(text: str) -> list[str]:
+    """The items of a comma-separated setting, stripped, empty ones left out."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def settings_problem(exc: ValidationError, env_prefix: str = "USAGEMETER_") -> str:

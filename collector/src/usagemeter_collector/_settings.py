@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from usagemeter_clickhouse.settings import StorageSettings
+from usagemeter_clickhouse.settings import StorageSettings, comma_separated
 from usagemeter_collector._checks.cumulative import DEFAULT_MAX_SERIES
 from usagemeter_collector._checks.rule import DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_POINT_VALUE
 from usagemeter_collector._spool.state import StateLimits
@@ -137,4 +137,4 @@ class CollectorSettings(StorageSettings):
 
     def tokens(self) -> tuple[str, ...]:
         """The accepted ingest bearer tokens in the order given, each once (empty: no authentication)."""
-        return tuple(dict.fromkeys(token.strip() for token in self.ingest_tokens.split(",") if token.strip()))
+        return tuple(dict.fromkeys(comma_separated(self.ingest_tokens)))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from usagemeter_api.domain.periods import Window
-from usagemeter_api.domain.plans import Enforcement
+from usagemeter_api.domain.plans import Enforcement, Plan
 from usagemeter_api.domain.usage.queries import as_number
-from usagemeter_api.schemas.quotas import QuotaItem
+from usagemeter_api.schemas.quotas import PlanSummary, QuotaItem
 
-__all__ = ["Freshness", "QuotaFigures", "allows", "evaluate_quota", "quota_figures"]
+__all__ = ["Freshness", "QuotaFigures", "allows", "evaluate_quota", "plan_quotas", "plan_summary", "quota_figures"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,19 @@ def evaluate_quota(
         period_start=window.start,
         period_end=window.end,
     )
+
+
+def plan_quotas(plan: Plan, used: Mapping[str, float], window: Window) -> list[QuotaItem]:
+    """The quota of every feature ``plan`` meters, from ``used`` per feature key (0 for one not used)."""
+    return [
+        evaluate_quota(key, used.get(key, 0.0), limit, plan.near_limit_ratio, window)
+        for key, limit in plan.limits.items()
+    ]
+
+
+def plan_summary(plan_id: str, plan: Plan) -> PlanSummary:
+    """What a quota answer says of the plan it was computed for."""
+    return PlanSummary(id=plan_id, name=plan.name, period=plan.period, near_limit_ratio=plan.near_limit_ratio)
 
 
 def _percent(used: float, limit: int) -> float:

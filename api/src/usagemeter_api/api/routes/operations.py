@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Request, status
 
 from usagemeter_api.api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, ServicesDep, TargetUser, services_of
 from usagemeter_api.domain.periods import period_window
-from usagemeter_api.domain.quota import evaluate_quota
+from usagemeter_api.domain.quota import plan_quotas, plan_summary
 from usagemeter_api.domain.system_health import HealthThresholds, collector_reports, health_details, newest_point
 from usagemeter_api.domain.workers import worker_report
 from usagemeter_api.schemas.errors import error_responses
 from usagemeter_api.schemas.operations import DashboardMetrics, HealthDetails, WorkersReport, WorkerThresholds
-from usagemeter_api.schemas.quotas import PlanSummary
+from usagemeter_clickhouse.settings import comma_separated
 
 router = APIRouter(tags=["operations"])
 
@@ -44,7 +44,7 @@ def health_thresholds(request: Request) -> HealthThresholds:
         collector_stale_after_seconds=settings.collector_stale_after_seconds,
         collector_backlog_bytes=settings.collector_backlog_degraded_bytes,
         collector_unsent_after_seconds=settings.collector_unsent_degraded_seconds,
-        collector_urls=tuple(url.strip() for url in settings.collector_urls.split(",") if url.strip()),
+        collector_urls=tuple(comma_separated(settings.collector_urls)),
         collector_token=settings.collector_token,
     )
 
@@ -101,13 +101,10 @@ async def dashboard_metrics(
     )
     return DashboardMetrics(
         user_id=user_id,
-        plan=PlanSummary(id=plan_id, name=plan.name, period=plan.period, near_limit_ratio=plan.near_limit_ratio),
+        plan=plan_summary(plan_id, plan),
         period_start=window.start,
         period_end=window.end,
-        quotas=[
-            evaluate_quota(key, used.get(key, 0.0), limit, plan.near_limit_ratio, window)
-            for key, limit in plan.limits.items()
-        ],
+        quotas=plan_quotas(plan, used, window),
         conversions=system.conversions,
         workers=system.workers,
         health=system.health if caller.admin else system.health.model_copy(update={"services": []}),

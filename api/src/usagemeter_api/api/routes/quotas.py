@@ -20,9 +20,9 @@ from usagemeter_api.api.deps import (
 )
 from usagemeter_api.domain.periods import period_window
 from usagemeter_api.domain.plans import Plan
-from usagemeter_api.domain.quota import allows, evaluate_quota, quota_figures
+from usagemeter_api.domain.quota import allows, evaluate_quota, plan_quotas, plan_summary, quota_figures
 from usagemeter_api.schemas.errors import error_responses
-from usagemeter_api.schemas.quotas import FeatureQuota, PlanSummary, QuotaCheck, QuotaListing
+from usagemeter_api.schemas.quotas import FeatureQuota, QuotaCheck, QuotaListing
 
 router = APIRouter(prefix="/quotas", tags=["quotas"])
 
@@ -94,13 +94,10 @@ async def list_quotas(user_id: TargetUser, plans: Plans, now: Clock, services: S
     used, freshness = await services.period_usage.reading(user_id, list(plan.limits), window)
     return QuotaListing(
         user_id=user_id,
-        plan=_summary(plan_id, plan),
+        plan=plan_summary(plan_id, plan),
         period_start=window.start,
         period_end=window.end,
-        quotas=[
-            evaluate_quota(key, used.get(key, 0.0), limit, plan.near_limit_ratio, window)
-            for key, limit in plan.limits.items()
-        ],
+        quotas=plan_quotas(plan, used, window),
         as_of=freshness.as_of,
         stale=freshness.stale,
     )
@@ -129,7 +126,3 @@ def _limit_of(plan_id: str, plan: Plan, feature_key: str) -> int | None:
             detail=f"plan {plan_id!r} does not meter feature {feature_key[:100]!r}; its features: {known}",
         )
     return plan.limits[feature_key]
-
-
-def _summary(plan_id: str, plan: Plan) -> PlanSummary:
-    return PlanSummary(id=plan_id, name=plan.name, period=plan.period, near_limit_ratio=plan.near_limit_ratio)
