@@ -11,9 +11,6 @@ import uvicorn
 class HostedServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the program hosting the event loop."""
 
-    def install_signal_handlers(self) -> None:
-        """Signals belong to the hosting program."""
-
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         """Signals belong to the hosting program."""
