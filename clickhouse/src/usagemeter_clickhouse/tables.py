@@ -17,10 +17,22 @@ TRACES = "otel_traces"
 #: Trace id -> first and last span time (the exporter's lookup table Grafana's trace view reads).
 TRACE_ID_TS = "otel_traces_trace_id_ts"
 
-USAGE_MINUTE = "feature_usage_minute"
-USAGE_DAY = "feature_usage_day"
-#: Usage per ingest minute and event day (kept a few days), for incremental readers.
-USAGE_INGEST = "feature_usage_ingest"
+#: Usage rollups: exact quantities (``Quantity Decimal128(6)``) per user, feature and dimension
+#: (``DimensionKey = ''`` rows are the feature totals), per event minute, day and month.
+USAGE_MINUTE = "usage_minute"
+USAGE_DAY = "usage_day"
+#: Kept for good: lifetime totals.
+USAGE_MONTH = "usage_month"
+#: Usage per ingest minute and event minute (kept 32 days), for incremental readers.
+USAGE_INGEST = "usage_ingest"
+#: The attributes usage may be sliced by (host-local; the rollup views read it).
+USAGE_DIMENSIONS = "usage_dimensions"
+#: Corrections recorded by admins (signed quantities); views add them to every usage rollup.
+USAGE_CORRECTIONS = "usage_corrections"
+#: Grants of extra allowance (ReplacingMergeTree; read the newest Version per grant).
+USAGE_GRANTS = "usage_grants"
+#: The ServiceName of rollup rows that come from corrections.
+CORRECTION_SERVICE = "usagemeter.correction"
 
 SCHEMA_MIGRATIONS = "usagemeter_schema_migrations"
 

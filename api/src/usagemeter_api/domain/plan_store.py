@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from usagemeter_api.domain.plans import Plan, PlanCatalog
 from usagemeter_api.errors import PlanConflict, UnknownPlan
@@ -33,7 +34,7 @@ _SEED_VERSION = 1
 _PLAN_COLUMNS = ["PlanId", "Name", "Period", "NearLimitRatio", "Enforcement", "Limits", "IsDefault", "Version"]
 _ASSIGNMENT_COLUMNS = ["UserId", "PlanId", "Version"]
 _PLANS_SQL = f"SELECT {', '.join(_PLAN_COLUMNS[:-1])} FROM {tables.PLANS} FINAL ORDER BY PlanId"
-_ASSIGNMENTS_SQL = f"SELECT UserId, PlanId FROM {tables.PLAN_ASSIGNMENTS} FINAL"
+_ASSIGNMENTS_SQL = f"SELECT UserId, PlanId, Version FROM {tables.PLAN_ASSIGNMENTS} FINAL"
 _VERSIONS_SQL = (
     f"SELECT (SELECT max(Version) FROM {tables.PLANS}), (SELECT count() FROM {tables.PLANS}),"
     f" (SELECT max(Version) FROM {tables.PLAN_ASSIGNMENTS}), (SELECT count() FROM {tables.PLAN_ASSIGNMENTS})"
@@ -208,7 +209,8 @@ class PlanStore:
 
 
 def _plan_row(plan_id: str, plan: Plan, default: bool, version: int) -> list[object]:
-    limits = json.dumps(plan.limits, sort_keys=True)
+    # The Limits column holds the canonical features (rows of earlier releases hold key -> uses, still read).
+    limits = json.dumps(plan.model_dump(mode="json")["features"], sort_keys=True)
     return [plan_id, plan.name, plan.period, plan.near_limit_ratio, plan.enforcement, limits, default, version]
 
 
@@ -217,12 +219,21 @@ def _read_catalog(client: Client) -> PlanCatalog:
     default_plan = ""
     for plan_id, name, period, ratio, enforcement, limits, is_default in client.query(_PLANS_SQL).result_rows:
         plans[plan_id] = Plan(
-            name=name, period=period, near_limit_ratio=ratio, enforcement=enforcement, limits=json.loads(limits)
+            name=name, period=period, near_limit_ratio=ratio, enforcement=enforcement, features=json.loads(limits)
         )
         if is_default:
             default_plan = plan_id
-    assignments = {user: plan_id for user, plan_id in client.query(_ASSIGNMENTS_SQL).result_rows if plan_id in plans}
-    return PlanCatalog(default_plan=default_plan or next(iter(plans)), plans=plans, assignments=assignments)
+    assignments: dict[str, str] = {}
+    assigned_at: dict[str, datetime] = {}
+    for user, plan_id, version in client.query(_ASSIGNMENTS_SQL).result_rows:
+        if plan_id in plans:
+            assignments[user] = plan_id
+            if version > _SEED_VERSION:
+                # A change through the API is versioned by its time in nanoseconds; a seeded one has no date.
+                assigned_at[user] = datetime.fromtimestamp(version / 1e9, UTC)
+    return PlanCatalog(
+        default_plan=default_plan or next(iter(plans)), plans=plans, assignments=assignments, assigned_at=assigned_at
+    )
 
 
 def _unknown(plan_id: str, catalog: PlanCatalog) -> str:

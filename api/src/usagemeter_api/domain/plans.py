@@ -1,4 +1,4 @@
-"""Plans: per-feature limits over a UTC period, and which user is on which plan.
+"""Plans: what each plan meters of each feature (unit, dimension, limits over windows), and who is on which plan.
 
 Plans come from a TOML file (the shipped ``plans.toml`` unless configured)
 validated with pydantic; a bad file fails at startup naming the bad key.
@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import tomllib
 from importlib import resources
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from usagemeter_api.core.quantity import from_micros
 from usagemeter_api.errors import PlansError
-from usagemeter_api.schemas.admin import Enforcement, PeriodKind
+from usagemeter_api.schemas.admin import Enforcement
+from usagemeter_api.schemas.plans import FeaturePlan, LimitRule, PeriodKind, shorthand
 
 __all__ = [
     "DEFAULT_PLANS_RESOURCE",
     "Enforcement",
-    "Limit",
+    "FeaturePlan",
+    "LimitRule",
     "PeriodKind",
     "Plan",
     "PlanCatalog",
@@ -28,26 +32,16 @@ __all__ = [
 ]
 
 DEFAULT_PLANS_RESOURCE = "plans.toml"
-UNLIMITED = "unlimited"
 
-
-def _parse_limit(value: object) -> int | None:
-    if value is None or value == UNLIMITED:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PydanticCustomError(
-            "limit", 'must be a non-negative integer or "unlimited", got {value}', {"value": value}
-        )
-    return value
-
-
-#: A feature's allowance per period; None means unlimited.
-Limit = Annotated[int | None, PlainValidator(_parse_limit)]
 _Key = Annotated[str, Field(min_length=1)]
 
 
 class Plan(BaseModel):
-    """One plan: its display name, period, near-limit threshold and per-feature limits."""
+    """One plan: its display name, near-limit threshold, enforcement and what it meters of each feature.
+
+    ``features`` is the canonical form. ``limits`` is the shorthand of plain use counts per
+    ``period`` (feature key -> number, or ``"unlimited"``/``None``); it is read into ``features``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,7 +49,42 @@ class Plan(BaseModel):
     period: PeriodKind = "month"
     near_limit_ratio: float = Field(default=0.8, gt=0, le=1)
     enforcement: Enforcement = "hard"
-    limits: dict[_Key, Limit] = Field(default_factory=dict)
+    features: dict[_Key, FeaturePlan] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_shorthand(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        period = data.get("period", "month")
+        features = dict(data.get("features") or {})
+        for key, value in features.items():
+            if not isinstance(value, dict | FeaturePlan):
+                # Rows written before features had units and windows: key -> uses per period.
+                features[key] = shorthand(value, period)
+        for key, limit in (data.pop("limits", None) or {}).items():
+            if key in features:
+                raise PydanticCustomError("feature", "{key} is given both in limits and in features", {"key": key})
+            features[key] = shorthand(limit, period)
+        data["features"] = features
+        return data
+
+    def shorthand_limits(self) -> dict[str, int | float | None]:
+        """The features whose only limit is plain uses per ``period``, as the shorthand writes them."""
+        plain: dict[str, int | float | None] = {}
+        for key, feature in self.features.items():
+            if feature.unit != "uses" or feature.dimension is not None or len(feature.limits) > 1:
+                continue
+            if not feature.limits:
+                plain[key] = None
+            elif feature.limits[0].window.label == self.period:
+                plain[key] = from_micros(feature.limits[0].limit_micros)
+        return plain
+
+    def feature(self, feature_key: str) -> FeaturePlan | None:
+        """What the plan meters of ``feature_key``; None when it does not meter it."""
+        return self.features.get(feature_key)
 
 
 class PlanCatalog(BaseModel):
@@ -66,6 +95,8 @@ class PlanCatalog(BaseModel):
     default_plan: str = "free"
     plans: dict[_Key, Plan] = Field(min_length=1)
     assignments: dict[_Key, _Key] = Field(default_factory=dict)
+    #: When each user was last assigned a plan (through the API): the anchor of their billing cycle.
+    assigned_at: dict[_Key, datetime] = Field(default_factory=dict)
 
     def plan_for(self, user_id: str) -> tuple[str, Plan]:
         """The id and plan of ``user_id`` (the default plan when unassigned)."""
@@ -74,7 +105,7 @@ class PlanCatalog(BaseModel):
 
     def feature_keys(self) -> list[str]:
         """Every feature key any plan meters, in first-seen order."""
-        return list(dict.fromkeys(key for plan in self.plans.values() for key in plan.limits))
+        return list(dict.fromkeys(key for plan in self.plans.values() for key in plan.features))
 
 
 def load_plans(path: Path | None = None) -> PlanCatalog:

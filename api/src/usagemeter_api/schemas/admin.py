@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from usagemeter_api.schemas.plans import FeaturePlan, PeriodKind
+
 __all__ = [
     "Assignment",
     "AssignmentBody",
@@ -20,8 +22,6 @@ __all__ = [
     "PlanList",
 ]
 
-#: The period a plan's limits apply to, in UTC.
-PeriodKind = Literal["day", "week", "month"]
 #: ``hard``: a use past the limit is refused; ``soft``: it is allowed and reported as exceeded.
 Enforcement = Literal["hard", "soft"]
 
@@ -31,6 +31,17 @@ _PLAN_EXAMPLE: JsonDict = {
     "near_limit_ratio": 0.8,
     "enforcement": "hard",
     "limits": {"ai_content_generation": 500, "chat_messages": None},
+    "features": {
+        "ai_tokens": {
+            "unit": "tokens",
+            "dimension": "model",
+            "limits": [
+                {"window": "5h", "limit": 1_000_000},
+                {"window": "7d", "limit": 10_000_000},
+                {"window": "month", "limit": 200_000, "dimension_value": "gpt-4o"},
+            ],
+        }
+    },
 }
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
@@ -49,8 +60,13 @@ class PlanBody(BaseModel):
     enforcement: Enforcement = Field(
         default="hard", description="hard: a use past the limit is refused; soft: allowed and reported as exceeded."
     )
-    limits: dict[FeatureKey, Annotated[int, Field(ge=0, le=2**53)] | None] = Field(
-        default_factory=dict, description="Feature key -> uses allowed per period; null means unlimited."
+    limits: dict[FeatureKey, Annotated[float, Field(ge=0, le=10**12)] | None] = Field(
+        default_factory=dict,
+        description="Shorthand: feature key -> uses allowed per period (at most 6 decimals); null means unlimited.",
+    )
+    features: dict[FeatureKey, FeaturePlan] = Field(
+        default_factory=dict,
+        description="Feature key -> its unit, dimension attribute and limits over windows (see docs/metering.md).",
     )
     default: bool | None = Field(default=None, description="Make this the plan of unassigned users.")
 
@@ -73,7 +89,10 @@ class PlanInfo(BaseModel):
     period: PeriodKind
     near_limit_ratio: float
     enforcement: Enforcement
-    limits: dict[str, int | None]
+    limits: dict[str, int | float | None] = Field(
+        description="The features whose only limit is uses per period, in the shorthand (null: unlimited)."
+    )
+    features: dict[str, FeaturePlan] = Field(description="Every metered feature in full.")
     default: bool
 
 

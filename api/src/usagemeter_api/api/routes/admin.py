@@ -91,7 +91,12 @@ def _plan_list(catalog: PlanCatalog) -> PlanList:
 
 def _plan_info(catalog: PlanCatalog, plan_id: str) -> PlanInfo:
     plan = catalog.plans[plan_id]
-    return PlanInfo(id=plan_id, default=plan_id == catalog.default_plan, **plan.model_dump())
+    return PlanInfo(
+        id=plan_id,
+        default=plan_id == catalog.default_plan,
+        limits=plan.shorthand_limits(),
+        **plan.model_dump(mode="json"),
+    )
 
 
 def _plan_of(body: PlanBody) -> Plan:

@@ -1,0 +1,258 @@
+-- Usage as exact quantities, sliced by allow-listed dimension attributes, with corrections.
+--
+-- The rollups of 0003 and 0009 summed `feature.usage` values as Float64 "Uses", exact only for
+-- integers. These tables sum them as Decimal128(6) "Quantity" (micro-units: tokens, bytes,
+-- seconds, credits), keyed by a dimension: every point adds to its feature total row
+-- (DimensionKey = '') and to one row per allow-listed attribute it carries
+-- (DimensionKey = 'model', DimensionValue = 'gpt-4o'). The allow-list is the usage_dimensions
+-- table, read by the views as rows arrive, so changing it rebuilds nothing.
+--
+-- Corrections recorded through the API land in usage_corrections and reach every rollup through
+-- views of their own; the raw tables are never rewritten.
+--
+-- The previous rollups stop being fed (their views are dropped first) and their contents are
+-- copied once into the new tables; run the upgrade with the collectors stopped (their spools keep
+-- every point meanwhile), as `usagemeter up` does by migrating before it starts them.
+
+DROP VIEW IF EXISTS feature_usage_minute_mv {{ON_CLUSTER}};
+DROP VIEW IF EXISTS feature_usage_day_mv {{ON_CLUSTER}};
+DROP VIEW IF EXISTS feature_usage_ingest_mv {{ON_CLUSTER}};
+
+-- The attributes usage may be sliced by, one row each; `usagemeter migrate` keeps it equal to
+-- USAGEMETER_DIMENSION_ATTRIBUTES on every host (a host-local table: each host's views read their own).
+CREATE TABLE IF NOT EXISTS usage_dimensions {{ON_CLUSTER}} (
+    Attribute String,
+    Active Bool,
+    Version UInt64
+) ENGINE = ReplacingMergeTree(Version)
+ORDER BY Attribute;
+
+CREATE TABLE IF NOT EXISTS usage_minute{{LOCAL}} {{ON_CLUSTER}} (
+    UserId String,
+    FeatureKey LowCardinality(String),
+    DimensionKey LowCardinality(String),
+    DimensionValue String,
+    ServiceName LowCardinality(String),
+    Minute DateTime('UTC'),
+    Quantity Decimal128(6)
+) ENGINE = {{REPLICATED}}SummingMergeTree(Quantity)
+PARTITION BY toYYYYMM(Minute)
+ORDER BY (UserId, FeatureKey, DimensionKey, DimensionValue, Minute, ServiceName)
+TTL Minute + INTERVAL {{ROLLUP_RETENTION_DAYS}} DAY
+SETTINGS non_replicated_deduplication_window = 10000;
+
+{{DISTRIBUTED usage_minute BY cityHash64(UserId)}};
+
+CREATE TABLE IF NOT EXISTS usage_day{{LOCAL}} {{ON_CLUSTER}} (
+    UserId String,
+    FeatureKey LowCardinality(String),
+    DimensionKey LowCardinality(String),
+    DimensionValue String,
+    ServiceName LowCardinality(String),
+    Day Date,
+    Quantity Decimal128(6)
+) ENGINE = {{REPLICATED}}SummingMergeTree(Quantity)
+PARTITION BY toYYYYMM(Day)
+ORDER BY (UserId, FeatureKey, DimensionKey, DimensionValue, Day, ServiceName)
+TTL Day + INTERVAL {{ROLLUP_RETENTION_DAYS}} DAY
+SETTINGS non_replicated_deduplication_window = 10000;
+
+{{DISTRIBUTED usage_day BY cityHash64(UserId)}};
+
+-- Per calendar month and kept for good: lifetime totals outlive the day rollup's retention.
+CREATE TABLE IF NOT EXISTS usage_month{{LOCAL}} {{ON_CLUSTER}} (
+    UserId String,
+    FeatureKey LowCardinality(String),
+    DimensionKey LowCardinality(String),
+    DimensionValue String,
+    Month Date,
+    Quantity Decimal128(6)
+) ENGINE = {{REPLICATED}}SummingMergeTree(Quantity)
+PARTITION BY toYear(Month)
+ORDER BY (UserId, FeatureKey, DimensionKey, DimensionValue, Month)
+SETTINGS non_replicated_deduplication_window = 10000;
+
+{{DISTRIBUTED usage_month BY cityHash64(UserId)}};
+
+-- Per ingest minute (when the insert ran) and event minute: a reader that has summed every ingest
+-- minute up to some point adds later ones, late points included, and knows which minute each
+-- counts for, so rolling windows stay exact to the minute. Kept as long as the longest rolling
+-- window (31 days) plus a day.
+CREATE TABLE IF NOT EXISTS usage_ingest{{LOCAL}} {{ON_CLUSTER}} (
+    IngestMinute DateTime('UTC'),
+    UserId String,
+    FeatureKey LowCardinality(String),
+    DimensionKey LowCardinality(String),
+    DimensionValue String,
+    Minute DateTime('UTC'),
+    Quantity Decimal128(6)
+) ENGINE = {{REPLICATED}}SummingMergeTree(Quantity)
+PARTITION BY toYYYYMMDD(IngestMinute)
+ORDER BY (IngestMinute, UserId, FeatureKey, DimensionKey, DimensionValue, Minute)
+TTL IngestMinute + INTERVAL 32 DAY
+SETTINGS non_replicated_deduplication_window = 10000;
+
+{{DISTRIBUTED usage_ingest BY cityHash64(UserId)}};
+
+-- Corrections: signed quantities recorded by an admin, with who and why. Never updated or deleted.
+CREATE TABLE IF NOT EXISTS usage_corrections{{LOCAL}} {{ON_CLUSTER}} (
+    CorrectionId UUID,
+    UserId String,
+    FeatureKey LowCardinality(String),
+    DimensionKey LowCardinality(String),
+    DimensionValue String,
+    OccurredAt DateTime64(3, 'UTC'),
+    Quantity Decimal128(6),
+    Reason String,
+    RecordedBy String,
+    RecordedAt DateTime64(3, 'UTC')
+) ENGINE = {{REPLICATED}}MergeTree
+ORDER BY (UserId, FeatureKey, RecordedAt, CorrectionId)
+SETTINGS non_replicated_deduplication_window = 10000;
+
+{{DISTRIBUTED usage_corrections BY cityHash64(UserId)}};
+
+-- Grants: extra allowance of a feature for a user over a time range. A void inserts a newer Version.
+CREATE TABLE IF NOT EXISTS usage_grants{{LOCAL}} {{ON_CLUSTER}} (
+    GrantId UUID,
+    UserId String,
+    FeatureKey String,
+    DimensionValue String,
+    Amount Decimal128(6),
+    EffectiveFrom DateTime64(3, 'UTC'),
+    ExpiresAt Nullable(DateTime64(3, 'UTC')),
+    Reason String,
+    GrantedBy String,
+    GrantedAt DateTime64(3, 'UTC'),
+    VoidedAt Nullable(DateTime64(3, 'UTC')),
+    VoidedBy String,
+    Version UInt64
+) ENGINE = {{REPLICATED}}ReplacingMergeTree(Version)
+ORDER BY (UserId, GrantId);
+
+{{DISTRIBUTED usage_grants BY cityHash64(UserId)}};
+
+-- The previous rollups' contents, copied once (skipped when the new table already holds rows).
+-- They had no dimensions: every row is a feature total.
+INSERT INTO usage_minute{{LOCAL}}
+SELECT UserId, FeatureKey, '', '', ServiceName, Minute, toDecimal128(sum(Uses), 6)
+FROM feature_usage_minute{{LOCAL}}
+WHERE (SELECT count() FROM usage_minute{{LOCAL}}) = 0
+GROUP BY UserId, FeatureKey, ServiceName, Minute;
+
+INSERT INTO usage_day{{LOCAL}}
+SELECT UserId, FeatureKey, '', '', ServiceName, Day, toDecimal128(sum(Uses), 6)
+FROM feature_usage_day{{LOCAL}}
+WHERE (SELECT count() FROM usage_day{{LOCAL}}) = 0
+GROUP BY UserId, FeatureKey, ServiceName, Day;
+
+INSERT INTO usage_month{{LOCAL}}
+SELECT UserId, FeatureKey, '', '', toStartOfMonth(Day), toDecimal128(sum(Uses), 6)
+FROM feature_usage_day{{LOCAL}}
+WHERE (SELECT count() FROM usage_month{{LOCAL}}) = 0
+GROUP BY UserId, FeatureKey, toStartOfMonth(Day);
+
+-- The last 32 days as if each minute's usage had been ingested in its own minute: readers see it as
+-- long settled, and rolling windows find the minutes that leave them.
+INSERT INTO usage_ingest{{LOCAL}}
+SELECT Minute, UserId, FeatureKey, '', '', Minute, toDecimal128(sum(Uses), 6)
+FROM feature_usage_minute{{LOCAL}}
+WHERE Minute >= toStartOfMinute(now('UTC')) - INTERVAL 32 DAY
+  AND (SELECT count() FROM usage_ingest{{LOCAL}}) = 0
+GROUP BY UserId, FeatureKey, Minute;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_minute_mv {{ON_CLUSTER}}
+TO usage_minute{{LOCAL}} AS
+SELECT
+    Attributes['user.id'] AS UserId,
+    Attributes['feature.key'] AS FeatureKey,
+    DimensionKey,
+    if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
+    ServiceName,
+    toStartOfMinute(TimeUnix) AS Minute,
+    sum(toDecimal128(Value, 6)) AS Quantity
+FROM otel_metrics_sum{{LOCAL}}
+ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
+    (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
+WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
+GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, ServiceName, Minute;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_day_mv {{ON_CLUSTER}}
+TO usage_day{{LOCAL}} AS
+SELECT
+    Attributes['user.id'] AS UserId,
+    Attributes['feature.key'] AS FeatureKey,
+    DimensionKey,
+    if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
+    ServiceName,
+    toDate(TimeUnix) AS Day,
+    sum(toDecimal128(Value, 6)) AS Quantity
+FROM otel_metrics_sum{{LOCAL}}
+ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
+    (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
+WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
+GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, ServiceName, Day;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_month_mv {{ON_CLUSTER}}
+TO usage_month{{LOCAL}} AS
+SELECT
+    Attributes['user.id'] AS UserId,
+    Attributes['feature.key'] AS FeatureKey,
+    DimensionKey,
+    if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
+    toStartOfMonth(TimeUnix) AS Month,
+    sum(toDecimal128(Value, 6)) AS Quantity
+FROM otel_metrics_sum{{LOCAL}}
+ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
+    (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
+WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
+GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, Month;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_ingest_mv {{ON_CLUSTER}}
+TO usage_ingest{{LOCAL}} AS
+SELECT
+    toStartOfMinute(now('UTC')) AS IngestMinute,
+    Attributes['user.id'] AS UserId,
+    Attributes['feature.key'] AS FeatureKey,
+    DimensionKey,
+    if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
+    toStartOfMinute(TimeUnix) AS Minute,
+    sum(toDecimal128(Value, 6)) AS Quantity
+FROM otel_metrics_sum{{LOCAL}}
+ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
+    (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
+WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
+GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, Minute;
+
+-- A correction counts on its feature total and, when it names one, on its dimension value.
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_corrections_minute_mv {{ON_CLUSTER}}
+TO usage_minute{{LOCAL}} AS
+SELECT UserId, FeatureKey, Slice.1 AS DimensionKey, Slice.2 AS DimensionValue,
+    'usagemeter.correction' AS ServiceName, toStartOfMinute(OccurredAt) AS Minute, Quantity
+FROM (SELECT *, arrayConcat([('', '')], if(DimensionKey = '', [], [(DimensionKey, DimensionValue)])) AS Slices
+      FROM usage_corrections{{LOCAL}})
+ARRAY JOIN Slices AS Slice;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_corrections_day_mv {{ON_CLUSTER}}
+TO usage_day{{LOCAL}} AS
+SELECT UserId, FeatureKey, Slice.1 AS DimensionKey, Slice.2 AS DimensionValue,
+    'usagemeter.correction' AS ServiceName, toDate(OccurredAt) AS Day, Quantity
+FROM (SELECT *, arrayConcat([('', '')], if(DimensionKey = '', [], [(DimensionKey, DimensionValue)])) AS Slices
+      FROM usage_corrections{{LOCAL}})
+ARRAY JOIN Slices AS Slice;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_corrections_month_mv {{ON_CLUSTER}}
+TO usage_month{{LOCAL}} AS
+SELECT UserId, FeatureKey, Slice.1 AS DimensionKey, Slice.2 AS DimensionValue,
+    toStartOfMonth(OccurredAt) AS Month, Quantity
+FROM (SELECT *, arrayConcat([('', '')], if(DimensionKey = '', [], [(DimensionKey, DimensionValue)])) AS Slices
+      FROM usage_corrections{{LOCAL}})
+ARRAY JOIN Slices AS Slice;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_corrections_ingest_mv {{ON_CLUSTER}}
+TO usage_ingest{{LOCAL}} AS
+SELECT toStartOfMinute(now('UTC')) AS IngestMinute, UserId, FeatureKey,
+    Slice.1 AS DimensionKey, Slice.2 AS DimensionValue, toStartOfMinute(OccurredAt) AS Minute, Quantity
+FROM (SELECT *, arrayConcat([('', '')], if(DimensionKey = '', [], [(DimensionKey, DimensionValue)])) AS Slices
+      FROM usage_corrections{{LOCAL}})
+ARRAY JOIN Slices AS Slice;
