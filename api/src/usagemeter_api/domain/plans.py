@@ -7,8 +7,8 @@ validated with pydantic; a bad file fails at startup naming the bad key.
 from __future__ import annotations
 
 import tomllib
-from importlib import resources
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 

@@ -20,10 +20,10 @@ from usagemeter_api.core.quantity import MICROS_PER_UNIT, as_decimal, from_micro
 
 __all__ = [
     "MAX_ROLLING_MINUTES",
+    "Amount",
     "FeaturePlan",
     "LimitRule",
     "LimitWindow",
-    "Amount",
     "PeriodKind",
     "WindowKind",
     "parse_window",
