@@ -1,13 +1,16 @@
-"""UTC period arithmetic: the day, ISO week or calendar month around a moment."""
+"""UTC period arithmetic: the day, ISO week or calendar month around a moment, and the range of a limit's window."""
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Literal
 
-__all__ = ["Window", "day_start", "period_window", "to_utc"]
+from usagemeter_api.schemas.plans import LimitWindow
+
+__all__ = ["LIFETIME", "Window", "day_start", "limit_window", "period_window", "to_utc"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,41 @@ def _period_of_day(kind: Literal["day", "week", "month"], today: date) -> Window
         following = (first + timedelta(days=32)).replace(day=1)
         return Window(day_start(first), day_start(following))
     raise ValueError(f"unknown period {kind!r}: use day, week or month")
+
+
+#: The range of a lifetime limit: everything ever counted.
+LIFETIME = Window(datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+
+
+def limit_window(window: LimitWindow, now: datetime, anchor: datetime | None = None) -> Window:
+    """The range ``window`` covers at ``now``; ``anchor`` is when a cycle started (the user's assignment).
+
+    Rolling windows hold the current minute and the whole minutes before it; cycles run monthly
+    from the anchor's UTC day (a day past a month's end is that month's last day), and follow
+    the calendar month without an anchor.
+    """
+    now = to_utc(now)
+    if window.kind == "rolling":
+        minute = now.replace(second=0, microsecond=0)
+        assert window.minutes is not None
+        return Window(minute - timedelta(minutes=window.minutes - 1), minute + timedelta(minutes=1))
+    if window.kind == "lifetime":
+        return LIFETIME
+    if window.kind == "cycle":
+        return _cycle_window(anchor, now.date()) if anchor is not None else period_window("month", now)
+    return period_window(window.kind, now)
+
+
+def _cycle_window(anchor: datetime, today: date) -> Window:
+    day = to_utc(anchor).day
+    start = _month_day(today.year, today.month, day)
+    if start > today:
+        year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+        start = _month_day(year, month, day)
+    year, month = (start.year, start.month + 1) if start.month < 12 else (start.year + 1, 1)
+    return Window(day_start(start), day_start(_month_day(year, month, day)))
+
+
+def _month_day(year: int, month: int, day: int) -> date:
+    """``day`` of the month, or its last day when the month is shorter."""
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
