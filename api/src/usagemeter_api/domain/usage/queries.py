@@ -1,8 +1,9 @@
-"""Usage read from the rollups, always with ``sum(Uses)`` so unmerged parts count.
+"""Usage read from the rollups as exact micro-units, always with ``sum(Quantity)`` so unmerged parts count.
 
 A range's total is its whole UTC days from the day rollup plus its partial
 first and last days from the minute rollup, which keeps queries over long
-periods cheap and exact to the minute.
+periods cheap and exact to the minute; a lifetime total comes from the month
+rollup, which has no TTL. Feature totals are the rows with ``DimensionKey = ''``.
 """
 
 from __future__ import annotations
@@ -13,36 +14,48 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from usagemeter_api.core.clock import naive_utc
-from usagemeter_api.domain.periods import Window, day_start, to_utc
+from usagemeter_api.core.quantity import micros_of_decimal
+from usagemeter_api.domain.periods import LIFETIME, Window, day_start, to_utc
+from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["as_number", "daily_usage", "usage_series", "usage_totals"]
 
+#: The slices a read asks for, as (FeatureKey, DimensionKey, DimensionValue) tuples of the sorting key.
+_SLICES = "(FeatureKey, DimensionKey, DimensionValue) IN {slices:Array(Tuple(String, String, String))}"
+
 _TOTALS_SQL = f"""
-SELECT FeatureKey, sum(Uses) FROM (
-    SELECT FeatureKey, Uses FROM {tables.USAGE_DAY}
-    WHERE UserId = {{user:String}} AND FeatureKey IN {{keys:Array(String)}}
+SELECT FeatureKey, DimensionKey, DimensionValue, sum(Quantity) FROM (
+    SELECT FeatureKey, DimensionKey, DimensionValue, Quantity FROM {tables.USAGE_DAY}
+    WHERE UserId = {{user:String}} AND {_SLICES}
       AND Day >= {{first_day:Date}} AND Day < {{end_day:Date}}
     UNION ALL
-    SELECT FeatureKey, Uses FROM {tables.USAGE_MINUTE}
-    WHERE UserId = {{user:String}} AND FeatureKey IN {{keys:Array(String)}}
+    SELECT FeatureKey, DimensionKey, DimensionValue, Quantity FROM {tables.USAGE_MINUTE}
+    WHERE UserId = {{user:String}} AND {_SLICES}
       AND ((Minute >= {{head_start:DateTime('UTC')}} AND Minute < {{head_end:DateTime('UTC')}})
         OR (Minute >= {{tail_start:DateTime('UTC')}} AND Minute < {{tail_end:DateTime('UTC')}}))
 )
-GROUP BY FeatureKey
+GROUP BY FeatureKey, DimensionKey, DimensionValue
 """
 
 # Periods are whole UTC days, so the common case reads the day rollup alone.
 _WHOLE_DAYS_SQL = f"""
-SELECT FeatureKey, sum(Uses) FROM {tables.USAGE_DAY}
-WHERE UserId = {{user:String}} AND FeatureKey IN {{keys:Array(String)}}
+SELECT FeatureKey, DimensionKey, DimensionValue, sum(Quantity) FROM {tables.USAGE_DAY}
+WHERE UserId = {{user:String}} AND {_SLICES}
   AND Day >= {{first_day:Date}} AND Day < {{end_day:Date}}
-GROUP BY FeatureKey
+GROUP BY FeatureKey, DimensionKey, DimensionValue
+"""
+
+# Lifetime totals outlive the day rollup's retention: the month rollup keeps them.
+_LIFETIME_SQL = f"""
+SELECT FeatureKey, DimensionKey, DimensionValue, sum(Quantity) FROM {tables.USAGE_MONTH}
+WHERE UserId = {{user:String}} AND {_SLICES}
+GROUP BY FeatureKey, DimensionKey, DimensionValue
 """
 
 _DAILY_SQL = f"""
-SELECT Day, sum(Uses) FROM {tables.USAGE_DAY}
-WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}}
+SELECT Day, sum(Quantity) FROM {tables.USAGE_DAY}
+WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}} AND DimensionKey = ''
   AND Day >= {{first_day:Date}} AND Day <= {{last_day:Date}}
 GROUP BY Day
 ORDER BY Day
@@ -50,20 +63,20 @@ ORDER BY Day
 
 
 _HOURLY_SQL = f"""
-SELECT toStartOfHour(Minute) AS Bucket, sum(Uses) FROM {tables.USAGE_MINUTE}
-WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}}
+SELECT toStartOfHour(Minute) AS Bucket, sum(Quantity) FROM {tables.USAGE_MINUTE}
+WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}} AND DimensionKey = ''
   AND Minute >= {{start:DateTime('UTC')}} AND Minute < {{end:DateTime('UTC')}}
 GROUP BY Bucket
 """
 
 _DAY_BUCKETS_SQL = f"""
-SELECT Bucket, sum(Uses) FROM (
-    SELECT Day AS Bucket, Uses FROM {tables.USAGE_DAY}
-    WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}}
+SELECT Bucket, sum(Quantity) FROM (
+    SELECT Day AS Bucket, Quantity FROM {tables.USAGE_DAY}
+    WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}} AND DimensionKey = ''
       AND Day >= {{first_day:Date}} AND Day < {{end_day:Date}}
     UNION ALL
-    SELECT toDate(Minute) AS Bucket, Uses FROM {tables.USAGE_MINUTE}
-    WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}}
+    SELECT toDate(Minute) AS Bucket, Quantity FROM {tables.USAGE_MINUTE}
+    WHERE UserId = {{user:String}} AND FeatureKey = {{feature:String}} AND DimensionKey = ''
       AND ((Minute >= {{head_start:DateTime('UTC')}} AND Minute < {{head_end:DateTime('UTC')}})
         OR (Minute >= {{tail_start:DateTime('UTC')}} AND Minute < {{tail_end:DateTime('UTC')}}))
 )
@@ -103,38 +116,46 @@ def _split_parameters(window: Window) -> dict[str, object]:
     }
 
 
-def usage_totals(client: Client, user_id: str, feature_keys: Sequence[str], window: Window) -> dict[str, float]:
-    """Uses per feature key of ``user_id`` in ``window`` (to the minute); keys without usage are absent."""
-    if not feature_keys:
+def usage_totals(client: Client, user_id: str, slices: Sequence[Slice], window: Window) -> dict[Slice, int]:
+    """Micro-units per slice of ``user_id`` in ``window`` (to the minute); slices without usage are absent."""
+    if not slices:
         return {}
-    split = _split(window)
-    whole_days = split.head.start == split.head.end and split.tail.start == split.tail.end
-    parameters = {"user": user_id, "keys": list(feature_keys), **_split_parameters(window)}
-    rows = client.query(_WHOLE_DAYS_SQL if whole_days else _TOTALS_SQL, parameters=parameters).result_rows
-    return {str(key): float(total) for key, total in rows}
+    parameters: dict[str, object] = {
+        "user": user_id,
+        "slices": [(part.feature_key, part.dimension_key, part.dimension_value) for part in slices],
+    }
+    if window == LIFETIME:
+        sql = _LIFETIME_SQL
+    else:
+        split = _split(window)
+        whole_days = split.head.start == split.head.end and split.tail.start == split.tail.end
+        sql = _WHOLE_DAYS_SQL if whole_days else _TOTALS_SQL
+        parameters.update(_split_parameters(window))
+    rows = client.query(sql, parameters=parameters).result_rows
+    return {Slice(key, dimension, value): micros_of_decimal(total) for key, dimension, value, total in rows}
 
 
 def usage_series(
     client: Client, user_id: str, feature_key: str, window: Window, interval: Literal["hour", "day"]
-) -> dict[datetime, float]:
-    """Uses of one feature in ``window`` (to the minute) per UTC hour or day, keyed by the bucket's start.
+) -> dict[datetime, int]:
+    """Micro-units of one feature in ``window`` (to the minute) per UTC hour or day, keyed by the bucket's start.
 
     Buckets without usage are absent; the edge buckets count only their part inside ``window``.
     """
     if interval == "hour":
         parameters: dict[str, object] = {"start": naive_utc(window.start), "end": naive_utc(window.end)}
         rows = client.query(_HOURLY_SQL, parameters={"user": user_id, "feature": feature_key, **parameters})
-        return {bucket.replace(tzinfo=UTC): float(total) for bucket, total in rows.result_rows}
+        return {bucket.replace(tzinfo=UTC): micros_of_decimal(total) for bucket, total in rows.result_rows}
     parameters = {"user": user_id, "feature": feature_key, **_split_parameters(window)}
     rows = client.query(_DAY_BUCKETS_SQL, parameters=parameters)
-    return {day_start(day): float(total) for day, total in rows.result_rows}
+    return {day_start(day): micros_of_decimal(total) for day, total in rows.result_rows}
 
 
-def daily_usage(client: Client, user_id: str, feature_key: str, first_day: date, last_day: date) -> dict[date, float]:
-    """Uses of one feature per UTC day from ``first_day`` to ``last_day`` inclusive; days without usage are absent."""
+def daily_usage(client: Client, user_id: str, feature_key: str, first_day: date, last_day: date) -> dict[date, int]:
+    """Micro-units of one feature per UTC day from ``first_day`` to ``last_day`` inclusive (no usage: absent)."""
     parameters = {"user": user_id, "feature": feature_key, "first_day": first_day, "last_day": last_day}
     rows = client.query(_DAILY_SQL, parameters=parameters).result_rows
-    return {day: float(total) for day, total in rows}
+    return {day: micros_of_decimal(total) for day, total in rows}
 
 
 def as_number(value: float) -> int | float:
