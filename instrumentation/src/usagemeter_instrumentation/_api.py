@@ -14,7 +14,7 @@ from usagemeter_instrumentation._config import SpanSampling, port_mismatch, reso
 from usagemeter_instrumentation._names import CONVERSION_NAME, FEATURE_KEY, FEATURE_USE_SPAN, USER_ID
 from usagemeter_instrumentation._once import OnceLogger
 from usagemeter_instrumentation._pipeline import Pipeline, build_pipeline
-from usagemeter_instrumentation._quantity import MAX_AMOUNT, amount_problem, tally_amount
+from usagemeter_instrumentation._quantity import MAX_AMOUNT, Amount, amount_problem, tally_amount
 from usagemeter_instrumentation._tally import Key
 
 _logger = logging.getLogger("usagemeter_instrumentation")
@@ -22,6 +22,7 @@ _once = OnceLogger(_logger)
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
 _atexit_registered = False
+_ONE = 1
 #: The longest dimension value put on a ``feature.usage`` point, in characters.
 MAX_DIMENSION_VALUE_CHARS = 128
 
@@ -113,17 +114,17 @@ def track_feature_use(feature_key: str, user_id: str, amount: int | float = 1, *
     if pipeline is None:
         _once.warning("not-configured", "usagemeter instrumentation is not configured; feature usage is not recorded")
         return
+    # One plain use costs what it did before amounts: ``is`` picks the default 1 (and ints equal to it) at once.
     if (
-        type(feature_key) is str
+        amount is _ONE
+        and type(feature_key) is str
         and type(user_id) is str
-        and type(amount) is int
         and feature_key
         and user_id
-        and 0 < amount <= MAX_AMOUNT
         and not metadata
     ):
         try:
-            pipeline.usage.add((user_id, feature_key), amount)
+            pipeline.usage.add((user_id, feature_key))
         except Exception as error:  # a metering failure must never reach the host's request path
             _once.warning(f"error:{type(error).__name__}", "usagemeter could not record a feature use", exc_info=True)
         return
@@ -190,21 +191,32 @@ def _record(pipeline: Pipeline, feature_key: str, user_id: str, amount: object, 
     if not feature or not user:
         _once.warning("empty-identifier", "usagemeter ignored a feature use without feature key or user id")
         return
-    problem = amount_problem(amount)
-    if problem is not None:
-        _once.warning(f"amount:{problem.split(',')[0]}", "usagemeter dropped a use of %s: %s", feature, problem)
-        return
-    quantity = tally_amount(amount)  # type: ignore[arg-type]
+    if type(amount) is int and 0 < amount <= MAX_AMOUNT:
+        quantity: Amount = amount
+    elif type(amount) is float and 0.0 < amount <= MAX_AMOUNT:  # NaN and infinities fail the comparison
+        quantity = tally_amount(amount)
+    else:
+        quantity = _quantity(feature, amount)
     if not quantity:
         return
     key: Key = (user, feature)
-    if metadata and pipeline.settings.dimension_attributes:
-        key += _dimension_items(feature, metadata, pipeline.settings.dimension_attributes)
+    dimensions = pipeline.settings.dimension_attributes
+    if metadata and dimensions:
+        key += _dimension_items(feature, metadata, dimensions)
     pipeline.usage.add(key, quantity)
     if metadata and pipeline.sampler.enabled and pipeline.sampler.sampled(feature):
         attributes = _span_attributes(metadata)
         attributes.update({FEATURE_KEY: feature, USER_ID: user})
         pipeline.tracer.start_span(FEATURE_USE_SPAN, attributes=attributes).end()
+
+
+def _quantity(feature: str, amount: object) -> Amount:
+    """The tally entry of ``amount``; 0 (nothing to record) for an amount that cannot be metered."""
+    problem = amount_problem(amount)
+    if problem is not None:
+        _once.warning(f"amount:{problem.split(',')[0]}", "usagemeter dropped a use of %s: %s", feature, problem)
+        return 0
+    return tally_amount(amount)  # type: ignore[arg-type]
 
 
 def _dimension_items(feature: str, metadata: Mapping[str, object], names: frozenset[str]) -> Key:
