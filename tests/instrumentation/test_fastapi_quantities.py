@@ -158,3 +158,22 @@ def test_a_bad_recorded_quantity_is_dropped_without_failing_the_request(
 
     assert flushed_micros(receiver) == {usage("erin", "ai_tokens"): 2 * 10**6}
     assert "amount must not be negative, got -3" in caplog.text
+
+
+def test_a_quantity_recorded_on_a_route_that_meters_no_feature_is_reported_once(
+    receiver: GrpcReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = FastAPI(dependencies=[Depends(authenticate)])
+
+    @app.post("/unmetered")
+    async def unmetered(request: Request) -> dict[str, bool]:
+        record_usage(request, 5)
+        return {"ok": True}
+
+    app.add_middleware(UsageMeteringMiddleware)
+    with caplog.at_level(logging.WARNING, "usagemeter_instrumentation"), TestClient(app) as client:
+        for _ in range(2):
+            assert client.post("/unmetered", headers={"x-user": "fay"}).json() == {"ok": True}
+
+    assert flushed_micros(receiver) == {}
+    assert caplog.text.count("record_usage on route /unmetered, which meters no feature") == 1

@@ -146,6 +146,10 @@ class UsageMeteringMiddleware:
                 single = len(uses) == 1
                 for use in uses:
                     _count_use(use.feature_key, use.user_resolver or self.user_resolver, request, single)
+            elif scope.get(_RECORDED_SCOPE_KEY):
+                _once.warning(
+                    "unmetered-usage", "usagemeter got record_usage on route %s, which meters no feature", scope["path"]
+                )
         except Exception:  # metering must never fail a request
             _once.warning("middleware", "usagemeter could not meter a request", exc_info=True)
 
