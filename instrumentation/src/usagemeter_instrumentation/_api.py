@@ -114,7 +114,8 @@ def track_feature_use(feature_key: str, user_id: str, amount: int | float = 1, *
     if pipeline is None:
         _once.warning("not-configured", "usagemeter instrumentation is not configured; feature usage is not recorded")
         return
-    # One plain use costs what it did before amounts: ``is`` picks the default 1 (and ints equal to it) at once.
+    # The plain use stays as cheap as before amounts: CPython shares the int 1, so ``is`` tells it apart at
+    # once; any other amount takes the checked path below.
     if (
         amount is _ONE
         and type(feature_key) is str

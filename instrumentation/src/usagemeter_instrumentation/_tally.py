@@ -99,10 +99,10 @@ class Tally:
         """The metric attributes of ``key``."""
         if not self.names:
             return dict(key)  # type: ignore[arg-type]
-        named = len(self.names)
-        result = {name: value for name, value in zip(self.names, key[:named], strict=True) if value is not None}
-        if len(key) > named:
-            result.update(key[named:])  # type: ignore[arg-type]
+        # zip stops at the named values; the (name, value) items after them are added as they are.
+        result = {name: value for name, value in zip(self.names, key, strict=False) if value is not None}
+        if len(key) > len(self.names):
+            result.update(key[len(self.names) :])  # type: ignore[arg-type]
         return result  # type: ignore[return-value]
 
     def key_of(self, attributes: Mapping[str, AttributeValue]) -> Key:
