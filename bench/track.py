@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import subprocess
 import sys
@@ -27,25 +28,29 @@ USERS_PER_INTERVAL = 100_000
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "track.md"
 
 _RECEIVER = """
-import sys, threading
+import json, sys, threading
 from concurrent import futures
+from fractions import Fraction
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
-total = 0
+micros = {}  # exact totals per feature key, in micro-units
 series = 0
 lock = threading.Lock()
 
 class Service(metrics_service_pb2_grpc.MetricsServiceServicer):
     def Export(self, request, context):
-        global total, series
+        global series
         with lock:
             for rm in request.resource_metrics:
                 for sm in rm.scope_metrics:
                     for m in sm.metrics:
                         if m.name == "feature.usage":
                             for p in m.sum.data_points:
-                                total += p.as_int
+                                feature = next(a.value.string_value for a in p.attributes if a.key == "feature.key")
+                                whole = p.WhichOneof("value") == "as_int"
+                                value = p.as_int * 10**6 if whole else round(Fraction(p.as_double) * 10**6)
+                                micros[feature] = micros.get(feature, 0) + value
                                 series += 1
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -56,7 +61,7 @@ server.start()
 print(port, flush=True)
 sys.stdin.readline()
 with lock:
-    print(total, series, flush=True)
+    print(json.dumps({"micros": micros, "series": series}), flush=True)
 """
 
 
@@ -86,6 +91,8 @@ def measure_cost(samples: int) -> dict[str, tuple[float, float]]:
         "track_feature_use with metadata, no span": lambda: usagemeter.track_feature_use(
             "ai_content_generation", "user-42", model="gpt-4o-mini", prompt_tokens=120
         ),
+        "track_feature_use with an int amount": lambda: usagemeter.track_feature_use("ai_tokens", "user-42", 1200),
+        "track_feature_use with a float amount": lambda: usagemeter.track_feature_use("gpu_seconds", "user-42", 0.25),
     }
     timings: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(10):  # interleaved rounds share the machine's noise
@@ -130,15 +137,21 @@ def main() -> None:
         usagemeter.shutdown()
         receiver.stdin.write("\n")  # type: ignore[union-attr]
         receiver.stdin.flush()  # type: ignore[union-attr]
-        received, series = (int(v) for v in receiver.stdout.readline().split())  # type: ignore[union-attr]
+        answer = json.loads(receiver.stdout.readline())  # type: ignore[union-attr]
     finally:
         receiver.kill()
-    calls = 2 * args.samples * BATCH + 2 * USERS_PER_INTERVAL  # the bare Counter.add calls are not metered
-    report(costs, memory, received, series, calls)
+    calls = args.samples * BATCH  # per measured call; the bare Counter.add calls are not metered
+    expected = {
+        "ai_content_generation": 2 * calls * 10**6,
+        "chat_messages": 2 * USERS_PER_INTERVAL * 10**6,
+        "ai_tokens": 1200 * calls * 10**6,
+        "gpu_seconds": 250_000 * calls,
+    }
+    report(costs, memory, answer["micros"] == expected, answer["series"], 5 * calls + 2 * USERS_PER_INTERVAL)
 
 
 def report(
-    costs: dict[str, tuple[float, float]], memory: tuple[float, float, float], received: int, series: int, calls: int
+    costs: dict[str, tuple[float, float]], memory: tuple[float, float, float], exact: bool, series: int, calls: int
 ) -> None:
     baseline = costs["Counter.add (bare SDK, 2 attributes)"][0]
     lines = [
@@ -158,8 +171,8 @@ def report(
         f"included): {counted:.1f} MiB while counting, {exported:.1f} MiB during the export. Exporting "
         f"them took {seconds:.2f} s on the exporting thread (untraced run).",
         "",
-        f"Exactness: the receiver (separate process) got {received:,} uses in {series:,} points "
-        f"for {calls:,} metered calls.",
+        f"Exactness: the totals the receiver (separate process) got in {series:,} points for {calls:,} metered "
+        f"calls (uses, int amounts of 1200, float amounts of 0.25) {'are' if exact else 'are NOT'} the exact sums.",
         "",
     ]
     text = "\n".join(lines)

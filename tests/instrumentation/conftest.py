@@ -17,9 +17,9 @@ from tests.instrumentation.receivers import GrpcReceiver, HttpReceiver, wait_unt
 
 @pytest.fixture(autouse=True)
 def clean_instrumentation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No OTEL_* variables from the outside, and no pipeline left running after the test."""
+    """No OTEL_* variables nor dimension allow-list from the outside, and no pipeline left running after the test."""
     for name in list(os.environ):
-        if name.startswith("OTEL_"):
+        if name.startswith("OTEL_") or name == "USAGEMETER_DIMENSION_ATTRIBUTES":
             monkeypatch.delenv(name)
     yield
     usagemeter_instrumentation.shutdown(timeout_millis=2_000)

@@ -15,6 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -188,6 +189,14 @@ class Recorder:
             if point.metric == metric:
                 assert point.temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
                 totals[tuple(sorted(point.attributes.items()))] += int(point.value)
+        return totals
+
+    def usage_micros(self) -> Counter[tuple[tuple[str, Any], ...]]:
+        """Exact ``feature.usage`` totals in micro-units per sorted attribute items (dimensions included)."""
+        totals: Counter[tuple[tuple[str, Any], ...]] = Counter()
+        for point in self.sum_points():
+            if point.metric == "feature.usage":
+                totals[tuple(sorted(point.attributes.items()))] += round(Fraction(point.value) * 10**6)
         return totals
 
     def usage_totals(self) -> Counter[tuple[str, str]]:

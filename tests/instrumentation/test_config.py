@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 import usagemeter_instrumentation as usagemeter
@@ -133,3 +135,53 @@ def test_configure_rejects_invalid_settings_before_starting_anything() -> None:
     with pytest.raises(ValueError, match="not supported"):
         usagemeter.configure("host", protocol="udp")
     assert _api._pipeline is None
+
+
+PORT_WARNING = "is the standard port of"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "protocol", "advice"),
+    [
+        ("http://127.0.0.1:4318", "grpc", "use port 4317 for grpc, or set protocol='http/protobuf'"),
+        ("127.0.0.1:4317", "http/protobuf", "use port 4318 for http/protobuf, or set protocol='grpc'"),
+    ],
+)
+def test_configure_warns_once_when_the_endpoint_is_the_other_transports_standard_port(
+    endpoint: str, protocol: str, advice: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="usagemeter_instrumentation"):
+        usagemeter.configure("host", endpoint, protocol=protocol, export_timeout_millis=300)
+        usagemeter.configure("host", endpoint, protocol=protocol, export_timeout_millis=300)
+
+    warnings = [record.getMessage() for record in caplog.records if PORT_WARNING in record.getMessage()]
+    assert len(warnings) == 1
+    assert advice in warnings[0] and f"over {protocol}" in warnings[0]
+
+
+def test_an_endpoint_from_the_environment_on_the_wrong_port_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    with caplog.at_level(logging.WARNING, logger="usagemeter_instrumentation"):
+        usagemeter.configure("host", export_timeout_millis=300)
+
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "protocol"),
+    [
+        ("http://127.0.0.1:4317", "grpc"),
+        ("http://127.0.0.1:4318", "http/protobuf"),
+        ("https://collector.example:443", "grpc"),
+        (None, "http/protobuf"),
+    ],
+)
+def test_the_standard_pairs_and_other_ports_do_not_warn(
+    endpoint: str | None, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="usagemeter_instrumentation"):
+        usagemeter.configure("host", endpoint, protocol=protocol, export_timeout_millis=300)
+
+    assert PORT_WARNING not in caplog.text

@@ -76,3 +76,20 @@ def test_context_manager_uses_resolver_then_context_user(grpc_receiver: GrpcRece
     usagemeter.shutdown()
 
     assert grpc_receiver.recorder.usage_totals() == {("dave", "chat_messages"): 1, ("erin", "chat_messages"): 1}
+
+
+def test_a_feature_block_counts_the_amount_set_once_it_is_known(grpc_receiver: GrpcReceiver) -> None:
+    _configure(grpc_receiver)
+
+    @usagemeter.feature("ai_tokens", amount=40)
+    def summarise(user_id: str) -> str:
+        return "summary"
+
+    with usagemeter.feature("ai_tokens", user_id="alice") as use:
+        use.amount = 12.5  # e.g. the tokens the model reported
+    summarise("alice")
+    assert usagemeter.force_flush(10_000)
+
+    assert dict(grpc_receiver.recorder.usage_micros()) == {
+        (("feature.key", "ai_tokens"), ("user.id", "alice")): 52_500_000
+    }

@@ -7,8 +7,9 @@ Typical use::
     usagemeter.configure(service_name="chat-backend", endpoint="http://localhost:4317")
     usagemeter.track_feature_use("ai_content_generation", user_id, model="gpt-4o-mini", prompt_tokens=120)
 
-Each use adds one to the monotonic counter ``feature.usage`` with the attributes ``user.id``
-and ``feature.key``, exported with delta temporality; metadata goes on a ``feature.use`` span.
+Each use adds its amount (one by default; ints and floats summed exactly) to the monotonic counter
+``feature.usage`` with the attributes ``user.id``, ``feature.key`` and the configured dimension
+attributes, exported with delta temporality; metadata goes on a ``feature.use`` span.
 Conversions go to ``conversion.count`` (:func:`track_conversion`) and background workers report
 heartbeats, queue depth and finished jobs through :class:`WorkerTelemetry`. Integrations with
 FastAPI and arq live in :mod:`usagemeter_instrumentation.fastapi` and :mod:`usagemeter_instrumentation.arq`.

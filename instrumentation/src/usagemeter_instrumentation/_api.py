@@ -5,21 +5,26 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from opentelemetry import metrics, trace
 from opentelemetry.util.types import AttributeValue
 
-from usagemeter_instrumentation._config import SpanSampling, resolve_settings
+from usagemeter_instrumentation._config import SpanSampling, port_mismatch, resolve_settings
 from usagemeter_instrumentation._names import CONVERSION_NAME, FEATURE_KEY, FEATURE_USE_SPAN, USER_ID
 from usagemeter_instrumentation._once import OnceLogger
 from usagemeter_instrumentation._pipeline import Pipeline, build_pipeline
+from usagemeter_instrumentation._quantity import MAX_AMOUNT, Amount, amount_problem, tally_amount
+from usagemeter_instrumentation._tally import Key
 
 _logger = logging.getLogger("usagemeter_instrumentation")
 _once = OnceLogger(_logger)
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
 _atexit_registered = False
+_ONE = 1
+#: The longest dimension value put on a ``feature.usage`` point, in characters.
+MAX_DIMENSION_VALUE_CHARS = 128
 
 
 def configure(
@@ -34,6 +39,7 @@ def configure(
     max_pending_series: int | None = None,
     span_sampling: SpanSampling = None,
     dedup_window_seconds: float | None = None,
+    dimension_attributes: Iterable[str] | None = None,
     set_global: bool = False,
 ) -> None:
     """Start the metering pipeline of this process.
@@ -49,6 +55,10 @@ def configure(
     an export not delivered within it is given up and counted as dropped.
     ``span_sampling`` opts into ``feature.use`` spans for uses with metadata: one ratio for all
     features or a mapping of feature key to ratio; counts never depend on it.
+    ``dimension_attributes`` names the metadata keys that go on the ``feature.usage`` point, so limits
+    can slice by them (default: ``USAGEMETER_DIMENSION_ATTRIBUTES``, comma-separated, the operator's
+    allow-list); other metadata goes on spans only. An endpoint on the other transport's standard port
+    (4318 with ``grpc``, 4317 with ``http/protobuf``) is logged as a warning.
 
     The pipeline owns its providers and leaves the host's global OpenTelemetry providers alone
     unless ``set_global`` is true. Calling again with the same settings does nothing; with other
@@ -68,6 +78,7 @@ def configure(
         max_pending_series=max_pending_series,
         span_sampling=span_sampling,
         dedup_window_seconds=dedup_window_seconds,
+        dimension_attributes=dimension_attributes,
     )
     with _lock:
         if _pipeline is not None:
@@ -77,32 +88,49 @@ def configure(
         pipeline = _pipeline = build_pipeline(settings)
         _once.reset()
         _register_exit_flush()
+    mismatch = port_mismatch(settings)
+    if mismatch:
+        _logger.warning(mismatch)
     if set_global:
         metrics.set_meter_provider(pipeline.meter_provider)
         trace.set_tracer_provider(pipeline.tracer_provider)
     _logger.info("usagemeter instrumentation exports feature usage over %s", settings.metrics.protocol)
 
 
-def track_feature_use(feature_key: str, user_id: str, **metadata: object) -> None:
-    """Count one use of ``feature_key`` by ``user_id``.
+def track_feature_use(feature_key: str, user_id: str, amount: int | float = 1, **metadata: object) -> None:
+    """Add ``amount`` (one use by default) of ``feature_key`` by ``user_id``.
 
-    The count is added to an in-process tally that the pipeline exports once per interval, so
-    the call costs a dictionary update. Metadata (model, tokens, …) goes on a ``feature.use``
-    span when ``span_sampling`` selects the feature; quotas rely only on the count. Never raises
+    ``amount`` is a non-negative int or float in the feature's unit (tokens, bytes, …), counted exactly:
+    ints stay ints, a float is rounded to 6 decimals and summed as an integer of micro-units. An
+    amount of 0 records nothing; a negative, NaN, infinite, bool or non-numeric amount, or one above
+    the collector's per-point maximum (1e15), is dropped and logged once with the reason.
+    The amount is added to an in-process tally that the pipeline exports once per interval, so
+    the call costs a dictionary update. Metadata whose key is a configured dimension attribute goes
+    on the ``feature.usage`` point (as a string of at most 128 characters); all metadata (model,
+    tokens, …) goes on a ``feature.use`` span when ``span_sampling`` selects the feature. Never raises
     and never waits for the network; without :func:`configure` it does nothing and warns once.
     """
     pipeline = _pipeline
     if pipeline is None:
         _once.warning("not-configured", "usagemeter instrumentation is not configured; feature usage is not recorded")
         return
-    if type(feature_key) is str and type(user_id) is str and feature_key and user_id and not metadata:
+    # The plain use stays as cheap as before amounts: CPython shares the int 1, so ``is`` tells it apart at
+    # once; any other amount takes the checked path below.
+    if (
+        amount is _ONE
+        and type(feature_key) is str
+        and type(user_id) is str
+        and feature_key
+        and user_id
+        and not metadata
+    ):
         try:
             pipeline.usage.add((user_id, feature_key))
         except Exception as error:  # a metering failure must never reach the host's request path
             _once.warning(f"error:{type(error).__name__}", "usagemeter could not record a feature use", exc_info=True)
         return
     try:
-        _record(pipeline, feature_key, user_id, metadata)
+        _record(pipeline, feature_key, user_id, amount, metadata)
     except Exception as error:
         _once.warning(f"error:{type(error).__name__}", "usagemeter could not record a feature use", exc_info=True)
 
@@ -159,16 +187,58 @@ def shutdown(timeout_millis: int | None = None) -> None:
         _logger.warning("usagemeter could not flush feature usage at shutdown", exc_info=True)
 
 
-def _record(pipeline: Pipeline, feature_key: str, user_id: str, metadata: Mapping[str, object]) -> None:
+def _record(pipeline: Pipeline, feature_key: str, user_id: str, amount: object, metadata: Mapping[str, object]) -> None:
     feature, user = _identifier(feature_key), _identifier(user_id)
     if not feature or not user:
         _once.warning("empty-identifier", "usagemeter ignored a feature use without feature key or user id")
         return
-    pipeline.usage.add((user, feature))
+    if type(amount) is int and 0 < amount <= MAX_AMOUNT:
+        quantity: Amount = amount
+    elif type(amount) is float and 0.0 < amount <= MAX_AMOUNT:  # NaN and infinities fail the comparison
+        quantity = tally_amount(amount)
+    else:
+        quantity = _quantity(feature, amount)
+    if not quantity:
+        return
+    key: Key = (user, feature)
+    dimensions = pipeline.settings.dimension_attributes
+    if metadata and dimensions:
+        key += _dimension_items(feature, metadata, dimensions)
+    pipeline.usage.add(key, quantity)
     if metadata and pipeline.sampler.enabled and pipeline.sampler.sampled(feature):
         attributes = _span_attributes(metadata)
         attributes.update({FEATURE_KEY: feature, USER_ID: user})
         pipeline.tracer.start_span(FEATURE_USE_SPAN, attributes=attributes).end()
+
+
+def _quantity(feature: str, amount: object) -> Amount:
+    """The tally entry of ``amount``; 0 (nothing to record) for an amount that cannot be metered."""
+    problem = amount_problem(amount)
+    if problem is not None:
+        _once.warning(f"amount:{problem.split(',')[0]}", "usagemeter dropped a use of %s: %s", feature, problem)
+        return 0
+    return tally_amount(amount)  # type: ignore[arg-type]
+
+
+def _dimension_items(feature: str, metadata: Mapping[str, object], names: frozenset[str]) -> Key:
+    """The sorted (name, value) items of the dimension attributes in ``metadata``; too long values left out."""
+    items: list[tuple[str, str]] = []
+    for name in names.intersection(metadata):
+        text = _identifier(metadata[name])
+        if not text:  # an empty value names no slice: the use counts on the feature total
+            continue
+        if len(text) > MAX_DIMENSION_VALUE_CHARS:
+            _once.warning(
+                f"dimension-too-long:{name}",
+                "usagemeter counted a use of %s without its %s: the value is longer than %d characters",
+                feature,
+                name,
+                MAX_DIMENSION_VALUE_CHARS,
+            )
+            continue
+        items.append((name, text))
+    items.sort()
+    return tuple(items)
 
 
 def _identifier(value: object) -> str:

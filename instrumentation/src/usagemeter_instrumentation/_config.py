@@ -8,9 +8,12 @@ setting is left as ``None`` so the SDK applies its own parsing of it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
+
+from usagemeter_instrumentation._names import FEATURE_KEY, USER_ID
 
 Protocol = Literal["grpc", "http/protobuf"]
 Signal = Literal["metrics", "traces"]
@@ -36,6 +39,15 @@ _EXPORT_INTERVAL_VARIABLE = "OTEL_METRIC_EXPORT_INTERVAL"
 _TIMEOUT_VARIABLE = "OTEL_EXPORTER_OTLP_TIMEOUT"
 _METRICS_TIMEOUT_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"
 _HTTP_SIGNAL_PATHS: dict[Signal, str] = {"metrics": "v1/metrics", "traces": "v1/traces"}
+_ENDPOINT_VARIABLES: dict[Signal, str] = {
+    "metrics": "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "traces": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+}
+_ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
+#: The same variable tells ``usagemeter migrate`` which attributes the rollups slice by.
+DIMENSION_ATTRIBUTES_VARIABLE = "USAGEMETER_DIMENSION_ATTRIBUTES"
+#: Each transport's standard OTLP port.
+STANDARD_PORTS: dict[Protocol, int] = {"grpc": 4317, "http/protobuf": 4318}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,10 @@ class PipelineSettings:
     span_sampling: SpanSampling = None
     #: How long after its first attempt a failed export may still be resent (see :func:`resend_window`).
     resend_window_seconds: float = DEFAULT_DEDUP_WINDOW_SECONDS - DEFAULT_EXPORT_TIMEOUT_SECONDS
+    #: Metadata keys that go on the ``feature.usage`` data point (the operator's allow-list).
+    dimension_attributes: frozenset[str] = frozenset()
+    #: Where each signal is sent (the endpoint as given or read from OTEL_*), to check its port.
+    endpoints: tuple[tuple[Signal, str], ...] = ()
 
 
 def resolve_settings(
@@ -76,6 +92,7 @@ def resolve_settings(
     max_pending_series: int | None = None,
     span_sampling: SpanSampling = None,
     dedup_window_seconds: float | None = None,
+    dimension_attributes: Iterable[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> PipelineSettings:
     """Combine explicit arguments with the environment; raise ``ValueError`` on invalid values."""
@@ -104,7 +121,46 @@ def resolve_settings(
         max_pending_series=max_pending_series or DEFAULT_MAX_PENDING_SERIES,
         span_sampling=dict(span_sampling) if isinstance(span_sampling, Mapping) else span_sampling,
         resend_window_seconds=resend_window(window, timeout_seconds, env),
+        dimension_attributes=_resolve_dimensions(dimension_attributes, env),
+        endpoints=tuple((signal, url) for signal in ("metrics", "traces") if (url := _sent_to(endpoint, signal, env))),
     )
+
+
+def port_mismatch(settings: PipelineSettings) -> str | None:
+    """A warning when an endpoint's port is the standard port of the other OTLP transport, else ``None``."""
+    for signal, url in settings.endpoints:
+        protocol = settings.metrics.protocol if signal == "metrics" else settings.traces.protocol
+        try:
+            port = urlsplit(url if "://" in url else f"http://{url}").port
+        except ValueError:  # the exporter reports an unusable URL itself
+            continue
+        other = next(known for known in PROTOCOLS if known != protocol)
+        if port == STANDARD_PORTS[other]:
+            return (
+                f"usagemeter sends {signal} over {protocol} to {url}, but {port} is the standard port of {other}: "
+                f"use port {STANDARD_PORTS[protocol]} for {protocol}, or set protocol={other!r} "
+                f"(OTEL_EXPORTER_OTLP_PROTOCOL={other})"
+            )
+    return None
+
+
+def _sent_to(endpoint: str | None, signal: Signal, env: Mapping[str, str]) -> str | None:
+    return endpoint or env.get(_ENDPOINT_VARIABLES[signal]) or env.get(_ENDPOINT_VARIABLE) or None
+
+
+def _resolve_dimensions(explicit: Iterable[str] | None, env: Mapping[str, str]) -> frozenset[str]:
+    if explicit is None:
+        raw = env.get(DIMENSION_ATTRIBUTES_VARIABLE, "")
+        names = [name.strip() for name in raw.split(",") if name.strip()]
+        source = DIMENSION_ATTRIBUTES_VARIABLE
+    elif isinstance(explicit, str):
+        raise ValueError(f"dimension_attributes must be a collection of names, got the string {explicit!r}")
+    else:
+        names, source = list(explicit), "dimension_attributes"
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or name in (USER_ID, FEATURE_KEY):
+            raise ValueError(f"{source} holds {name!r}; use attribute names other than {USER_ID} and {FEATURE_KEY}")
+    return frozenset(names)
 
 
 def _check_positive(name: str, value: int | None) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData, NumberDataPoint
 
+from usagemeter_instrumentation._quantity import Amount, from_point, total
 from usagemeter_instrumentation._tally import Key, Tally
 
 _logger = logging.getLogger("usagemeter_instrumentation")
@@ -24,14 +25,14 @@ class FailedBatch:
     #: ``time.monotonic()`` when the first attempt started: the receiver stored it, if at all, after that.
     first_sent: float
     #: Tallied counts per metric name, and the data points per metric held under the tallies' bound.
-    sums: dict[str, int]
+    sums: dict[str, Amount]
     series: dict[str, int]
     resends: int = 0
 
     @property
-    def counts(self) -> int:
-        """Tallied counts the batch carries."""
-        return sum(self.sums.values())
+    def counts(self) -> Amount:
+        """Tallied counts (or quantity) the batch carries."""
+        return total(self.sums.values())
 
 
 class ResendingExporter(MetricExporter):
@@ -98,7 +99,7 @@ class ResendingExporter(MetricExporter):
         failed = self._failed
         return failed is not None and failed.resends == 0
 
-    def pending(self) -> int:
+    def pending(self) -> Amount:
         """Tallied counts of the batch waiting to be resent."""
         failed = self._failed
         return failed.counts if failed is not None else 0
@@ -131,7 +132,7 @@ class ResendingExporter(MetricExporter):
         if not self._send(failed.data):
             return False
         self._forget(failed)
-        _logger.info("usagemeter delivered a resent metric export (%d counts)", failed.counts)
+        _logger.info("usagemeter delivered a resent metric export (%s counts)", failed.counts)
         return True
 
     def _send(self, metrics_data: MetricsData) -> bool:
@@ -144,10 +145,10 @@ class ResendingExporter(MetricExporter):
 
     def _keep(self, metrics_data: MetricsData, started: float) -> None:
         """Hold a failed batch for resending, if its series fit under the tallies' bound."""
-        sums: dict[str, int] = {}
+        sums: dict[str, Amount] = {}
         series: dict[str, int] = {}
         for name, points in self._tallied_points(metrics_data):
-            sums[name] = sums.get(name, 0) + sum(int(point.value) for point in points)
+            sums[name] = sums.get(name, 0) + total(from_point(point.value) for point in points)
             series[name] = series.get(name, 0) + len(points)
         batch = FailedBatch(metrics_data, started, sums, series)
         reserved: list[str] = []
@@ -159,7 +160,7 @@ class ResendingExporter(MetricExporter):
                 return
             reserved.append(name)
         self._failed = batch
-        _logger.warning("usagemeter metric export failed; it is kept and resent unchanged (%d counts)", batch.counts)
+        _logger.warning("usagemeter metric export failed; it is kept and resent unchanged (%s counts)", batch.counts)
 
     def _forget(self, batch: FailedBatch) -> None:
         for name, count in batch.series.items():
@@ -169,13 +170,13 @@ class ResendingExporter(MetricExporter):
     def _drop(self, batch: FailedBatch, reason: str) -> None:
         for name, amount in batch.sums.items():
             self._tallies[name].drop(amount)
-        _logger.warning("usagemeter dropped a failed metric export of %d counts: %s", batch.counts, reason)
+        _logger.warning("usagemeter dropped a failed metric export of %s counts: %s", batch.counts, reason)
 
     def _give_back(self, metrics_data: MetricsData) -> None:
         """Return the counts of a batch that was never sent to their tallies, to go with a later export."""
         for name, points in self._tallied_points(metrics_data):
             tally = self._tallies[name]
-            items: list[tuple[Key, int]] = [(tally.key_of(p.attributes or {}), int(p.value)) for p in points]
+            items: list[tuple[Key, Amount]] = [(tally.key_of(p.attributes or {}), from_point(p.value)) for p in points]
             tally.restore(items)
 
     def _tallied_points(self, metrics_data: MetricsData) -> Iterator[tuple[str, list[NumberDataPoint]]]:

@@ -35,7 +35,8 @@ class feature:  # lower case: it reads as a decorator and context manager, like 
 
     The user is, in order: ``user_id``; the decorated function's argument named ``user_arg``;
     ``resolve_user()``; the context's :data:`current_user`. Set ``count_errors`` to count uses
-    that raise too. Metadata is passed on to :func:`track_feature_use`.
+    that raise too. ``amount`` and metadata are passed on to :func:`track_feature_use`; in a ``with``
+    block the amount may be set once known (``with feature("ai_tokens") as use: ...; use.amount = n``).
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class feature:  # lower case: it reads as a decorator and context manager, like 
         user_arg: str = "user_id",
         resolve_user: UserResolver | None = None,
         count_errors: bool = False,
+        amount: int | float = 1,
         **metadata: object,
     ) -> None:
         self.feature_key = feature_key
@@ -53,6 +55,7 @@ class feature:  # lower case: it reads as a decorator and context manager, like 
         self.user_arg = user_arg
         self.resolve_user = resolve_user
         self.count_errors = count_errors
+        self.amount = amount
         self.metadata = metadata
 
     def __enter__(self) -> feature:
@@ -100,7 +103,7 @@ class feature:  # lower case: it reads as a decorator and context manager, like 
         if not user:
             _once.warning(f"no-user:{self.feature_key}", "usagemeter found no user for feature %s", self.feature_key)
             return
-        track_feature_use(self.feature_key, str(user), **self.metadata)
+        track_feature_use(self.feature_key, str(user), self.amount, **self.metadata)
 
 
 def _argument(signature: inspect.Signature, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:

@@ -41,6 +41,7 @@ from usagemeter_instrumentation._names import (
     USER_ID,
     WORKER_JOBS_METRIC,
 )
+from usagemeter_instrumentation._quantity import Amount
 from usagemeter_instrumentation._sampling import SpanSampler
 from usagemeter_instrumentation._tally import Tally, flush_into
 from usagemeter_instrumentation._worker_instruments import (
@@ -93,9 +94,9 @@ class Pipeline:
             self.tracer_provider.shutdown()
         lost = self.pending()
         if lost:
-            _logger.warning("usagemeter stopped with %d counted uses it could not export", lost)
+            _logger.warning("usagemeter stopped with %s counted uses it could not export", lost)
 
-    def pending(self) -> int:
+    def pending(self) -> Amount:
         """Counted uses, conversions and finished jobs not yet delivered (tallied, or in a failed export)."""
         return self.usage.pending() + self.conversions.pending() + self.workers.pending() + self.exporter.pending()
 
@@ -126,7 +127,7 @@ def build_pipeline(settings: PipelineSettings) -> Pipeline:
     """Create the meter and tracer providers with exporters for the given settings."""
     attributes = {SERVICE_NAME: settings.service_name} if settings.service_name else {}
     resource = Resource.create(attributes)
-    usage = Tally((USER_ID, FEATURE_KEY), settings.max_pending_series)
+    usage = Tally((USER_ID, FEATURE_KEY), settings.max_pending_series, extra=True)
     conversions = Tally((), settings.max_pending_series)
     jobs = Tally(JOB_KEY_NAMES, settings.max_pending_series)
     # Drop counts are tallied too, so a failed export keeps them like the counts themselves.

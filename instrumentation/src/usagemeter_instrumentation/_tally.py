@@ -7,30 +7,35 @@ from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.util.types import AttributeValue
 
+from usagemeter_instrumentation._quantity import Amount, exported, total
+
 Attributes = dict[str, AttributeValue]
-Key = tuple[AttributeValue, ...]
+# The values of ``names`` in order, then (with ``extra``) sorted (name, value) pairs of further attributes.
+Key = tuple[AttributeValue | tuple[str, str], ...]
 
 
 class Tally:
-    """Exact counts per attribute set, drained in bounded batches.
+    """Exact counts (or quantities, see :mod:`._quantity`) per attribute set, drained in bounded batches.
 
     ``names`` are the attribute names of a key, in order; without names a key is the sorted tuple
-    of its attribute items, for instruments whose attribute sets vary. At most ``max_pending`` distinct keys
+    of its attribute items, for instruments whose attribute sets vary. With ``extra``, a key may carry
+    sorted (name, value) items of further attributes after the named ones. At most ``max_pending`` distinct keys
     wait between collections, less the series :meth:`reserve` set aside for a failed export kept for
     resending; uses of further keys are dropped and counted in ``dropped``, so an exporter outage cannot
     grow the process without bound.
     """
 
-    def __init__(self, names: tuple[str, ...], max_pending: int) -> None:
+    def __init__(self, names: tuple[str, ...], max_pending: int, *, extra: bool = False) -> None:
         self.names = names
         self.max_pending = max_pending
-        self.dropped = 0
-        self._unreported_drops = 0
+        self.extra = extra
+        self.dropped: Amount = 0
+        self._unreported_drops: Amount = 0
         self._reserved = 0
-        self._counts: dict[Key, int] = {}
+        self._counts: dict[Key, Amount] = {}
         self._lock = threading.Lock()
 
-    def add(self, key: Key, amount: int = 1) -> None:
+    def add(self, key: Key, amount: Amount = 1) -> None:
         """Add ``amount`` to the count of ``key``."""
         with self._lock:
             counts = self._counts
@@ -42,12 +47,12 @@ class Tally:
             else:
                 self._drop(amount)
 
-    def drop(self, amount: int) -> None:
+    def drop(self, amount: Amount) -> None:
         """Count ``amount`` as refused, e.g. the uses of a failed export that could not be kept."""
         with self._lock:
             self._drop(amount)
 
-    def take_drops(self) -> int:
+    def take_drops(self) -> Amount:
         """Drops counted since the last call, to be reported once."""
         with self._lock:
             drops, self._unreported_drops = self._unreported_drops, 0
@@ -66,7 +71,7 @@ class Tally:
         with self._lock:
             self._reserved -= series
 
-    def drain(self, limit: int) -> list[tuple[Key, int]]:
+    def drain(self, limit: int) -> list[tuple[Key, Amount]]:
         """Take out up to ``limit`` keys with their counts; the rest stay for the next collection."""
         with self._lock:
             counts, self._counts = self._counts, {}
@@ -76,17 +81,17 @@ class Tally:
         self.restore(items[limit:])
         return items[:limit]
 
-    def restore(self, items: Iterable[tuple[Key, int]]) -> None:
+    def restore(self, items: Iterable[tuple[Key, Amount]]) -> None:
         """Put counts back, e.g. those of an export that failed."""
         for key, amount in items:
             self.add(key, amount)
 
-    def pending(self) -> int:
-        """Uses counted but not yet handed to the SDK."""
+    def pending(self) -> Amount:
+        """Uses (or quantity) counted but not yet handed to the SDK."""
         with self._lock:
-            return sum(self._counts.values())
+            return total(self._counts.values())
 
-    def _drop(self, amount: int) -> None:
+    def _drop(self, amount: Amount) -> None:
         self.dropped += amount
         self._unreported_drops += amount
 
@@ -94,19 +99,37 @@ class Tally:
         """The metric attributes of ``key``."""
         if not self.names:
             return dict(key)  # type: ignore[arg-type]
-        return {name: value for name, value in zip(self.names, key, strict=True) if value is not None}
+        # zip stops at the named values; the (name, value) items after them are added as they are.
+        result = {name: value for name, value in zip(self.names, key, strict=False) if value is not None}
+        if len(key) > len(self.names):
+            result.update(key[len(self.names) :])  # type: ignore[arg-type]
+        return result  # type: ignore[return-value]
 
     def key_of(self, attributes: Mapping[str, AttributeValue]) -> Key:
         """The key of a data point's attributes (the inverse of :meth:`attributes`)."""
         if not self.names:
             return tuple(sorted(attributes.items()))
-        return tuple(attributes.get(name) for name in self.names)
+        named: Key = tuple(attributes.get(name) for name in self.names)
+        if not self.extra:
+            return named
+        others = sorted((name, str(value)) for name, value in attributes.items() if name not in self.names)
+        return named + tuple(others)
 
 
-FlushTarget = Callable[[int, Attributes], None]
+FlushTarget = Callable[[int | float, Attributes], None]
 
 
 def flush_into(tally: Tally, add: FlushTarget, limit: int) -> None:
-    """Hand up to ``limit`` series of ``tally`` to an SDK counter's ``add``."""
+    """Hand up to ``limit`` series of ``tally`` to an SDK counter's ``add``.
+
+    A series whose total one data point cannot carry exactly hands over what it can; the rest waits
+    in the tally for the next collection.
+    """
+    left: list[tuple[Key, Amount]] = []
     for key, amount in tally.drain(limit):
-        add(amount, tally.attributes(key))
+        value, rest = exported(amount)
+        add(value, tally.attributes(key))
+        if rest:
+            left.append((key, rest))
+    if left:
+        tally.restore(left)

@@ -21,6 +21,7 @@ from usagemeter_instrumentation._names import (
     WORKER_QUEUE_DEPTH_METRIC,
 )
 from usagemeter_instrumentation._once import OnceLogger
+from usagemeter_instrumentation._quantity import Amount
 from usagemeter_instrumentation._tally import Attributes, Tally, flush_into
 
 _once = OnceLogger(logging.getLogger("usagemeter_instrumentation"))
@@ -71,7 +72,7 @@ class WorkerInstruments:
     jobs: Tally
     job_duration: Histogram
 
-    def pending(self) -> int:
+    def pending(self) -> Amount:
         return self.jobs.pending()
 
 

@@ -15,6 +15,19 @@ per collection while it runs, the depth of its queue (``ZCARD`` of arq's queue k
 job that ran, by function name, as ``completed`` or ``failed`` with arq's own start and finish
 times. Outcomes are read from the job results arq keeps, so ``keep_result`` must not be 0; a job
 that arq will retry is counted once it finally completes or fails.
+
+Completed jobs can be metered as feature usage too: ``features`` maps a job's function name to a
+feature key (one use per completed job) or to ``(feature_key, amount)`` where ``amount(result)``
+takes the quantity from the job's return value, optionally with ``dimensions(result)`` as a third
+item for the metadata (``{"model": ...}``)::
+
+    instrument_worker_settings(WorkerSettings, features={
+        "send_report": "report_delivery",
+        "generate": ("ai_tokens", lambda result: result["tokens"], lambda result: {"model": result["model"]}),
+    })
+
+The user is the job's keyword argument ``user_id`` (``user_kwarg`` names another), else the item of
+that name in a mapping the job returned.
 """
 
 from __future__ import annotations
@@ -22,22 +35,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from arq.constants import default_queue_name
-from arq.jobs import Deserializer, Job
+from arq.jobs import Deserializer, Job, JobResult
 
+from usagemeter_instrumentation._api import track_feature_use
 from usagemeter_instrumentation._names import JOB_COMPLETED, JOB_FAILED
 from usagemeter_instrumentation._once import OnceLogger
 from usagemeter_instrumentation._worker_telemetry import WorkerTelemetry
 
-__all__ = ["ARQ_SYSTEM", "DEFAULT_DEPTH_INTERVAL_SECONDS", "instrument_worker_settings"]
+__all__ = ["ARQ_SYSTEM", "DEFAULT_DEPTH_INTERVAL_SECONDS", "JobFeature", "instrument_worker_settings"]
 
 ARQ_SYSTEM = "arq"
 DEFAULT_DEPTH_INTERVAL_SECONDS = 1.0
 Settings = TypeVar("Settings", bound="type | dict[str, Any]")
 Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
+#: How a job function is metered: a feature key, or (feature key, amount of the result[, dimensions of it]).
+JobFeature = (
+    str
+    | tuple[str, Callable[[Any], "int | float"]]
+    | tuple[str, Callable[[Any], "int | float"], Callable[[Any], "Mapping[str, object]"]]
+)
 
 _logger = logging.getLogger("usagemeter_instrumentation")
 _once = OnceLogger(_logger)
@@ -51,13 +72,17 @@ def instrument_worker_settings(
     *,
     worker_id: str | None = None,
     depth_interval_seconds: float = DEFAULT_DEPTH_INTERVAL_SECONDS,
+    features: Mapping[str, JobFeature] | None = None,
+    user_kwarg: str = "user_id",
 ) -> Settings:
     """Add usagemeter's worker telemetry to arq ``WorkerSettings`` (a class, changed in place, or a dict, copied).
 
     Chains ``on_startup``, ``on_shutdown`` and ``after_job_end`` with any hooks already set: the host's
     start-up runs first, usagemeter's other hooks run first and never raise.
     The queue depth is read from Redis every ``depth_interval_seconds``. ``worker_id`` defaults to
-    ``host:pid``. Instrumenting the same settings twice changes nothing.
+    ``host:pid``. ``features`` meters completed jobs as feature usage (see the module's documentation),
+    the user taken from the job's keyword argument ``user_kwarg``. Instrumenting the same settings twice
+    changes nothing.
     """
     if depth_interval_seconds <= 0:
         raise ValueError(f"depth_interval_seconds must be positive, got {depth_interval_seconds}")
@@ -66,6 +91,7 @@ def instrument_worker_settings(
         return settings
     queue = values.get("queue_name") or default_queue_name
     deserializer: Deserializer | None = values.get("job_deserializer")
+    metering = _JobMetering(features or {}, user_kwarg)
     if values.get("keep_result") == 0:
         _logger.warning("arq keeps no job results (keep_result=0); usagemeter cannot count this worker's jobs")
 
@@ -86,7 +112,7 @@ def instrument_worker_settings(
     async def job_ended(ctx: dict[Any, Any]) -> None:
         telemetry = ctx.get(_TELEMETRY)
         if telemetry is not None:
-            await _record_job(ctx, telemetry, queue, deserializer)
+            await _record_job(ctx, telemetry, queue, deserializer, metering)
 
     hooks = {
         "on_startup": _chain(values.get("on_startup"), _harmless(start), host_first=True),
@@ -101,7 +127,9 @@ def instrument_worker_settings(
     return settings
 
 
-async def _record_job(ctx: dict[Any, Any], telemetry: WorkerTelemetry, queue: str, deserializer: Any) -> None:
+async def _record_job(
+    ctx: dict[Any, Any], telemetry: WorkerTelemetry, queue: str, deserializer: Any, metering: _JobMetering
+) -> None:
     redis = ctx["redis"]
     result = await Job(ctx["job_id"], redis, _queue_name=queue, _deserializer=deserializer).result_info()
     if result is None:
@@ -110,6 +138,59 @@ async def _record_job(ctx: dict[Any, Any], telemetry: WorkerTelemetry, queue: st
         return
     duration = (result.finish_time - result.start_time).total_seconds()
     telemetry.job_finished(result.function, JOB_COMPLETED if result.success else JOB_FAILED, duration)
+    if result.success:
+        metering.meter(result)
+
+
+@dataclass(frozen=True)
+class _MeteredJob:
+    feature_key: str
+    amount: Callable[[Any], int | float] | None = None
+    dimensions: Callable[[Any], Mapping[str, object]] | None = None
+
+    @classmethod
+    def of(cls, function: str, use: JobFeature) -> _MeteredJob:
+        """The metering of ``function`` as :func:`instrument_worker_settings` was given it."""
+        parts: tuple[Any, ...] = (use,) if isinstance(use, str) else tuple(use)
+        if not 1 <= len(parts) <= 3 or not isinstance(parts[0], str) or not all(map(callable, parts[1:])):
+            raise ValueError(f"features[{function!r}] must be a feature key or (feature key, amount[, dimensions])")
+        return cls(*parts)
+
+
+class _JobMetering:
+    """Feature usage of completed jobs, by function name."""
+
+    def __init__(self, features: Mapping[str, JobFeature], user_kwarg: str) -> None:
+        self.features = {function: _MeteredJob.of(function, use) for function, use in features.items()}
+        self.user_kwarg = user_kwarg
+
+    def meter(self, result: JobResult) -> None:
+        """Count the completed job ``result`` if its function is metered."""
+        use = self.features.get(result.function)
+        if use is None:
+            return
+        user = self._user(result)
+        if not user:
+            _once.warning(f"arq-no-user:{use.feature_key}", "usagemeter found no user for a %s job", result.function)
+            return
+        try:
+            amount = use.amount(result.result) if use.amount else 1
+            dimensions = dict(use.dimensions(result.result)) if use.dimensions else {}
+        except Exception:  # a result without the quantity must not fail the worker
+            _once.warning(
+                f"arq-amount:{result.function}",
+                "usagemeter could not take the quantity of a %s job from its result",
+                result.function,
+                exc_info=True,
+            )
+            return
+        track_feature_use(use.feature_key, user, amount, **dimensions)
+
+    def _user(self, result: JobResult) -> str | None:
+        user = result.kwargs.get(self.user_kwarg)
+        if user is None and isinstance(result.result, Mapping):
+            user = result.result.get(self.user_kwarg)
+        return None if user is None else str(user)
 
 
 async def _poll_depth(redis: Any, queue: str, telemetry: WorkerTelemetry, interval: float) -> None:

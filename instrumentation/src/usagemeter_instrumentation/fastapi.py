@@ -12,12 +12,21 @@ Mark routes by a mapping on the middleware, or per route with a dependency::
 A use is counted once the response has been sent in full with a counted status (2xx by default).
 The user is resolved when the response ends, so an authentication dependency or the endpoint
 can still set it; by default it is ``request.state.user_id``.
+
+An endpoint of a quantity feature reports what the request used with :func:`record_usage`, and that
+quantity is counted instead of one use, under the same rule::
+
+    @app.post("/complete", dependencies=[Depends(metered("ai_tokens"))])
+    async def complete(request: Request, body: Prompt) -> Completion:
+        completion = await model.complete(body)
+        record_usage(request, completion.total_tokens, model=completion.model)
+        return completion
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Container, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -26,7 +35,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from usagemeter_instrumentation._api import track_feature_use
 from usagemeter_instrumentation._once import OnceLogger
 
-__all__ = ["DEFAULT_COUNTED_STATUSES", "UsageMeteringMiddleware", "UserResolver", "metered", "user_from_state"]
+__all__ = [
+    "DEFAULT_COUNTED_STATUSES",
+    "UsageMeteringMiddleware",
+    "UserResolver",
+    "metered",
+    "record_usage",
+    "user_from_state",
+]
 
 UserResolver = Callable[[Request], "str | None"]
 #: Responses with these statuses count as uses unless the middleware is told otherwise.
@@ -37,6 +53,8 @@ _logger = logging.getLogger("usagemeter_instrumentation")
 _once = OnceLogger(_logger)
 # Where the middleware collects the features that ``metered`` dependencies mark during one request.
 _PENDING_SCOPE_KEY = "usagemeter.features"
+# Where ``record_usage`` keeps the quantities an endpoint reported during one request.
+_RECORDED_SCOPE_KEY = "usagemeter.recorded"
 _FINAL_MESSAGES = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
 
 
@@ -50,6 +68,33 @@ def user_from_state(request: Request) -> str | None:
 class _Use:
     feature_key: str
     user_resolver: UserResolver | None
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A quantity an endpoint reported, for one feature of the route or (``None``) for its only one."""
+
+    feature_key: str | None
+    amount: int | float
+    dimensions: dict[str, object]
+
+
+def record_usage(
+    request: Request, amount: int | float, *, feature_key: str | None = None, **dimensions: object
+) -> None:
+    """Report the quantity this request used of its metered feature (tokens, bytes, …).
+
+    Call it from the endpoint of a route metered by :func:`metered` or the middleware's mapping; the
+    quantity is counted instead of one use when the response is counted (sent in full with a counted
+    status), and calls add up. ``feature_key`` names the feature when the route meters several.
+    ``dimensions`` are passed on as metadata (``model="gpt-4o"``): configured dimension attributes go on
+    the ``feature.usage`` point. An amount of 0 counts nothing. Never raises.
+    """
+    try:
+        recorded = request.scope.setdefault(_RECORDED_SCOPE_KEY, [])
+        recorded.append(_Recorded(feature_key, amount, dimensions))
+    except Exception:  # metering must never fail a request
+        _once.warning("record-usage", "usagemeter could not keep a request's usage", exc_info=True)
 
 
 class UsageMeteringMiddleware:
@@ -98,8 +143,13 @@ class UsageMeteringMiddleware:
                 uses.append(_Use(route_feature, None))
             if uses:
                 request = Request(scope)
+                single = len(uses) == 1
                 for use in uses:
-                    _count_use(use.feature_key, use.user_resolver or self.user_resolver, request)
+                    _count_use(use.feature_key, use.user_resolver or self.user_resolver, request, single)
+            elif scope.get(_RECORDED_SCOPE_KEY):
+                _once.warning(
+                    "unmetered-usage", "usagemeter got record_usage on route %s, which meters no feature", scope["path"]
+                )
         except Exception:  # metering must never fail a request
             _once.warning("middleware", "usagemeter could not meter a request", exc_info=True)
 
@@ -150,13 +200,14 @@ def metered(feature_key: str, *, user_resolver: UserResolver | None = None) -> C
             yield
             return
         yield  # an exception from the endpoint is raised here, so failed calls are not counted
-        _count_use(feature_key, user_resolver or user_from_state, request)
+        _count_use(feature_key, user_resolver or user_from_state, request, True)
 
     metered_feature.__name__ = f"metered_{feature_key}"
     return metered_feature
 
 
-def _count_use(feature_key: str, resolver: UserResolver, request: Request) -> None:
+def _count_use(feature_key: str, resolver: UserResolver, request: Request, only_feature: bool) -> None:
+    """Count the use of ``feature_key``: the quantities the endpoint recorded for it, else one use."""
     try:
         user = resolver(request)
     except Exception:
@@ -165,4 +216,20 @@ def _count_use(feature_key: str, resolver: UserResolver, request: Request) -> No
     if not user:
         _once.warning(f"no-user:{feature_key}", "usagemeter found no user for a request to feature %s", feature_key)
         return
-    track_feature_use(feature_key, user)
+    recorded = _recorded_for(request.scope.get(_RECORDED_SCOPE_KEY) or (), feature_key, only_feature)
+    if recorded is None:
+        track_feature_use(feature_key, user)
+        return
+    for use in recorded:
+        track_feature_use(feature_key, user, use.amount, **use.dimensions)
+
+
+def _recorded_for(recorded: Iterable[_Recorded], feature_key: str, only_feature: bool) -> list[_Recorded] | None:
+    """What the endpoint recorded for ``feature_key`` (unnamed records count for a route's only feature)."""
+    uses = [use for use in recorded if use.feature_key == feature_key or (use.feature_key is None and only_feature)]
+    if not uses and not only_feature and any(use.feature_key is None for use in recorded):
+        _once.warning(
+            f"ambiguous-usage:{feature_key}",
+            "usagemeter cannot tell which feature a quantity is for; pass feature_key to record_usage",
+        )
+    return uses or None

@@ -134,7 +134,7 @@ def _chat(
 
 
 def _report(use: FeatureUse, totals: Counter[tuple[str, str]]) -> None:
-    instrumentation.track_feature_use(use.feature_key, use.user_id, **use.metadata)
+    instrumentation.track_feature_use(use.feature_key, use.user_id, 1, **use.metadata)
     totals[(use.user_id, use.feature_key)] += 1
 
 
