@@ -19,7 +19,7 @@ from usagemeter_api.core.clock import epoch_ms, read_utc
 from usagemeter_api.core.quantity import as_decimal, micros_of_decimal
 from usagemeter_clickhouse import Client, tables
 
-__all__ = ["Correction", "CorrectionPage", "list_corrections", "record_correction"]
+__all__ = ["Correction", "CorrectionPage", "insert_settings", "list_corrections", "record_correction"]
 
 _COLUMNS = [
     "CorrectionId",
@@ -68,12 +68,17 @@ def record_correction(client: Client, correction: Correction) -> Correction:
     existing = _find(client, correction)
     if existing is not None:
         return existing
-    settings = {
+    settings = insert_settings(correction)
+    client.insert(tables.USAGE_CORRECTIONS, [_row(correction)], column_names=_COLUMNS, settings=settings)
+    return correction
+
+
+def insert_settings(correction: Correction) -> dict[str, object]:
+    """The settings of ``correction``'s insert: a repeat of it is dropped by the table and by every rollup view."""
+    return {
         "insert_deduplication_token": f"correction:{correction.correction_id}",
         "deduplicate_blocks_in_dependent_materialized_views": 1,
     }
-    client.insert(tables.USAGE_CORRECTIONS, [_row(correction)], column_names=_COLUMNS, settings=settings)
-    return correction
 
 
 def list_corrections(
