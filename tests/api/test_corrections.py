@@ -141,6 +141,9 @@ def test_a_retried_post_with_the_same_idempotency_key_counts_once(api, make_api,
     reused = api.post(CORRECTIONS, json=FIX | {"amount": 3}, headers=retry)
     assert reused.status_code == 422
     assert "fix-42" in reused.json()["detail"]
+    # The key reused for another user is that user's correction: recorded, never dropped as a duplicate.
+    assert api.post(CORRECTIONS, json=FIX | {"user_id": "bob"}, headers=retry).status_code == 201
+    assert _rollup_totals(clickhouse, "bob") == dict.fromkeys(_ROLLUPS, {("", ""): "-120.500000"})
 
 
 def test_a_repeated_insert_of_a_correction_counts_once_in_the_table_and_every_rollup(clickhouse):

@@ -22,14 +22,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("6f0d3c1e-8a51-4c1b-9b7e-2d4f8e0a7c39")
 
 
-def record_id(kind: str, principal: Principal, idempotency_key: str | None) -> str:
+def record_id(kind: str, principal: Principal, idempotency_key: str | None, *scope: str) -> str:
     """The id of the record a request creates: derived from its ``Idempotency-Key`` (per admin), else fresh.
 
-    A retry with the same key derives the same id, which the store finds and answers with.
+    A retry with the same key derives the same id, which the store finds and answers with. ``scope``
+    adds what the store looks the record up by beside its id.
     """
     if idempotency_key is None:
         return str(uuid.uuid4())
-    return str(uuid.uuid5(_NAMESPACE, f"{kind}\0{principal.user_id}\0{idempotency_key}"))
+    return str(uuid.uuid5(_NAMESPACE, "\0".join((kind, principal.user_id, idempotency_key, *scope))))
 
 
 def to_the_millisecond(moment: datetime) -> datetime:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import ValidationError
 
 from usagemeter_api.api.deps import Admin, ClickHouse, Clock, Plans, Store
 from usagemeter_api.api.routes._adjustments import AUTH, require_allowed_dimensions
@@ -107,7 +108,12 @@ def _plan_info(catalog: PlanCatalog, plan_id: str) -> PlanInfo:
 
 def _plan_of(body: PlanBody, client: Client) -> Plan:
     """The plan a request body describes; 422 when a feature's dimension is not on the allow-list."""
-    plan = Plan.model_validate(body.model_dump(exclude={"default", "id"}))
+    try:
+        plan = Plan.model_validate(body.model_dump(exclude={"default", "id"}))
+    except ValidationError as exc:
+        # What the body's own schema cannot see: a key in both limits and features, a shorthand limit's decimals.
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=errors) from exc
     named = {f"features.{key}.dimension": feature.dimension for key, feature in plan.features.items()}
     require_allowed_dimensions(client, {field: name for field, name in named.items() if name is not None})
     return plan

@@ -55,7 +55,8 @@ def create_correction(
     if body.dimension_key is not None:
         require_allowed_dimensions(client, {"dimension_key": body.dimension_key})
     asked = Correction(
-        correction_id=record_id("correction", principal, key),
+        # A correction is looked up by user and feature (its sorting key), so they are part of its id.
+        correction_id=record_id("correction", principal, key, body.user_id, body.feature_key),
         user_id=body.user_id,
         feature_key=body.feature_key,
         dimension_key=body.dimension_key,
