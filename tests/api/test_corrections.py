@@ -59,7 +59,7 @@ def test_a_correction_is_recorded_with_who_and_when_and_counts_in_every_rollup(a
     )
     assert (body["dimension_key"], body["dimension_value"]) == (None, None)
     expected = {("", ""): "-120.500000"}
-    assert _rollup_totals(clickhouse) == dict.fromkeys(_ROLLUPS, expected)
+    assert _rollup_totals(clickhouse) == {table: expected for table in _ROLLUPS}
     services = clickhouse.query(f"SELECT DISTINCT ServiceName FROM {tables.USAGE_MINUTE}").result_rows
     assert services == [(tables.CORRECTION_SERVICE,)]
 
@@ -69,7 +69,7 @@ def test_a_correction_of_a_dimension_value_counts_on_it_and_on_the_feature_total
     fix = FIX | {"amount": 7, "dimension_key": "model", "dimension_value": "gpt-4o"}
     assert api.post(CORRECTIONS, json=fix, headers=ADMIN).status_code == 201
     expected = {("", ""): "7.000000", ("model", "gpt-4o"): "7.000000"}
-    assert _rollup_totals(clickhouse) == dict.fromkeys(_ROLLUPS, expected)
+    assert _rollup_totals(clickhouse) == {table: expected for table in _ROLLUPS}
 
 
 def test_a_dimension_off_the_allow_list_is_refused_naming_it_and_the_list(api, clickhouse):
@@ -137,13 +137,13 @@ def test_a_retried_post_with_the_same_idempotency_key_counts_once(api, make_api,
     assert (first.status_code, second.status_code) == (201, 201)
     assert second.json() == first.json()
     assert clickhouse.query(f"SELECT count() FROM {tables.USAGE_CORRECTIONS}").result_rows[0][0] == 1
-    assert _rollup_totals(clickhouse) == dict.fromkeys(_ROLLUPS, {("", ""): "-120.500000"})
+    assert _rollup_totals(clickhouse) == {table: {("", ""): "-120.500000"} for table in _ROLLUPS}
     reused = api.post(CORRECTIONS, json=FIX | {"amount": 3}, headers=retry)
     assert reused.status_code == 422
     assert "fix-42" in reused.json()["detail"]
     # The key reused for another user is that user's correction: recorded, never dropped as a duplicate.
     assert api.post(CORRECTIONS, json=FIX | {"user_id": "bob"}, headers=retry).status_code == 201
-    assert _rollup_totals(clickhouse, "bob") == dict.fromkeys(_ROLLUPS, {("", ""): "-120.500000"})
+    assert _rollup_totals(clickhouse, "bob") == {table: {("", ""): "-120.500000"} for table in _ROLLUPS}
 
 
 def test_a_repeated_insert_of_a_correction_counts_once_in_the_table_and_every_rollup(clickhouse):
@@ -169,7 +169,7 @@ def test_a_repeated_insert_of_a_correction_counts_once_in_the_table_and_every_ro
     retried = [*row[:-1], NOW + timedelta(minutes=3)]
     clickhouse.insert(tables.USAGE_CORRECTIONS, [retried], column_names=columns, settings=insert_settings(correction))
     assert clickhouse.query(f"SELECT count() FROM {tables.USAGE_CORRECTIONS}").result_rows[0][0] == 1
-    assert _rollup_totals(clickhouse) == dict.fromkeys(_ROLLUPS, {("", ""): "-2.500000"})
+    assert _rollup_totals(clickhouse) == {table: {("", ""): "-2.500000"} for table in _ROLLUPS}
 
 
 def test_corrections_are_listed_by_user_feature_and_time_a_page_at_a_time(api):
@@ -247,13 +247,17 @@ def test_a_negative_correction_of_usage_sent_over_otlp_counts_in_the_totals_whil
     fix = {**FIX, "amount": -400.125, "dimension_key": "model", "dimension_value": "gpt-4o"}
     assert api.post(CORRECTIONS, json=fix, headers=ADMIN).status_code == 201  # type: ignore[attr-defined]
 
-    total, gpt, mini = Slice.total("ai_tokens"), Slice("ai_tokens", "model", "gpt-4o"), Slice("ai_tokens", "model", "mini")
+    total, gpt, mini = (
+        Slice.total("ai_tokens"),
+        Slice("ai_tokens", "model", "gpt-4o"),
+        Slice("ai_tokens", "model", "mini"),
+    )
     window = Window(now - timedelta(hours=1), now + timedelta(hours=1))
     assert usage_totals(clickhouse, "alice", [total, gpt, mini], window) == {
         total: 850_125_000,
         gpt: 599_875_000,
         mini: 250_250_000,
     }
-    for table, totals in _rollup_totals(clickhouse).items():
-        assert totals == {("", ""): "850.125000", ("model", "gpt-4o"): "599.875000", ("model", "mini"): "250.250000"}, table
+    corrected = {("", ""): "850.125000", ("model", "gpt-4o"): "599.875000", ("model", "mini"): "250.250000"}
+    assert _rollup_totals(clickhouse) == {table: corrected for table in _ROLLUPS}
     assert clickhouse.query(raw_sql).result_rows == raw_before

@@ -157,7 +157,9 @@ def test_grants_are_listed_by_user_feature_and_status_a_page_at_a_time(api, make
         ids[name] = api.post(GRANTS, json=TOP_UP | change, headers=ADMIN).json()["grant_id"]
     api.post(f"{GRANTS}/{ids['voided']}/void", json={"reason": "duplicate"}, headers=ADMIN)
     for status in ("active", "scheduled", "expired", "voided"):
-        listed = api.get(GRANTS, params={"status": status, "user_id": "alice", "feature_key": "ai_tokens"}, headers=ADMIN)
+        listed = api.get(
+            GRANTS, params={"status": status, "user_id": "alice", "feature_key": "ai_tokens"}, headers=ADMIN
+        )
         assert [grant["grant_id"] for grant in listed.json()["grants"]] == [ids[status]], status
     by_bob = api.get(GRANTS, params={"user_id": "bob"}, headers=ADMIN).json()["grants"]
     assert [grant["grant_id"] for grant in by_bob] == [ids["other_user"]]
@@ -262,3 +264,10 @@ def test_the_store_holds_its_grants_through_a_clickhouse_outage(
     finally:
         store.close()
     assert [record.levelname for record in caplog.records if "grant store failed" in record.message] == ["WARNING"]
+
+
+def test_a_starting_api_holds_the_grants_made_before_it_at_once(clickhouse: Client, make_api):
+    GrantStore(_Clock(NOW)).create(clickhouse, _grant("00000000-0000-4000-8000-000000000005", None))
+    # No waiting: the first quota answer after startup already counts the grant.
+    api = make_api(plans_cache_seconds=60)
+    assert _ids(_store(api).active("alice", "ai_tokens", NOW)) == ["00000000-0000-4000-8000-000000000005"]

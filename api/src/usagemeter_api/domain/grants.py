@@ -7,7 +7,7 @@ revalidates cheaply by comparing the table's newest version and row count, like 
 reloads the live grants only when they moved. A change made through this process is in memory at once.
 
 Memory: the store holds the grants not yet expired nor voided (scheduled ones included), indexed by user
-and feature; that is bounded by what admins create, about 1 KiB per grant (docs/admin.md).
+and feature; that is bounded by what admins create, about 0.7 KiB per grant (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -129,7 +130,16 @@ class GrantStore:
         return sum(len(grants) for features in self._index.values() for grants in features.values())
 
     def start(self, client_factory: Callable[[], Client]) -> None:
-        """Load the live grants and keep them revalidated in a background thread."""
+        """Load the live grants, then keep them revalidated in a background thread.
+
+        The first load is waited for, so the first quota answers count every grant; when ClickHouse
+        cannot be read it is logged and the background thread keeps trying.
+        """
+        try:
+            with closing(client_factory()) as client:
+                self.revalidate(client)
+        except Exception as exc:
+            self._background.failed(exc)
         self._background.start(client_factory)
 
     def close(self) -> None:
