@@ -115,7 +115,7 @@ class GrantStore:
         self._versions: tuple[int, int] | None = None
         # The earliest expiry among the held grants: past it, the next revalidation drops the expired ones.
         self._next_expiry: datetime | None = None
-        self._background = BackgroundRefresh("grant store", self.revalidate, interval_seconds)
+        self._background = BackgroundRefresh("grant store", "grants", self.revalidate, interval_seconds)
 
     def active(self, user_id: str, feature_key: str, now: datetime) -> Sequence[Grant]:
         """The grants of ``user_id`` for ``feature_key`` active at ``now``, from memory (no I/O)."""

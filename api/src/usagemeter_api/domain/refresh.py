@@ -14,12 +14,13 @@ __all__ = ["BackgroundRefresh"]
 class BackgroundRefresh:
     """Calls ``refresh(client)`` every ``interval_seconds`` in a daemon thread until :meth:`close`.
 
-    A failed refresh is logged as a warning once per outage (``what`` names the state), then at debug
-    level until one succeeds; the store keeps answering from what it last read meanwhile.
+    A failed refresh is logged as a warning once per outage (``what`` names the state, ``held`` what the
+    store answers from meanwhile), then at debug level until one succeeds.
     """
 
-    def __init__(self, what: str, refresh: Callable[[Client], object], interval_seconds: float) -> None:
+    def __init__(self, what: str, held: str, refresh: Callable[[Client], object], interval_seconds: float) -> None:
         self._what = what
+        self._held = held
         self._refresh = refresh
         self._interval = interval_seconds
         self._stop = threading.Event()
@@ -46,7 +47,9 @@ class BackgroundRefresh:
     def failed(self, exc: Exception) -> None:
         """Note a failed refresh: a warning for the first of an outage, debug for the rest."""
         if not self._failing:
-            self._logger.warning("revalidating the %s failed; answering from the held copy: %s", self._what, exc)
+            self._logger.warning(
+                "revalidating the %s failed; answering from the held %s: %s", self._what, self._held, exc
+            )
         else:
             self._logger.debug("revalidating the %s failed again: %s", self._what, exc)
         self._failing = True
