@@ -119,3 +119,88 @@ def test_plan_assignments_in_the_plans_file_are_seeded(chdb_url, database, click
     app = create_app(ApiSettings(jwt_secret=SecretStr(SECRET), plans_file=path), lambda: connect(chdb_url, database))
     with TestClient(app) as client:
         assert client.get("/api/v1/admin/users/zed/plan", headers=ADMIN).json()["plan_id"] == "b"
+
+
+AI_TOKENS = {
+    "unit": "tokens",
+    "dimension": "model",
+    "limits": [
+        {"window": "5h", "limit": 1_000_000},
+        {"window": "month", "limit": 20_000_000.5},
+        {"window": "month", "limit": 2_000_000, "dimension_value": "gpt-4o"},
+    ],
+}
+
+
+def _with_values(limits):
+    return [{"dimension_value": None} | limit for limit in limits]
+
+
+def _allow(client, *attributes):
+    client.insert(tables.USAGE_DIMENSIONS, [[name, True, 1] for name in attributes], ["Attribute", "Active", "Version"])
+
+
+def test_plans_are_created_and_updated_on_the_metering_model(api, clickhouse):
+    _allow(clickhouse, "model")
+    body = TEAM | {"features": {"ai_tokens": AI_TOKENS}}
+    created = api.post("/api/v1/admin/plans", json=body, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    plan = created.json()
+    assert plan["features"]["ai_tokens"] == AI_TOKENS | {"limits": _with_values(AI_TOKENS["limits"])}
+    # The shorthand limits become features of their own; features whose only limit is uses per period show in it.
+    assert plan["limits"] == {"chat_messages": 10, "document_export": None}
+    assert plan["features"]["chat_messages"] == {
+        "unit": "uses",
+        "dimension": None,
+        "limits": [{"window": "month", "limit": 10, "dimension_value": None}],
+    }
+    fewer = {"name": "Team", "features": {"ai_tokens": AI_TOKENS | {"limits": AI_TOKENS["limits"][:1]}}}
+    updated = api.put("/api/v1/admin/plans/team", json=fewer, headers=ADMIN)
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["features"]["ai_tokens"]["limits"] == _with_values(AI_TOKENS["limits"][:1])
+    assert list(updated.json()["features"]) == ["ai_tokens"]
+    listed = api.get("/api/v1/admin/plans", headers=ADMIN).json()
+    assert next(p for p in listed["plans"] if p["id"] == "team")["features"] == updated.json()["features"]
+
+
+def test_a_plan_dimension_off_the_allow_list_is_refused_naming_it_and_the_list(api, clickhouse):
+    _allow(clickhouse, "model", "region")
+    for method, path, body in (
+        ("post", "/api/v1/admin/plans", TEAM),
+        ("put", "/api/v1/admin/plans/free", {"name": "Free"}),
+    ):
+        feature = AI_TOKENS | {"dimension": "tier"}
+        response = getattr(api, method)(path, json=body | {"features": {"ai_tokens": feature}}, headers=ADMIN)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"] == (
+            "features.ai_tokens.dimension 'tier' is not on the dimension allow-list"
+            " (USAGEMETER_DIMENSION_ATTRIBUTES): model, region"
+        )
+    ids = [plan["id"] for plan in api.get("/api/v1/admin/plans", headers=ADMIN).json()["plans"]]
+    assert ids == ["enterprise", "free", "pro"]
+
+
+@pytest.mark.parametrize(
+    ("feature", "named"),
+    [
+        (AI_TOKENS | {"limits": [{"window": "5y", "limit": 1}]}, "window"),
+        (AI_TOKENS | {"limits": [{"window": "5h", "limit": 0.0000001}]}, "decimals"),
+        (AI_TOKENS | {"dimension": None}, "dimension_value"),
+        (AI_TOKENS | {"limits": [{"window": "5h", "limit": 1}, {"window": "5h", "limit": 2}]}, "two limits"),
+    ],
+)
+def test_bad_features_are_refused_naming_the_problem(api, clickhouse, feature, named):
+    _allow(clickhouse, "model")
+    response = api.post("/api/v1/admin/plans", json=TEAM | {"features": {"ai_tokens": feature}}, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert named in response.text
+
+
+def test_a_feature_in_both_limits_and_features_is_refused(api):
+    body = TEAM | {"features": {"chat_messages": {"limits": [{"window": "day", "limit": 5}]}}}
+    response = api.post("/api/v1/admin/plans", json=body, headers=ADMIN)
+    assert response.status_code == 422
+    assert "chat_messages is given both in limits and in features" in response.text
+    shorthand = api.post("/api/v1/admin/plans", json=TEAM | {"limits": {"chat_messages": 2.0000001}}, headers=ADMIN)
+    assert shorthand.status_code == 422
+    assert "more than 6 decimals" in shorthand.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
+from usagemeter_api.schemas import adjustments as adjustment_schemas
 from usagemeter_api.schemas import admin as admin_schemas
 from usagemeter_api.schemas import analytics as analytics_schemas
 from usagemeter_api.schemas import errors
@@ -35,7 +36,7 @@ def test_every_response_is_documented_with_an_example(shared_api):
 
 
 def _models():
-    for module in (schemas, admin_schemas, ops_schemas, analytics_schemas, errors):
+    for module in (schemas, admin_schemas, adjustment_schemas, ops_schemas, analytics_schemas, errors):
         for name in module.__all__:
             model = getattr(module, name)
             if isinstance(model, type) and issubclass(model, BaseModel):
@@ -59,3 +60,29 @@ def test_every_operation_but_liveness_declares_the_bearer_scheme(shared_api):
         if operation.get("security") != [{"HTTPBearer": []}]
     ]
     assert unsecured == []
+
+
+def test_grant_correction_and_plan_bodies_carry_examples(shared_api):
+    document = shared_api.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    for path, method in (
+        ("/api/v1/admin/grants", "post"),
+        ("/api/v1/admin/grants/{grant_id}/void", "post"),
+        ("/api/v1/admin/corrections", "post"),
+        ("/api/v1/admin/plans", "post"),
+        ("/api/v1/admin/plans/{plan_id}", "put"),
+    ):
+        body = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        assert schemas[body["$ref"].rsplit("/", 1)[-1]]["examples"], f"{method.upper()} {path}"
+    labels = {label for label, _ in _responses(document)}
+    for expected in (
+        "POST /api/v1/admin/grants 201",
+        "GET /api/v1/admin/grants 200",
+        "POST /api/v1/admin/grants/{grant_id}/void 409",
+        "POST /api/v1/admin/grants/{grant_id}/void 404",
+        "POST /api/v1/admin/corrections 201",
+        "GET /api/v1/admin/corrections 200",
+        "POST /api/v1/admin/plans 422",
+    ):
+        assert expected in labels
+    assert document["paths"]["/api/v1/admin/grants"]["post"]["parameters"][0]["name"] == "Idempotency-Key"

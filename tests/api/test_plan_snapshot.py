@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
@@ -10,7 +11,7 @@ import pytest
 from usagemeter_api import load_plans
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import Plan, PlanCatalog
-from usagemeter_clickhouse import Client, connect
+from usagemeter_clickhouse import Client, connect, tables
 
 _DEADLINE_SECONDS = 30
 TEAM = Plan(name="Team", period="month", near_limit_ratio=0.5, enforcement="soft", limits={"chat_messages": 10})
@@ -69,3 +70,45 @@ def test_without_a_cache_lifetime_nothing_is_served_from_a_snapshot(
         assert store.snapshot() is None
     finally:
         store.close()
+
+
+def test_seeded_plans_with_a_dimension_off_the_allow_list_are_warned_about_at_startup(
+    clickhouse: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="usagemeter_api.domain.plan_store"):
+        catalog = PlanStore(load_plans(), ttl_seconds=0).catalog(clickhouse)
+    # Not fatal: the feature is still in the plans, metered; only its dimension limits see no usage.
+    assert catalog.plans["pro"].features["ai_tokens"].dimension == "model"
+    warned = sorted(record.getMessage() for record in caplog.records)
+    assert warned == [
+        f"plan {plan} meters ai_tokens by dimension 'model', which is not on the allow-list"
+        " (USAGEMETER_DIMENSION_ATTRIBUTES: empty): its dimension limits see no usage"
+        for plan in ("enterprise", "pro")
+    ]
+    caplog.clear()
+    clickhouse.insert(tables.USAGE_DIMENSIONS, [["model", True, 1]], ["Attribute", "Active", "Version"])
+    with caplog.at_level(logging.WARNING, logger="usagemeter_api.domain.plan_store"):
+        PlanStore(load_plans(), ttl_seconds=0).catalog(clickhouse)
+    assert caplog.records == []
+
+
+def test_the_held_catalog_answers_through_an_outage_with_one_warning(
+    started: PlanStore, clickhouse: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="usagemeter_api.domain.plan_store"):
+        clickhouse.command(f"RENAME TABLE {tables.PLANS} TO plans_away")
+        try:
+            deadline = time.monotonic() + _DEADLINE_SECONDS
+            while "revalidating the plan catalog failed" not in caplog.text:
+                assert time.monotonic() < deadline, "no warning"
+                time.sleep(0.02)
+            time.sleep(0.5)  # several more failed revalidations
+            held = started.snapshot()
+            assert held is not None
+            assert held.default_plan == "free"
+        finally:
+            clickhouse.command(f"RENAME TABLE plans_away TO {tables.PLANS}")
+        _wait_for(started.snapshot, lambda _: "works again" in caplog.text, "the recovery")
+    levels = [record.levelname for record in caplog.records if "plan catalog" in record.getMessage()]
+    assert levels[0] == "WARNING"
+    assert levels.count("WARNING") == 1

@@ -10,11 +10,12 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from usagemeter_api.api.handlers import install_handlers
-from usagemeter_api.api.routes import admin, analytics, health, operations, quotas
+from usagemeter_api.api.routes import admin, analytics, corrections, grants, health, operations, quotas
 from usagemeter_api.core.clock import system_clock
 from usagemeter_api.core.config import ApiSettings
 from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.core.security import TokenVerifier, jwks_client
+from usagemeter_api.domain.grants import GrantStore
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import load_plans
 from usagemeter_api.domain.system_view import SystemViews
@@ -47,16 +48,18 @@ def create_app(
     The plans file is read here, so a bad one fails before the server starts.
     """
     services = _services(settings, client_factory, clock, collector_status)
-    pool, live, store = services.pool, services.live_usage, services.plan_store
+    pool, live, store, granted = services.pool, services.live_usage, services.plan_store, services.grants
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool.reopen()
         store.start(client_factory)
+        granted.start(client_factory)
         if live is not None:
             live.start()
         yield
         store.close()
+        granted.close()
         if live is not None:
             live.close()
         pool.close()
@@ -71,7 +74,8 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.services = services
-    for router in (quotas.router, analytics.router, operations.router, health.router, admin.router):
+    routers = (quotas, analytics, operations, health, admin, grants, corrections)
+    for router in (module.router for module in routers):
         app.include_router(router, prefix=API_PREFIX)
     # The end-user page lives at the root so a host can link or embed it as is.
     app.include_router(web_router)
@@ -93,6 +97,7 @@ def _services(
         clock=clock,
         pool=pool,
         plan_store=PlanStore(load_plans(settings.plans_file), ttl_seconds=settings.plans_cache_seconds),
+        grants=GrantStore(clock, interval_seconds=_grant_interval(settings)),
         live_usage=live,
         usage_cache=cache,
         period_usage=PeriodUsage(live, cache, pool, max_staleness_seconds=settings.quota_max_staleness_seconds),
@@ -100,6 +105,12 @@ def _services(
         token_verifier=_token_verifier(settings),
         collector_status=collector_status,
     )
+
+
+def _grant_interval(settings: ApiSettings) -> float:
+    # Grants are revalidated as often as the plans; they are always answered from memory, so even
+    # without a plan cache (0) they are read in the background, at most twenty times a second.
+    return max(settings.plans_cache_seconds / 2, 0.05)
 
 
 def _live_usage(settings: ApiSettings, client_factory: Callable[[], Client]) -> LiveUsage | None:

@@ -9,6 +9,7 @@ from datetime import datetime
 from usagemeter_api.core.config import ApiSettings
 from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.core.security import TokenVerifier
+from usagemeter_api.domain.grants import GrantStore
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.system_view import SystemViews
 from usagemeter_api.domain.usage.cache import UsageCache
@@ -27,6 +28,8 @@ class Services:
     clock: Callable[[], datetime]
     pool: ClientPool
     plan_store: PlanStore
+    #: The live grants (extra allowance), held in memory for the quota answers.
+    grants: GrantStore
     #: The in-memory view of current-period usage; None when ``quota_live_usage`` is off.
     live_usage: LiveUsage | None
     usage_cache: UsageCache

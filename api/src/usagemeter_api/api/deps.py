@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Annotated
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 
 from usagemeter_api.core.security import Principal, TokenVerifier
+from usagemeter_api.domain.grants import GrantStore
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.ranges import AnalyticsPeriod, Interval, UsageRange, usage_range
@@ -27,6 +28,8 @@ __all__ = [
     "ClickHouse",
     "Clock",
     "CurrentUser",
+    "Grants",
+    "IdempotencyKey",
     "OtherUserId",
     "Plans",
     "ServicesDep",
@@ -207,3 +210,22 @@ def asked_range(
 
 
 AskedRange = Annotated[UsageRange, Depends(asked_range)]
+
+
+async def grant_store(request: Request) -> GrantStore:
+    """The app's live grants, held in memory."""
+    return services_of(request).grants
+
+
+Grants = Annotated[GrantStore, Depends(grant_store)]
+
+#: The ``Idempotency-Key`` header: a retried request with the same key records one grant or correction.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        description="Any unique string per intended change; a retry with the same key records it once.",
+    ),
+]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["naive_utc", "system_clock"]
+__all__ = ["epoch_ms", "naive_utc", "read_utc", "system_clock"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def system_clock() -> datetime:
@@ -19,3 +22,13 @@ def naive_utc(moment: datetime) -> datetime:
     datetime would be converted by the client with the machine's zone instead.
     """
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """``moment`` (aware) as whole milliseconds since the epoch: a ``DateTime64(3)`` parameter without loss."""
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def read_utc(value: datetime) -> datetime:
+    """A moment read from a ``DateTime64(3, 'UTC')`` column (naive UTC wall-clock time) as an aware datetime."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -64,6 +64,11 @@ class ApiSettings(BaseSettings):
         le=60,
         description="How long dashboards reuse conversions, worker status and system health (0 reads them each time).",
     )
+    rollup_retention_days: int = Field(
+        default=400,
+        ge=1,
+        description="Days the usage rollups keep (as migrated): the oldest a correction may count at.",
+    )
     quota_live_usage: bool = Field(
         default=True,
         description="Answer quotas from an in-memory view of the current periods kept current from ClickHouse.",

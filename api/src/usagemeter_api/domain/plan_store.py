@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from usagemeter_api.domain.dimensions import allowed_dimensions
 from usagemeter_api.domain.plans import Plan, PlanCatalog
+from usagemeter_api.domain.refresh import BackgroundRefresh
 from usagemeter_api.errors import PlanConflict, UnknownPlan
 from usagemeter_clickhouse import Client, tables
 
@@ -58,8 +60,7 @@ class PlanStore:
         self._snapshot: _Snapshot | None = None
         # When the latest revalidation failed (monotonic); None while they succeed.
         self._failed_at: float | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = BackgroundRefresh("plan catalog", "catalog", self._revalidate, ttl_seconds / 2)
 
     def snapshot(self) -> PlanCatalog | None:
         """The catalog to use without a query, else None (call :meth:`catalog`).
@@ -83,44 +84,26 @@ class PlanStore:
 
     def revalidation_failed(self, exc: Exception) -> PlanCatalog | None:
         """Note that reading the catalog failed with ``exc``; returns the held catalog to answer with, if any."""
-        if self._failed_at is None:
-            logger.warning("revalidating the plan catalog failed; answering from the held catalog: %s", exc)
-        else:
-            logger.debug("revalidating the plan catalog failed again: %s", exc)
+        self._background.failed(exc)
         self._failed_at = time.monotonic()
         return self.held()
 
     def start(self, client_factory: Callable[[], Client]) -> None:
         """Keep the snapshot revalidated in a background thread (with a positive ``ttl_seconds``)."""
-        if self._ttl <= 0 or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._keep_fresh, args=(client_factory,), name="usagemeter-plan-store", daemon=True
-        )
-        self._thread.start()
+        self._background.start(client_factory)
 
     def close(self) -> None:
         """Stop the background revalidation."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=30)
+        self._background.close()
 
-    def _keep_fresh(self, client_factory: Callable[[], Client]) -> None:
-        client: Client | None = None
+    def _revalidate(self, client: Client) -> None:
         try:
-            while not self._stop.is_set():
-                try:
-                    client = client or client_factory()
-                    with self._lock:
-                        self._refresh(client)
-                except Exception as exc:
-                    self.revalidation_failed(exc)
-                self._stop.wait(self._ttl / 2)
-        finally:
-            if client is not None:
-                client.close()
+            with self._lock:
+                self._refresh(client)
+        except Exception:
+            self._failed_at = time.monotonic()
+            raise
+        self._failed_at = None
 
     def catalog(self, client: Client) -> PlanCatalog:
         """The current plans, default plan and assignments."""
@@ -188,6 +171,8 @@ class PlanStore:
     def _refresh(self, client: Client, *, reread: bool = False) -> _Snapshot:
         versions = tuple(int(value) for value in client.query(_VERSIONS_SQL).result_rows[0])
         snapshot = self._snapshot
+        if snapshot is None:
+            self._warn_unknown_dimensions(client)
         if snapshot is not None and snapshot.versions == versions and not reread:
             snapshot = _Snapshot(versions, snapshot.catalog, time.monotonic())
         else:
@@ -196,6 +181,21 @@ class PlanStore:
             snapshot = _Snapshot(versions, _read_catalog(client), time.monotonic())
         self._snapshot = snapshot
         return snapshot
+
+    def _warn_unknown_dimensions(self, client: Client) -> None:
+        # Not fatal: such a feature is still metered; its dimension limits just see no usage.
+        allowed = allowed_dimensions(client)
+        for plan_id, plan in self._seed.plans.items():
+            for key, feature in plan.features.items():
+                if feature.dimension is not None and feature.dimension not in allowed:
+                    logger.warning(
+                        "plan %s meters %s by dimension %r, which is not on the allow-list"
+                        " (USAGEMETER_DIMENSION_ATTRIBUTES: %s): its dimension limits see no usage",
+                        plan_id,
+                        key,
+                        feature.dimension,
+                        ", ".join(allowed) or "empty",
+                    )
 
     def _seed_tables(self, client: Client) -> tuple[int, ...]:
         seed = self._seed
