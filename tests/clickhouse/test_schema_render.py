@@ -7,6 +7,7 @@ import re
 import pytest
 
 from usagemeter_clickhouse import SchemaError, SchemaOptions, available_migrations, tables
+from usagemeter_clickhouse._cluster import one_per_shard
 from usagemeter_clickhouse._migrate import ledger_statement
 
 CLUSTER = "metering"
@@ -140,3 +141,21 @@ def test_every_table_holding_data_on_a_cluster_is_a_shards_local_table(options: 
             assert name.endswith("_local"), name
         elif statement.startswith("CREATE TABLE"):
             assert engine(statement) in ("Distributed", "Null"), statement[:120]
+
+
+@pytest.mark.parametrize("options", [SHARDED, REPLICATED], ids=["sharded", "replicated"])
+def test_data_statements_read_and_write_one_shards_own_tables(options: SchemaOptions) -> None:
+    """So each host of a sharded cluster, and one replica per shard of a replicated one, copies its own rows."""
+    inserts = [s for s in rendered(options) if s.startswith("INSERT")]
+    assert len(inserts) == 6  # conversions (0005), trace lookups (0010) and the four usage rollups (0011)
+    for statement in inserts:
+        read = re.findall(r"\bFROM (\w+)", statement)
+        assert re.match(r"INSERT INTO \w+_local\b", statement), statement[:120]
+        assert all(name.endswith("_local") or name == "system" for name in read), statement[:200]
+        assert "ON CLUSTER" not in statement
+
+
+def test_one_replica_of_each_shard_runs_the_data_statements() -> None:
+    first, second, third = object(), object(), object()
+    members = [(first, "1"), (second, "1"), (third, "2")]
+    assert one_per_shard(members) == [first, third]  # type: ignore[arg-type]
