@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from tests.server.processes import server_env, usagemeter
 from usagemeter_clickhouse import (
     SchemaError,
     SchemaOptions,
@@ -187,6 +188,9 @@ def test_retention_is_applied_to_existing_tables(clickhouse):
     )
     assert "toIntervalDay(7)" in engines[tables.METRICS_SUM]
     assert "toIntervalDay(90)" in engines[tables.USAGE_DAY]
+    assert "toIntervalDay(90)" in engines[tables.USAGE_MINUTE]
+    assert "toIntervalDay(32)" in engines[tables.USAGE_INGEST], "the ingest rollup keeps its fixed 32 days"
+    assert " TTL " not in engines[tables.USAGE_MONTH], "lifetime totals are kept for good"
 
 
 @pytest.mark.parametrize("bad", [{"raw_retention_days": 0}, {"cluster": "x; DROP"}])
@@ -217,3 +221,13 @@ def test_a_single_server_keeps_its_tables_without_local_or_distributed_ones(clic
 def test_listed_cluster_hosts_must_be_http_urls(url):
     with pytest.raises(SchemaError, match="invalid ClickHouse host URL"):
         migrate_deployment("http://u:p@127.0.0.1:1", "usagemeter", SchemaOptions(cluster="pair"), [url])
+
+
+def test_migrate_refuses_a_bad_allow_list_in_one_line_naming_the_variable(tmp_path):
+    env = server_env(f"chdb://{tmp_path / 'engine'}", "usagemeter", dimension_attributes="model,feature.key")
+    result = usagemeter("migrate", env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "usagemeter migrate: invalid settings: USAGEMETER_DIMENSION_ATTRIBUTES Value error, "
+        "dimension attribute 'feature.key' identifies the usage itself and cannot slice it"
+    )
