@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -96,3 +97,33 @@ def test_the_upgrade_run_again_after_a_crash_at_any_statement_counts_everything_
             break
     migrate(previous_release, TODAY)
     assert_upgraded_exactly(previous_release, before)
+
+
+@pytest.mark.parametrize("table", [tables.USAGE_MINUTE, tables.USAGE_DAY, tables.USAGE_MONTH, tables.USAGE_INGEST])
+def test_a_copy_that_crashed_after_committing_some_of_its_parts_adds_only_the_rest_when_run_again(
+    previous_release: Client, table: str
+):
+    points = usage_points(users=2, days=40, per_day=1)
+    write_as_the_collector(previous_release, points)
+    before = old_totals(previous_release)
+    upgrade = next(m for m in available_migrations() if m.version == 11)
+    statements = upgrade.statements(TODAY, previous_release.database or "")
+    copy = next(s for s in statements if s.startswith(f"INSERT INTO {table}\n"))
+    for statement in statements[: statements.index(copy)]:
+        previous_release.command(statement)
+    # What the crashed run committed: the parts of the copy's first block in its oldest partitions.
+    oldest = min(day for _, _, day in before["day"])
+    value = oldest.year if table == tables.USAGE_MONTH else int(f"{oldest:%Y%m}")
+    partition = f"AND {_partition_of(copy)} = {value}"
+    partial = re.sub(r"\n(\s*)GROUP BY", lambda m: f" {partition}\n{m[1]}GROUP BY", copy, count=1)
+    previous_release.command(partial)
+    assert previous_release.query(f"SELECT count() FROM {table}").result_rows[0][0] > 0
+    migrate(previous_release, TODAY)
+    assert_upgraded_exactly(previous_release, before)
+
+
+def _partition_of(copy: str) -> str:
+    """The expression picking the copied rows of whole partitions: per month, or per year for the month rollup."""
+    if copy.startswith(f"INSERT INTO {tables.USAGE_MONTH}\n"):
+        return "toYear(Day)"
+    return "toYYYYMM(toDate(Day))" if "FROM feature_usage_day" in copy else "toYYYYMM(toDate(Minute))"
