@@ -1,17 +1,23 @@
 from __future__ import annotations
 
-import pytest
+from decimal import Decimal
 
+import pytest
+from pydantic import ValidationError
+
+from tests.server.processes import server_env, usagemeter
 from usagemeter_clickhouse import (
     SchemaError,
     SchemaOptions,
     applied_versions,
     available_migrations,
     connect,
+    dimension_attributes,
     migrate,
     migrate_deployment,
     tables,
 )
+from usagemeter_clickhouse.settings import ClickHouseSettings, StorageSettings, settings_problem
 
 
 def _tables(client) -> set[str]:
@@ -65,9 +71,114 @@ def test_rollups_sum_delta_usage_per_user_and_feature(clickhouse):
             "IsMonotonic",
         ],
     )
-    for table in (tables.USAGE_MINUTE, tables.USAGE_DAY):
-        got = dict(clickhouse.query(f"SELECT UserId, sum(Uses) FROM {table} GROUP BY UserId").result_rows)
-        assert got == {"u1": 7.0, "u2": 5.0}
+    for table in (tables.USAGE_MINUTE, tables.USAGE_DAY, tables.USAGE_MONTH, tables.USAGE_INGEST):
+        query = f"SELECT UserId, sum(Quantity) FROM {table} WHERE DimensionKey = '' GROUP BY UserId"
+        assert dict(clickhouse.query(query).result_rows) == {"u1": 7, "u2": 5}
+
+
+def _insert_usage(client, points: list[tuple[dict[str, str], float]]) -> None:
+    client.insert(
+        tables.METRICS_SUM,
+        [["svc", tables.USAGE_METRIC, attrs, 1_764_000_000_000_000_000, value, 1, True] for attrs, value in points],
+        column_names=[
+            "ServiceName",
+            "MetricName",
+            "Attributes",
+            "TimeUnix",
+            "Value",
+            "AggregationTemporality",
+            "IsMonotonic",
+        ],
+    )
+
+
+def _slices(client, table: str) -> dict[tuple[str, str], Decimal]:
+    query = f"SELECT DimensionKey, DimensionValue, sum(Quantity) FROM {table} GROUP BY 1, 2"
+    return {(key, value): total for key, value, total in client.query(query).result_rows}
+
+
+def test_quantities_are_the_values_decimal_digits_summed_exactly(clickhouse):
+    usage = {"user.id": "u", "feature.key": "f"}
+    _insert_usage(clickhouse, [(usage, 0.1), (usage, 0.2), (usage, 123456789012345.0), (usage, 0.7), (usage, 1.25e-7)])
+    for table in (tables.USAGE_MINUTE, tables.USAGE_DAY, tables.USAGE_MONTH, tables.USAGE_INGEST):
+        assert _slices(clickhouse, table) == {("", ""): Decimal("123456789012346.0")}, table
+
+
+def test_a_point_adds_to_its_total_and_to_each_allow_listed_attribute_it_carries(chdb_url, database):
+    client = connect(chdb_url, database, create_database=True)
+    try:
+        migrate(client, SchemaOptions(dimension_attributes=("model", "region")))
+        base = {"user.id": "u", "feature.key": "f"}
+        _insert_usage(
+            client,
+            [
+                (base | {"model": "gpt-4o", "region": "eu", "team": "a"}, 2.5),
+                (base | {"model": "mini"}, 1.0),
+                (base | {"team": "b"}, 4.0),
+            ],
+        )
+        expected = {
+            ("", ""): Decimal("7.5"),
+            ("model", "gpt-4o"): Decimal("2.5"),
+            ("model", "mini"): Decimal("1"),
+            ("region", "eu"): Decimal("2.5"),
+        }
+        for table in (tables.USAGE_MINUTE, tables.USAGE_DAY, tables.USAGE_MONTH, tables.USAGE_INGEST):
+            assert _slices(client, table) == expected, table
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS `{database}`")
+        client.close()
+
+
+def test_migrate_writes_the_allow_list_and_retires_names_no_longer_listed_without_deleting_rows(chdb_url, database):
+    client = connect(chdb_url, database, create_database=True)
+    try:
+        migrate(client, SchemaOptions(dimension_attributes=("region", "model")))
+        assert dimension_attributes(client) == ["model", "region"]
+        first = client.query(f"SELECT max(Version) FROM {tables.USAGE_DIMENSIONS}").result_rows[0][0]
+        migrate(client, SchemaOptions(dimension_attributes=("region", "model")))
+        assert client.query(f"SELECT count() FROM {tables.USAGE_DIMENSIONS}").result_rows[0][0] == 2, "unchanged"
+        migrate(client, SchemaOptions(dimension_attributes=("region", "plan.tier")))
+        assert dimension_attributes(client) == ["plan.tier", "region"]
+        rows = client.query(
+            f"SELECT Attribute, Active, Version FROM {tables.USAGE_DIMENSIONS} ORDER BY Version"
+        ).result_rows
+        assert ("model", False) in [(a, active) for a, active, version in rows if version > first]
+        assert ("region", True, first) in rows, "a name that stays listed keeps its row"
+        usage = {"user.id": "u", "feature.key": "f", "model": "gpt-4o", "plan.tier": "pro"}
+        _insert_usage(client, [(usage, 3.0)])
+        assert set(_slices(client, tables.USAGE_DAY)) == {("", ""), ("plan.tier", "pro")}
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS `{database}`")
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        (("user.id",), "identifies the usage itself"),
+        (("feature.key",), "identifies the usage itself"),
+        (("model", "model"), "listed twice"),
+        (("a b",), "1 to 64 characters"),
+        (("x" * 65,), "1 to 64 characters"),
+        (("",), "1 to 64 characters"),
+        (tuple(f"d{n}" for n in range(17)), "at most 16"),
+    ],
+)
+def test_a_bad_allow_list_is_refused_naming_the_problem(names, problem):
+    with pytest.raises(SchemaError, match=problem):
+        SchemaOptions(dimension_attributes=names)
+
+
+def test_the_allow_list_setting_is_read_comma_separated_and_checked(monkeypatch):
+    monkeypatch.setenv("USAGEMETER_DIMENSION_ATTRIBUTES", " model, region ,,")
+    assert ClickHouseSettings().schema_options().dimension_attributes == ("model", "region")
+    assert StorageSettings().dimension_attributes == ("model", "region")
+    monkeypatch.setenv("USAGEMETER_DIMENSION_ATTRIBUTES", "model,user.id")
+    with pytest.raises(ValidationError) as refused:
+        ClickHouseSettings()
+    assert "USAGEMETER_DIMENSION_ATTRIBUTES" in settings_problem(refused.value)
+    assert "'user.id' identifies the usage itself" in settings_problem(refused.value)
 
 
 def test_retention_is_applied_to_existing_tables(clickhouse):
@@ -77,6 +188,9 @@ def test_retention_is_applied_to_existing_tables(clickhouse):
     )
     assert "toIntervalDay(7)" in engines[tables.METRICS_SUM]
     assert "toIntervalDay(90)" in engines[tables.USAGE_DAY]
+    assert "toIntervalDay(90)" in engines[tables.USAGE_MINUTE]
+    assert "toIntervalDay(32)" in engines[tables.USAGE_INGEST], "the ingest rollup keeps its fixed 32 days"
+    assert " TTL " not in engines[tables.USAGE_MONTH], "lifetime totals are kept for good"
 
 
 @pytest.mark.parametrize("bad", [{"raw_retention_days": 0}, {"cluster": "x; DROP"}])
@@ -107,3 +221,13 @@ def test_a_single_server_keeps_its_tables_without_local_or_distributed_ones(clic
 def test_listed_cluster_hosts_must_be_http_urls(url):
     with pytest.raises(SchemaError, match="invalid ClickHouse host URL"):
         migrate_deployment("http://u:p@127.0.0.1:1", "usagemeter", SchemaOptions(cluster="pair"), [url])
+
+
+def test_migrate_refuses_a_bad_allow_list_in_one_line_naming_the_variable(tmp_path):
+    env = server_env(f"chdb://{tmp_path / 'engine'}", "usagemeter", dimension_attributes="model,feature.key")
+    result = usagemeter("migrate", env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "usagemeter migrate: invalid settings: USAGEMETER_DIMENSION_ATTRIBUTES Value error, "
+        "dimension attribute 'feature.key' identifies the usage itself and cannot slice it"
+    )

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from usagemeter_clickhouse import SchemaError, SchemaOptions, available_migrations, tables
+from usagemeter_clickhouse._cluster import one_per_shard
 from usagemeter_clickhouse._migrate import ledger_statement
 
 CLUSTER = "metering"
@@ -24,6 +25,24 @@ def engine(statement: str) -> str:
     return match[1] if match else ""
 
 
+def _host_table(statement: str) -> bool:
+    match = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)
+    return bool(match) and match[1] in tables.HOST_TABLES  # type: ignore[index]
+
+
+@pytest.mark.parametrize("options", [SHARDED, REPLICATED], ids=["sharded", "replicated"])
+def test_the_dimension_allow_list_is_a_plain_table_on_every_host(options: SchemaOptions) -> None:
+    statements = rendered(options)
+    created = [s for s in statements if _host_table(s)]
+    assert [re.search(r"EXISTS (\w+)", s)[1] for s in created] == [tables.USAGE_DIMENSIONS]  # type: ignore[index]
+    assert engine(created[0]) == "ReplacingMergeTree"
+    assert options.on_cluster in created[0].splitlines()[0]
+    assert not any(
+        f"{tables.USAGE_DIMENSIONS}_local" in s or ("Distributed" in s and tables.USAGE_DIMENSIONS in s)
+        for s in statements
+    )
+
+
 def test_every_replicated_statement_runs_on_the_whole_cluster() -> None:
     for statement in rendered(REPLICATED):
         if statement.startswith(("CREATE", "ALTER")):
@@ -31,8 +50,8 @@ def test_every_replicated_statement_runs_on_the_whole_cluster() -> None:
 
 
 def test_every_replicated_table_has_a_replicated_engine_with_keeper_path_and_replica_macros() -> None:
-    merge_trees = [s for s in rendered(REPLICATED) if "MergeTree" in engine(s)]
-    assert len(merge_trees) == 1 + 13  # the ledger and every data table
+    merge_trees = [s for s in rendered(REPLICATED) if "MergeTree" in engine(s) and not _host_table(s)]
+    assert len(merge_trees) == 1 + 19  # the ledger and every data table
     for statement in merge_trees:
         assert engine(statement).startswith("Replicated"), statement[:120]
         assert "'/clickhouse/tables/" in statement and "{replica}" in statement
@@ -40,6 +59,11 @@ def test_every_replicated_table_has_a_replicated_engine_with_keeper_path_and_rep
     assert all("'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'" in s for s in data_tables)
     day = next(s for s in data_tables if "feature_usage_day_local" in s)
     assert "ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', Uses)" in day
+    quantities = next(s for s in data_tables if "usage_day_local" in s and "feature_" not in s)
+    assert (
+        "ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', Quantity)"
+        in quantities
+    )
     ledger = merge_trees[0]
     assert (
         "ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}', AppliedAt)"
@@ -73,11 +97,19 @@ def test_rollup_views_read_and_write_the_shards_own_tables_and_landing_views_the
     views = [s for s in rendered(options) if s.startswith("CREATE MATERIALIZED VIEW")]
     for view in views:
         target = re.search(r"\bTO (\w+)", view)[1]  # type: ignore[index]
-        source = re.findall(r"\bFROM (\w+)", view)[-1]
-        if source.startswith("otel_metrics_landing_"):
+        sources = [name for name in re.findall(r"\bFROM (\w+)", view) if name not in tables.HOST_TABLES]
+        if sources[-1].startswith("otel_metrics_landing_"):
             assert not target.endswith("_local"), view[:120]
         else:
-            assert source.endswith("_local") and target.endswith("_local"), view[:120]
+            assert all(s.endswith("_local") for s in sources) and target.endswith("_local"), view[:120]
+
+
+@pytest.mark.parametrize("options", [SHARDED, REPLICATED], ids=["sharded", "replicated"])
+def test_usage_views_read_the_allow_list_of_the_host_the_rows_arrive_on(options: SchemaOptions) -> None:
+    views = [s for s in rendered(options) if s.startswith("CREATE MATERIALIZED VIEW") and "feature.usage" in s]
+    sliced = [v for v in views if f"FROM {tables.USAGE_DIMENSIONS} FINAL WHERE Active" in v]
+    assert len(sliced) == 4  # minute, day, month, ingest
+    assert all(re.search(r"\bTO usage_\w+_local", v) for v in sliced)
 
 
 def test_the_sharded_schema_needs_no_keeper() -> None:
@@ -102,8 +134,28 @@ def test_replication_needs_a_cluster() -> None:
 def test_every_table_holding_data_on_a_cluster_is_a_shards_local_table(options: SchemaOptions) -> None:
     """A migration that creates a data table without ``{{LOCAL}}`` and its ``{{DISTRIBUTED}}`` fails here."""
     for statement in rendered(options)[1:]:
+        if _host_table(statement):
+            continue
         if "MergeTree" in engine(statement):
             name = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)[1]  # type: ignore[index]
             assert name.endswith("_local"), name
         elif statement.startswith("CREATE TABLE"):
             assert engine(statement) in ("Distributed", "Null"), statement[:120]
+
+
+@pytest.mark.parametrize("options", [SHARDED, REPLICATED], ids=["sharded", "replicated"])
+def test_data_statements_read_and_write_one_shards_own_tables(options: SchemaOptions) -> None:
+    """So each host of a sharded cluster, and one replica per shard of a replicated one, copies its own rows."""
+    inserts = [s for s in rendered(options) if s.startswith("INSERT")]
+    assert len(inserts) == 6  # conversions (0005), trace lookups (0010) and the four usage rollups (0011)
+    for statement in inserts:
+        read = re.findall(r"\bFROM (\w+)", statement)
+        assert re.match(r"INSERT INTO \w+_local\b", statement), statement[:120]
+        assert all(name.endswith("_local") or name == "system" for name in read), statement[:200]
+        assert "ON CLUSTER" not in statement
+
+
+def test_one_replica_of_each_shard_runs_the_data_statements() -> None:
+    first, second, third = object(), object(), object()
+    members = [(first, "1"), (second, "1"), (third, "2")]
+    assert one_per_shard(members) == [first, third]  # type: ignore[arg-type]

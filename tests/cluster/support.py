@@ -16,9 +16,11 @@ def cluster_env(entry: ClickHouseServer, database: str, **extra: str) -> dict[st
     return server_env(entry.url(), database, clickhouse_cluster=CLUSTER, **extra)
 
 
-def local_usage(server: ClickHouseServer, database: str, table: str, column: str = "Uses") -> dict[str, float]:
-    """Per-user totals in the shard's own ``table`` on ``server`` alone."""
-    answer = server.query(f"SELECT UserId, sum({column}) FROM `{database}`.{table} GROUP BY UserId FORMAT TSV")
+def local_usage(server: ClickHouseServer, database: str, table: str) -> dict[str, float]:
+    """Per-user feature totals in the shard's own usage rollup ``table`` on ``server`` alone."""
+    answer = server.query(
+        f"SELECT UserId, sum(Quantity) FROM `{database}`.{table} WHERE DimensionKey = '' GROUP BY UserId FORMAT TSV"
+    )
     return {user: float(total) for user, total in (line.split("\t") for line in answer.splitlines())}
 
 

@@ -19,7 +19,7 @@ from usagemeter_collector._drain.writer import INSERT_SETTINGS
 
 #: Enough users that both shards hold some of them.
 USES = {f"user-{n}": n + 1 for n in range(12)}
-ROLLUPS = ("feature_usage_minute_local", "feature_usage_day_local", "feature_usage_ingest_local")
+ROLLUPS = ("usage_minute_local", "usage_day_local", "usage_month_local", "usage_ingest_local")
 
 
 def usage_request(uses: dict[str, int]) -> bytes:

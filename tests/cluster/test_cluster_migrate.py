@@ -21,6 +21,9 @@ PUBLIC_TABLES = (
     tables.USAGE_MINUTE,
     tables.USAGE_DAY,
     tables.USAGE_INGEST,
+    tables.USAGE_MONTH,
+    tables.USAGE_CORRECTIONS,
+    tables.USAGE_GRANTS,
     tables.PLANS,
     tables.PLAN_ASSIGNMENTS,
     tables.CONVERSIONS_DAY,
@@ -57,16 +60,27 @@ def test_sharding_keys_keep_a_users_usage_and_plan_on_one_shard(
 ) -> None:
     found = engines(clickhouse_cluster[1], cluster_database)
     assert found[tables.METRICS_SUM].endswith("cityHash64(Attributes['user.id']))")
-    for table in (tables.USAGE_MINUTE, tables.USAGE_DAY, tables.USAGE_INGEST, tables.PLAN_ASSIGNMENTS):
+    for table in (
+        tables.USAGE_MINUTE,
+        tables.USAGE_DAY,
+        tables.USAGE_MONTH,
+        tables.USAGE_INGEST,
+        tables.USAGE_CORRECTIONS,
+        tables.USAGE_GRANTS,
+        tables.PLAN_ASSIGNMENTS,
+    ):
         assert found[table].endswith("cityHash64(UserId))"), table
     assert found[tables.PLANS].endswith("cityHash64(PlanId))")
     views = clickhouse_cluster[1].query(
         f"SELECT name, create_table_query FROM system.tables WHERE database = '{cluster_database}' "
         "AND engine = 'MaterializedView' FORMAT TSVRaw"
     )
-    rollup_view = next(line for line in views.splitlines() if line.startswith("feature_usage_day_mv"))
-    assert f"TO {cluster_database}.feature_usage_day_local" in rollup_view
+    rollup_view = next(line for line in views.splitlines() if line.startswith("usage_day_mv"))
+    assert f"TO {cluster_database}.usage_day_local" in rollup_view
     assert f"FROM {cluster_database}.otel_metrics_sum_local" in rollup_view
+    # The allow-list each host's views read is that host's own table, not a Distributed one.
+    assert f"FROM {cluster_database}.usage_dimensions FINAL" in rollup_view
+    assert engines(clickhouse_cluster[1], cluster_database)[tables.USAGE_DIMENSIONS].startswith("ReplacingMergeTree")
     landing_view = next(line for line in views.splitlines() if line.startswith("otel_metrics_sum_landing_mv"))
     assert f"TO {cluster_database}.otel_metrics_sum " in landing_view
 

@@ -163,7 +163,7 @@ def test_during_a_shard_outage_live_shard_quotas_stay_fresh_others_are_last_know
         for collector in collectors:
             collector.wait_drained()
         wait_for_used(apis, {user: float(total) for user, total in acknowledged.items()})
-        on_stopped_shard = set(local_usage(down, database, "feature_usage_day_local"))
+        on_stopped_shard = set(local_usage(down, database, "usage_day_local"))
         assert on_stopped_shard and on_stopped_shard != set(USERS), "both shards hold some users' usage"
         # A plan change just before the outage: the catalog each API holds through it must have it.
         for api in apis:
@@ -175,7 +175,9 @@ def test_during_a_shard_outage_live_shard_quotas_stay_fresh_others_are_last_know
         outage = Outage(on_stopped_shard, dict(acknowledged), datetime.now(UTC), acknowledged)
         # The profile is in force: a query of its own answers from the live shard alone.
         someone = min(on_stopped_shard)
-        partial = live.query(f"SELECT sum(Uses) FROM `{database}`.feature_usage_day WHERE UserId = '{someone}'")
+        partial = live.query(
+            f"SELECT sum(Quantity) FROM `{database}`.usage_day WHERE UserId = '{someone}' AND DimensionKey = ''"
+        )
         assert float(partial) < outage.before[someone]
         refused = assign(apis[0], USERS[1], "enterprise")
         assert refused.status_code == 503 and refused.json()["detail"], refused.text
@@ -199,7 +201,7 @@ def test_during_a_shard_outage_live_shard_quotas_stay_fresh_others_are_last_know
         for collector in collectors:
             collector.wait_drained(timeout=120)
         wait_for_used(apis, {user: float(total) for user, total in acknowledged.items()})
-        assert local_usage(down, database, "feature_usage_day_local"), "the restarted shard holds its users"
+        assert local_usage(down, database, "usage_day_local"), "the restarted shard holds its users"
         assert round_ >= 2
     finally:
         for service in [*collectors, *apis]:

@@ -44,7 +44,7 @@ def test_usage_is_exact_through_two_collectors_and_two_apis_on_different_nodes(
         for collector in collectors:
             collector.wait_drained()
         wait_for_used(apis, {user: float(total) for user, total in expected.items()})
-        per_shard = [local_usage(server, cluster_database, "feature_usage_day_local") for server in clickhouse_cluster]
+        per_shard = [local_usage(server, cluster_database, "usage_day_local") for server in clickhouse_cluster]
         assert all(per_shard), "both shards hold some users' usage"
         assert not set(per_shard[0]) & set(per_shard[1]), "a user's usage lives on one shard"
         assert_every_read_answers(apis, USERS[0], expected[USERS[0]])

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,13 +132,13 @@ def collector(start_collector: Callable[..., Collector]) -> Collector:
     return start_collector()
 
 
-def usage_by_user(client: Client, feature: str | None = None) -> dict[str, float]:
-    """Metered uses per user from the minute rollup, once the running collectors' spools are drained."""
+def usage_by_user(client: Client, feature: str | None = None) -> dict[str, Decimal]:
+    """Feature totals per user from the minute rollup, once the running collectors' spools are drained."""
     wait_drained()
-    query = f"SELECT UserId, sum(Uses) FROM {tables.USAGE_MINUTE}"
+    query = f"SELECT UserId, sum(Quantity) FROM {tables.USAGE_MINUTE} WHERE DimensionKey = ''"
     parameters: dict[str, Any] = {}
     if feature is not None:
-        query += " WHERE FeatureKey = {feature:String}"
+        query += " AND FeatureKey = {feature:String}"
         parameters["feature"] = feature
     rows = client.query(query + " GROUP BY UserId", parameters=parameters).result_rows
     return {user: uses for user, uses in rows}

@@ -26,7 +26,9 @@ _QUERY_TOTALS = f"""
 import json, sys
 from usagemeter_clickhouse import connect, embedded_url
 client = connect(embedded_url(sys.argv[1]), "usagemeter")
-rows = client.query("SELECT UserId, sum(Uses) FROM {tables.USAGE_MINUTE} GROUP BY UserId").result_rows
+rows = client.query(
+    "SELECT UserId, toFloat64(sum(Quantity)) FROM {tables.USAGE_MINUTE} WHERE DimensionKey = '' GROUP BY UserId"
+).result_rows
 print(json.dumps(dict(rows)))
 """
 

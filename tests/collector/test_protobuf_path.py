@@ -36,6 +36,7 @@ _TABLES = (
     tables.METRICS_SUMMARY,
     tables.USAGE_MINUTE,
     tables.USAGE_DAY,
+    tables.USAGE_MONTH,
 )
 
 
@@ -177,7 +178,7 @@ def _distributions(time_ns: int) -> list[Metric]:
 
 def _rows(client: Client, table: str) -> list[str]:
     # FINAL: the rollups sum rows up in background merges, which run at their own times in each database.
-    final = " FINAL" if table in (tables.USAGE_MINUTE, tables.USAGE_DAY) else ""
+    final = " FINAL" if table in (tables.USAGE_MINUTE, tables.USAGE_DAY, tables.USAGE_MONTH) else ""
     rows = client.query(f"SELECT * FROM {table}{final}").result_rows
     # repr: NaN compares unequal to itself, its repr does not.
     return sorted(repr(row) for row in rows)
@@ -253,7 +254,9 @@ def test_requests_with_array_attributes_take_the_row_path(start_collector, click
     ).result_rows
     assert stored == [('[1,"b"]',)]
     assert dict(
-        clickhouse.query(f"SELECT UserId, sum(Uses) FROM {tables.USAGE_MINUTE} GROUP BY UserId").result_rows
+        clickhouse.query(
+            f"SELECT UserId, sum(Quantity) FROM {tables.USAGE_MINUTE} WHERE DimensionKey = '' GROUP BY UserId"
+        ).result_rows
     ) == {
         "u0": 0.5,
         "u1": 1.0,

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.grafana.rows import (
     ns,
     usage_as_metric,
 )
-from usagemeter_clickhouse import Client, connect, migrate, tables
+from usagemeter_clickhouse import Client, SchemaOptions, connect, migrate, tables
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "grafana" / "provisioning"
@@ -111,7 +112,8 @@ def _usage_points(now: datetime) -> list[UsagePoint]:
             for u, user in enumerate(USERS):
                 for i, ago in enumerate(MINUTES_AGO):
                     moment = now - timedelta(minutes=ago, seconds=7 * u)
-                    points.append(UsagePoint(service, feature, user, ns(moment), float((i + u) % 4 + 1)))
+                    value, model = float((i + u) % 4 + 1), MODELS[(i + u) % len(MODELS)]
+                    points.append(UsagePoint(service, feature, user, ns(moment), value, model))
     return points
 
 
@@ -187,6 +189,24 @@ def _insert_spans(client: Client, spans: list[UseSpan], now: datetime) -> int:
     return len(requests)
 
 
+#: A correction and its undoing, recorded for every user and feature with usage: visible, and adding up to nothing.
+CORRECTIONS = ((Decimal("0.5"), "double-counted retry"), (Decimal("-0.5"), "undo: the retry was real"))
+
+
+def _insert_corrections(client: Client, usage: list[UsagePoint]) -> None:
+    latest: dict[tuple[str, str], int] = {}
+    for p in usage:
+        latest[(p.user, p.feature)] = max(p.time_ns, latest.get((p.user, p.feature), 0))
+    rows = [
+        [uuid.uuid4(), user, feature, "", "", moment, amount, reason, "operator", moment]
+        for (user, feature), at in latest.items()
+        for moment in [datetime.fromtimestamp(at // 1_000_000_000, UTC)]
+        for amount, reason in CORRECTIONS
+    ]
+    columns = ["CorrectionId", "UserId", "FeatureKey", "DimensionKey", "DimensionValue", "OccurredAt", "Quantity"]
+    client.insert(tables.USAGE_CORRECTIONS, rows, column_names=[*columns, "Reason", "RecordedBy", "RecordedAt"])
+
+
 def _seed_time() -> datetime:
     now = datetime.now(UTC).replace(microsecond=0)
     # Queries run as of one second later; both must fall on the same UTC day.
@@ -198,7 +218,7 @@ def clickhouse(chdb_url: str) -> Iterator[Client]:
     """One migrated database for every test here: they only read, so they share it and its data."""
     database = f"t_grafana_{uuid.uuid4().hex[:8]}"
     client = connect(chdb_url, database, create_database=True)
-    migrate(client)
+    migrate(client, SchemaOptions(dimension_attributes=("model",)))
     yield client
     client.command(f"DROP DATABASE IF EXISTS `{database}`")
     client.close()
@@ -216,5 +236,6 @@ def seeded(clickhouse: Client) -> SeededData:
     earlier = [usage_as_metric(p) for p in seed_quotas.earlier_usage(now)] + _earlier_conversions(now)
     insert_sums(clickhouse, [usage_as_metric(p) for p in usage] + others + earlier)
     other_spans = _insert_spans(clickhouse, spans, now)
+    _insert_corrections(clickhouse, usage)
     seed_collector.insert(clickhouse, now)
     return SeededData(now, tuple(usage), tuple(spans), tuple(others), other_spans)

@@ -58,6 +58,8 @@ class UsagePoint:
     user: str
     time_ns: int
     value: float
+    #: The allow-listed dimension attribute the point carries.
+    model: str = "gpt-4o-mini"
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class HistogramPoint:
 
 
 def usage_as_metric(point: UsagePoint) -> MetricPoint:
-    attributes = {tables.USER_ATTRIBUTE: point.user, tables.FEATURE_ATTRIBUTE: point.feature}
+    attributes = {tables.USER_ATTRIBUTE: point.user, tables.FEATURE_ATTRIBUTE: point.feature, "model": point.model}
     return MetricPoint(point.service, tables.USAGE_METRIC, attributes, point.time_ns, point.value)
 
 

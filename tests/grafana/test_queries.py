@@ -8,6 +8,7 @@ import pytest
 
 from tests.grafana.conftest import (
     CONVERSIONS,
+    CORRECTIONS,
     DASHBOARD_FILES,
     EARLIER_CONVERSIONS,
     FEATURES_BY_SERVICE,
@@ -104,3 +105,27 @@ def test_conversions_in_the_business_row(clickhouse: Client, seeded: SeededData)
     assert {row["conversion"]: row["conversions"] for row in rows} == {"lead": 9.0, "signup": 3.0, "upgrade": 2.0}
     worker_only = {**everything, "service": ["batch-worker"]}
     assert scalar(runner, panel_sql(dashboard, "Conversions this month"), worker_only) == 4.0
+
+
+def test_usage_by_dimension_value_sums_each_model_in_the_features_unit(clickhouse: Client, seeded: SeededData):
+    dashboard = dashboard_titled("Feature usage")
+    runner = Runner(clickhouse, dashboard, seeded)
+    rows = records(runner, panel_sql(dashboard, "Usage by dimension value"), all_selected(dashboard))
+    expected: dict[tuple[str, str], float] = {}
+    for p in seeded.usage:
+        expected[(p.feature, p.model)] = expected.get((p.feature, p.model), 0) + p.value
+    assert {(row["feature"], row["value"]): row["quantity"] for row in rows} == expected
+    assert {(row["dimension"], row["unit"]) for row in rows} == {("model", "uses")}
+
+
+def test_corrections_are_listed_with_their_reason_and_who_recorded_them(clickhouse: Client, seeded: SeededData):
+    dashboard = dashboard_titled("Feature usage")
+    runner = Runner(clickhouse, dashboard, seeded)
+    rows = records(runner, panel_sql(dashboard, "Corrections"), {**all_selected(dashboard), "user": ["alice"]})
+    assert sorted((row["feature"], row["amount"], row["reason"], row["recorded_by"]) for row in rows) == sorted(
+        (feature, float(amount), reason, "operator")
+        for feature in {p.feature for p in seeded.usage if p.user == "alice"}
+        for amount, reason in CORRECTIONS
+    )
+    # A correction and its undoing: every usage total is as if neither had been recorded.
+    assert scalar(runner, panel_sql(dashboard, "Uses"), all_selected(dashboard)) == sum(p.value for p in seeded.usage)

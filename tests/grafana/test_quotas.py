@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 from tests.grafana.conftest import SeededData
+from tests.grafana.rows import UsagePoint, insert_sums, ns, usage_as_metric
 from tests.grafana.runner import Runner, all_selected, dashboard_titled, panel_sql, records, scalar
-from tests.grafana.seed_quotas import AI, DEFAULT_PLAN, NEAR, OVER, PDF, PLAN_OF, PLAN_VERSIONS
+from tests.grafana.seed_quotas import AI, DEFAULT_PLAN, NEAR, OVER, PDF, PLAN_OF, PLAN_VERSIONS, SERVICE
 from usagemeter_api.domain.near_limit import near_limit_users
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import load_plans
-from usagemeter_clickhouse import Client
+from usagemeter_clickhouse import Client, connect, migrate, tables
 
 
 def _runner(clickhouse: Client, seeded: SeededData) -> Runner:
@@ -115,3 +118,56 @@ def test_burn_down_climbs_to_the_period_total(clickhouse: Client, seeded: Seeded
 
 def _day(time_ns: int) -> date:
     return datetime.fromtimestamp(time_ns // 1_000_000_000, UTC).date()
+
+
+def test_limits_stored_with_units_read_their_limit_over_the_plans_period_and_their_unit(chdb_url: str):
+    """A plan stored by this release holds ``{feature: {"unit", "limits": [...]}}``; earlier rows hold numbers."""
+    database = f"t_units_{uuid.uuid4().hex[:8]}"
+    client = connect(chdb_url, database, create_database=True)
+    try:
+        migrate(client)
+        tokens = {
+            "unit": "tokens",
+            "dimension": "model",
+            "limits": [
+                {"window": "5h", "limit": 10, "dimension_value": None},
+                {"window": "month", "limit": 1000.5, "dimension_value": None},
+                {"window": "month", "limit": 20, "dimension_value": "gpt-4o"},
+            ],
+        }
+        limits = json.dumps({"ai_tokens": tokens, AI: 10, PDF: None})
+        client.insert(
+            tables.PLANS,
+            [["metered", "Metered", "month", 0.8, "hard", limits, True, 1]],
+            column_names=[
+                "PlanId",
+                "Name",
+                "Period",
+                "NearLimitRatio",
+                "Enforcement",
+                "Limits",
+                "IsDefault",
+                "Version",
+            ],
+        )
+        now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        usage = [UsagePoint(SERVICE, "ai_tokens", "mia", ns(now), 900.25), UsagePoint(SERVICE, AI, "mia", ns(now), 9.0)]
+        insert_sums(client, [usage_as_metric(p) for p in usage])
+        seeded = SeededData(now, tuple(usage), (), (), 0)
+        runner = Runner(client, dashboard_titled("Quotas"), seeded)
+        rows = {row["feature"]: row for row in _near_or_over(runner, all_selected(runner.dashboard))}
+        assert (rows["ai_tokens"]["unit"], rows["ai_tokens"]["used"], rows["ai_tokens"]["limit"]) == (
+            "tokens",
+            900.25,
+            1000.5,
+        )
+        assert (rows[AI]["unit"], rows[AI]["used"], rows[AI]["limit"]) == ("uses", 9.0, 10)
+        assert PDF not in rows
+        usage_runner = Runner(client, dashboard_titled("Feature usage"), seeded)
+        bar = records(
+            usage_runner, panel_sql(usage_runner.dashboard, "Uses by feature"), all_selected(usage_runner.dashboard)
+        )
+        assert {row["feature"] for row in bar} >= {"ai_tokens (tokens)", f"{AI} (uses)"}
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS `{database}`")
+        client.close()

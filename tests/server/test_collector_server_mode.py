@@ -38,8 +38,8 @@ QUICK_RETRIES = {"retry_initial_seconds": "0.1", "retry_max_seconds": "1"}
 def usage_totals(server: ClickHouseServer, database: str) -> dict[str, int]:
     """Metered uses per user of ``FEATURE``, as the server's minute rollup holds them."""
     answer = server.query(
-        f"SELECT UserId, sum(Uses) FROM `{database}`.{tables.USAGE_MINUTE} "
-        f"WHERE FeatureKey = '{FEATURE}' GROUP BY UserId ORDER BY UserId"
+        f"SELECT UserId, sum(Quantity) FROM `{database}`.{tables.USAGE_MINUTE} "
+        f"WHERE FeatureKey = '{FEATURE}' AND DimensionKey = '' GROUP BY UserId ORDER BY UserId"
     )
     return {user: int(float(total)) for user, total in (line.split("\t") for line in answer.splitlines())}
 

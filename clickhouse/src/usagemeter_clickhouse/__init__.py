@@ -11,16 +11,23 @@ from __future__ import annotations
 from usagemeter_clickhouse import tables
 from usagemeter_clickhouse._client import Client, check_database_name, connect, embedded_url, release_freed_memory
 from usagemeter_clickhouse._cluster import Host, cluster_hosts, migrate_deployment
+from usagemeter_clickhouse._dimensions import (
+    MAX_DIMENSION_ATTRIBUTES,
+    check_dimension_attributes,
+    dimension_attributes,
+    write_dimensions,
+)
 from usagemeter_clickhouse._errors import (
     DataDirectoryInUse,
     MigrationError,
     SchemaError,
     UsagemeterClickHouseError,
 )
-from usagemeter_clickhouse._migrate import Migration, applied_versions, available_migrations, migrate
+from usagemeter_clickhouse._migrate import Migration, applied_versions, apply_migration, available_migrations, migrate
 from usagemeter_clickhouse._render import SchemaOptions
 
 __all__ = [
+    "MAX_DIMENSION_ATTRIBUTES",
     "Client",
     "DataDirectoryInUse",
     "Host",
@@ -30,13 +37,17 @@ __all__ = [
     "SchemaOptions",
     "UsagemeterClickHouseError",
     "applied_versions",
+    "apply_migration",
     "available_migrations",
     "check_database_name",
+    "check_dimension_attributes",
     "cluster_hosts",
     "connect",
+    "dimension_attributes",
     "embedded_url",
     "migrate",
     "migrate_deployment",
     "release_freed_memory",
     "tables",
+    "write_dimensions",
 ]

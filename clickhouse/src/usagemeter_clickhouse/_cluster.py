@@ -5,6 +5,10 @@ schema (its local tables, the rollup views over them, the ``Distributed`` tables
 landing tables) and keeps its own migrations ledger. The hosts are read from the entry
 node's ``system.clusters``; each one's HTTP port is asked of the host itself over the
 native protocol, with the entry URL's credentials.
+
+A replicated cluster gets its DDL once, through Keeper, from the entry host; its data
+statements run on one replica of every shard (each host's ``shard`` macro says which),
+and the dimension allow-list, a table of each host's own, is written on every host.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from urllib.parse import quote, unquote, urlsplit
 from clickhouse_connect.driver.client import Client
 
 from usagemeter_clickhouse._client import connect
+from usagemeter_clickhouse._dimensions import write_dimensions
 from usagemeter_clickhouse._errors import MigrationError, SchemaError
 from usagemeter_clickhouse._migrate import Migration, migrate
 from usagemeter_clickhouse._render import SchemaOptions
@@ -49,14 +54,15 @@ def migrate_deployment(
     """
     if options.cluster is not None and urlsplit(url).scheme not in ("http", "https"):
         raise SchemaError("a ClickHouse cluster needs a server URL (http(s)://...), not the embedded engine")
-    if options.cluster is None or options.replicated:
-        if options.replicated:
-            _create_database_on_cluster(url, database, options)
-        # One server (or the entry of a replicated cluster): its errors already name it.
+    if options.cluster is None:
+        # One server: its errors already name it.
         return {_display(url): _migrate_database(url, database, options)}
     hosts = [_with_credentials(u, url) for u in host_urls] if host_urls else cluster_hosts(url, options.cluster)
     for host in hosts:
         _check_reachable(host)
+    if options.replicated:
+        _create_database_on_cluster(url, database, options)
+        return {_display(url): _migrate_replicated(url, database, options, hosts)}
     return {host.name: _migrate_one(host, database, options) for host in hosts}
 
 
@@ -102,6 +108,37 @@ def _migrate_database(url: str, database: str, options: SchemaOptions) -> list[M
         return migrate(client, options)
     finally:
         client.close()
+
+
+def _migrate_replicated(url: str, database: str, options: SchemaOptions, hosts: Sequence[Host]) -> list[Migration]:
+    """Migrate through the entry host, with data statements on one replica per shard; then every host's allow-list."""
+    clients = {host.name: connect(host.url, database) for host in hosts}
+    entry = connect(url, database)
+    try:
+        shards = one_per_shard([(clients[host.name], _shard_of(clients[host.name], host)) for host in hosts])
+        applied = migrate(entry, options, shards)
+        for host in hosts:
+            write_dimensions(clients[host.name], options.dimension_attributes)
+        return applied
+    finally:
+        entry.close()
+        for client in clients.values():
+            client.close()
+
+
+def one_per_shard(members: Sequence[tuple[Client, str]]) -> list[Client]:
+    """The first client listed of each shard, in the order the shards first appear."""
+    chosen: dict[str, Client] = {}
+    for client, shard in members:
+        chosen.setdefault(shard, client)
+    return list(chosen.values())
+
+
+def _shard_of(client: Client, host: Host) -> str:
+    try:
+        return str(client.query("SELECT getMacro('shard')").result_rows[0][0])
+    except Exception as exc:
+        raise MigrationError(f"cannot read the shard macro of ClickHouse host {host.name}: {exc}") from exc
 
 
 def _migrate_one(host: Host, database: str, options: SchemaOptions) -> list[Migration]:

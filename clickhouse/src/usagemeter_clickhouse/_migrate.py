@@ -6,6 +6,11 @@ are filled from :class:`SchemaOptions` (see ``_render``), which is how one schem
 serves a single embedded engine, a sharded cluster and a replicated one.
 :func:`migrate` prepares one database on one server; ``_cluster`` runs it on
 every host of a sharded cluster.
+
+Data statements (``INSERT``: copies of existing rows into new tables) read and write
+one shard's own tables. A sharded cluster's hosts each run the whole file; on a
+replicated cluster the DDL runs once through Keeper, so the data statements go to
+one replica of every shard (``shards``), whose replicas then fetch the rows.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -20,6 +26,7 @@ from importlib import resources
 from clickhouse_connect.driver.client import Client
 
 from usagemeter_clickhouse import tables
+from usagemeter_clickhouse._dimensions import write_dimensions
 from usagemeter_clickhouse._errors import MigrationError
 from usagemeter_clickhouse._render import SchemaOptions, render
 
@@ -80,34 +87,46 @@ def applied_versions(client: Client) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-def migrate(client: Client, options: SchemaOptions | None = None) -> list[Migration]:
-    """Apply pending migrations, record them, then bring TTLs to ``options``.
+def migrate(client: Client, options: SchemaOptions | None = None, shards: Sequence[Client] = ()) -> list[Migration]:
+    """Apply pending migrations, record them, then bring TTLs and the dimension allow-list to ``options``.
 
     Every statement is idempotent, so re-running after a crash between a
-    statement and its record is safe. Returns the migrations applied now.
+    statement and its record is safe. ``shards``: one client per shard of a
+    replicated cluster, which its data statements run on. Returns the migrations
+    applied now.
     """
     options = options or SchemaOptions()
     client.command(ledger_statement(options))
     done = applied_versions(client)
-    applied = []
-    for migration in available_migrations():
-        if migration.version in done:
-            continue
-        for statement in migration.statements(options, client.database or "default"):
+    applied = [m for m in available_migrations() if m.version not in done]
+    for migration in applied:
+        apply_migration(client, migration, options, shards)
+    apply_retention(client, options)
+    write_dimensions(client, options.dimension_attributes)
+    return applied
+
+
+def apply_migration(
+    client: Client, migration: Migration, options: SchemaOptions, shards: Sequence[Client] = ()
+) -> None:
+    """Run one migration's statements (data statements on each of ``shards`` when given) and record it."""
+    for statement in migration.statements(options, client.database or "default"):
+        for target in shards if shards and _is_data(statement) else (client,):
             try:
-                client.command(statement)
+                target.command(statement)
             except Exception as exc:
                 first_line = statement.splitlines()[0]
                 raise MigrationError(f"migration {migration.version:04d} failed at {first_line!r}: {exc}") from exc
-        client.insert(
-            tables.SCHEMA_MIGRATIONS,
-            [[migration.version, migration.name, migration.checksum, datetime.now(UTC)]],
-            column_names=["Version", "Name", "Checksum", "AppliedAt"],
-        )
-        logger.info("applied migration %04d_%s", migration.version, migration.name)
-        applied.append(migration)
-    apply_retention(client, options)
-    return applied
+    client.insert(
+        tables.SCHEMA_MIGRATIONS,
+        [[migration.version, migration.name, migration.checksum, datetime.now(UTC)]],
+        column_names=["Version", "Name", "Checksum", "AppliedAt"],
+    )
+    logger.info("applied migration %04d_%s", migration.version, migration.name)
+
+
+def _is_data(statement: str) -> bool:
+    return statement.startswith("INSERT")
 
 
 def apply_retention(client: Client, options: SchemaOptions) -> None:

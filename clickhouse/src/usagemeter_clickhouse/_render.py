@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from usagemeter_clickhouse._dimensions import check_dimension_attributes
 from usagemeter_clickhouse._errors import SchemaError
 
 __all__ = ["LOCAL_SUFFIX", "SchemaOptions", "render"]
@@ -46,13 +47,15 @@ class SchemaOptions:
     """Deployment choices the schema is rendered with.
 
     ``cluster`` names the cluster (in the servers' ``remote_servers``) whose shards hold
-    the data; ``replicated`` adds replication through Keeper to it.
+    the data; ``replicated`` adds replication through Keeper to it. ``dimension_attributes``
+    is the allow-list migrate writes into ``usage_dimensions`` on every host.
     """
 
     raw_retention_days: int = 30
     rollup_retention_days: int = 400
     cluster: str | None = None
     replicated: bool = False
+    dimension_attributes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("raw_retention_days", "rollup_retention_days"):
@@ -63,6 +66,7 @@ class SchemaOptions:
             raise SchemaError(f"invalid cluster name {self.cluster!r}")
         if self.replicated and self.cluster is None:
             raise SchemaError("a replicated schema needs the cluster it is replicated in")
+        check_dimension_attributes(self.dimension_attributes)
 
     @property
     def local_suffix(self) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from usagemeter_clickhouse._client import embedded_url
+from usagemeter_clickhouse._dimensions import check_dimension_attributes
+from usagemeter_clickhouse._errors import SchemaError
 from usagemeter_clickhouse._render import SchemaOptions
 
 
@@ -23,6 +26,20 @@ class StorageSettings(BaseSettings):
     raw_retention_days: int = Field(
         default=30, ge=1, description="Days raw metrics and spans are kept; the collector rejects older points."
     )
+    dimension_attributes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated attributes usage may be sliced by (at most 16; migrate writes them into "
+        "usage_dimensions on every host).",
+    )
+
+    @field_validator("dimension_attributes", mode="before")
+    @classmethod
+    def _dimension_names(cls, value: Any) -> tuple[str, ...]:
+        names = comma_separated(value) if isinstance(value, str) else list(value)
+        try:
+            return check_dimension_attributes(names)
+        except SchemaError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 class ClickHouseSettings(StorageSettings):
@@ -59,6 +76,7 @@ class ClickHouseSettings(StorageSettings):
             rollup_retention_days=self.rollup_retention_days,
             cluster=self.clickhouse_cluster,
             replicated=self.clickhouse_replicated,
+            dimension_attributes=self.dimension_attributes,
         )
 
     def host_urls(self) -> list[str]:

@@ -27,6 +27,8 @@ USAGE_MONTH = "usage_month"
 USAGE_INGEST = "usage_ingest"
 #: The attributes usage may be sliced by (host-local; the rollup views read it).
 USAGE_DIMENSIONS = "usage_dimensions"
+#: Tables every host of a cluster keeps of its own, with the same rows (neither sharded nor replicated).
+HOST_TABLES = (USAGE_DIMENSIONS,)
 #: Corrections recorded by admins (signed quantities); views add them to every usage rollup.
 USAGE_CORRECTIONS = "usage_corrections"
 #: Grants of extra allowance (ReplacingMergeTree; read the newest Version per grant).

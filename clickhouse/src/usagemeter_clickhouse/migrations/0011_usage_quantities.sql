@@ -12,14 +12,28 @@
 --
 -- The previous rollups stop being fed (their views are dropped first) and their contents are
 -- copied once into the new tables; run the upgrade with the collectors stopped (their spools keep
--- every point meanwhile), as `usagemeter up` does by migrating before it starts them.
+-- every point meanwhile), as `usagemeter up` does by migrating before it starts them. The old
+-- tables stay, readable, until an operator drops them.
+--
+-- Every statement may run again after a crash at any point: tables and views are created only if
+-- missing, and each copy runs only while the view that feeds its table does not exist yet (the
+-- views are created after every copy), in a fixed order under a fixed deduplication token, so
+-- the blocks a crashed copy committed are skipped when it runs again. On a cluster each copy
+-- reads and writes one shard's own tables: a sharded cluster's hosts each run this file, and
+-- on a replicated one the runner sends data statements to one replica of every shard.
+
+-- A Float64 value as an exact quantity: its shortest decimal digits, cut after the sixth decimal
+-- (toDecimal128(Value, 6) scales the binary value: 123456789012345 became 123456789012344.995842).
+CREATE FUNCTION IF NOT EXISTS usagemeter_quantity {{ON_CLUSTER}} AS (value) ->
+    toDecimal128(toString(value), 6);
 
 DROP VIEW IF EXISTS feature_usage_minute_mv {{ON_CLUSTER}};
 DROP VIEW IF EXISTS feature_usage_day_mv {{ON_CLUSTER}};
 DROP VIEW IF EXISTS feature_usage_ingest_mv {{ON_CLUSTER}};
 
 -- The attributes usage may be sliced by, one row each; `usagemeter migrate` keeps it equal to
--- USAGEMETER_DIMENSION_ATTRIBUTES on every host (a host-local table: each host's views read their own).
+-- USAGEMETER_DIMENSION_ATTRIBUTES on every host. A table of each host's own, on every kind of
+-- deployment (neither sharded nor replicated): the views of each host read it where rows arrive.
 CREATE TABLE IF NOT EXISTS usage_dimensions {{ON_CLUSTER}} (
     Attribute String,
     Active Bool,
@@ -132,34 +146,53 @@ ORDER BY (UserId, GrantId);
 
 {{DISTRIBUTED usage_grants BY cityHash64(UserId)}};
 
--- The previous rollups' contents, copied once (skipped when the new table already holds rows).
--- They had no dimensions: every row is a feature total.
+-- The previous rollups' contents, copied once. They had no dimensions: every row is a feature total.
+-- Float64 sums of integers are exact up to 2^53, and so is their copy (usagemeter_quantity).
 INSERT INTO usage_minute{{LOCAL}}
-SELECT UserId, FeatureKey, '', '', ServiceName, Minute, toDecimal128(sum(Uses), 6)
+SETTINGS insert_deduplicate = 1, insert_deduplication_token = 'usagemeter_0011_usage_minute',
+    max_threads = 1, max_insert_threads = 1
+SELECT UserId, FeatureKey, '', '', ServiceName, Minute, usagemeter_quantity(sum(Uses))
 FROM feature_usage_minute{{LOCAL}}
-WHERE (SELECT count() FROM usage_minute{{LOCAL}}) = 0
-GROUP BY UserId, FeatureKey, ServiceName, Minute;
+WHERE (SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'usage_minute_mv') = 0
+GROUP BY UserId, FeatureKey, ServiceName, Minute
+ORDER BY UserId, FeatureKey, Minute, ServiceName;
 
 INSERT INTO usage_day{{LOCAL}}
-SELECT UserId, FeatureKey, '', '', ServiceName, Day, toDecimal128(sum(Uses), 6)
+SETTINGS insert_deduplicate = 1, insert_deduplication_token = 'usagemeter_0011_usage_day',
+    max_threads = 1, max_insert_threads = 1
+SELECT UserId, FeatureKey, '', '', ServiceName, Day, usagemeter_quantity(sum(Uses))
 FROM feature_usage_day{{LOCAL}}
-WHERE (SELECT count() FROM usage_day{{LOCAL}}) = 0
-GROUP BY UserId, FeatureKey, ServiceName, Day;
+WHERE (SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'usage_day_mv') = 0
+GROUP BY UserId, FeatureKey, ServiceName, Day
+ORDER BY UserId, FeatureKey, Day, ServiceName;
 
+-- Each day's total is converted before the month sums them, as the day rollup holds it.
 INSERT INTO usage_month{{LOCAL}}
-SELECT UserId, FeatureKey, '', '', toStartOfMonth(Day), toDecimal128(sum(Uses), 6)
-FROM feature_usage_day{{LOCAL}}
-WHERE (SELECT count() FROM usage_month{{LOCAL}}) = 0
-GROUP BY UserId, FeatureKey, toStartOfMonth(Day);
+SETTINGS insert_deduplicate = 1, insert_deduplication_token = 'usagemeter_0011_usage_month',
+    max_threads = 1, max_insert_threads = 1
+SELECT UserId, FeatureKey, '', '', Month, sum(Quantity)
+FROM (
+    SELECT UserId, FeatureKey, toStartOfMonth(Day) AS Month, usagemeter_quantity(sum(Uses)) AS Quantity
+    FROM feature_usage_day{{LOCAL}}
+    WHERE (SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'usage_month_mv') = 0
+    GROUP BY UserId, FeatureKey, ServiceName, Day
+)
+GROUP BY UserId, FeatureKey, Month
+ORDER BY UserId, FeatureKey, Month;
 
--- The last 32 days as if each minute's usage had been ingested in its own minute: readers see it as
--- long settled, and rolling windows find the minutes that leave them.
+-- The shard's last 32 days of usage as if each minute had been ingested in its own minute: readers
+-- see it as long settled, and rolling windows find the minutes that leave them. The days are
+-- counted back from the newest minute copied, not from now(), so a copy run again selects the
+-- same rows.
 INSERT INTO usage_ingest{{LOCAL}}
-SELECT Minute, UserId, FeatureKey, '', '', Minute, toDecimal128(sum(Uses), 6)
+SETTINGS insert_deduplicate = 1, insert_deduplication_token = 'usagemeter_0011_usage_ingest',
+    max_threads = 1, max_insert_threads = 1
+SELECT Minute, UserId, FeatureKey, '', '', Minute, usagemeter_quantity(sum(Uses))
 FROM feature_usage_minute{{LOCAL}}
-WHERE Minute >= toStartOfMinute(now('UTC')) - INTERVAL 32 DAY
-  AND (SELECT count() FROM usage_ingest{{LOCAL}}) = 0
-GROUP BY UserId, FeatureKey, Minute;
+WHERE Minute >= (SELECT max(Minute) FROM feature_usage_minute{{LOCAL}}) - INTERVAL 32 DAY
+  AND (SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'usage_ingest_mv') = 0
+GROUP BY UserId, FeatureKey, Minute
+ORDER BY Minute, UserId, FeatureKey;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS usage_minute_mv {{ON_CLUSTER}}
 TO usage_minute{{LOCAL}} AS
@@ -170,7 +203,7 @@ SELECT
     if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
     ServiceName,
     toStartOfMinute(TimeUnix) AS Minute,
-    sum(toDecimal128(Value, 6)) AS Quantity
+    sum(usagemeter_quantity(Value)) AS Quantity
 FROM otel_metrics_sum{{LOCAL}}
 ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
     (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
@@ -186,7 +219,7 @@ SELECT
     if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
     ServiceName,
     toDate(TimeUnix) AS Day,
-    sum(toDecimal128(Value, 6)) AS Quantity
+    sum(usagemeter_quantity(Value)) AS Quantity
 FROM otel_metrics_sum{{LOCAL}}
 ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
     (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
@@ -201,7 +234,7 @@ SELECT
     DimensionKey,
     if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
     toStartOfMonth(TimeUnix) AS Month,
-    sum(toDecimal128(Value, 6)) AS Quantity
+    sum(usagemeter_quantity(Value)) AS Quantity
 FROM otel_metrics_sum{{LOCAL}}
 ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
     (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
@@ -217,7 +250,7 @@ SELECT
     DimensionKey,
     if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
     toStartOfMinute(TimeUnix) AS Minute,
-    sum(toDecimal128(Value, 6)) AS Quantity
+    sum(usagemeter_quantity(Value)) AS Quantity
 FROM otel_metrics_sum{{LOCAL}}
 ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
     (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
