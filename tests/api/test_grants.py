@@ -113,7 +113,9 @@ def test_a_voided_grant_keeps_who_and_when_and_stops_counting(api, make_api):
     assert voided.status_code == 200, voided.text
     body = voided.json()
     assert (body["voided_by"], body["voided_at"], body["status"]) == ("ops", _iso(NOW + timedelta(hours=1)), "voided")
-    assert (body["granted_by"], body["reason"]) == ("root", TOP_UP["reason"])
+    assert (body["granted_by"], body["reason"], body["void_reason"]) == ("root", TOP_UP["reason"], "wrong user")
+    listed = later.get(GRANTS, params={"user_id": "alice", "status": "voided"}, headers=ADMIN).json()["grants"]
+    assert [(grant["grant_id"], grant["void_reason"]) for grant in listed] == [(grant_id, "wrong user")]
     assert _store(later).active("alice", "ai_tokens", NOW + timedelta(hours=1)) == ()
     again = later.post(f"{GRANTS}/{grant_id}/void", json={"reason": "again"}, headers=ADMIN)
     assert again.status_code == 409

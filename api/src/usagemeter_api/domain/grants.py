@@ -54,6 +54,7 @@ COLUMNS = [
     "GrantedAt",
     "VoidedAt",
     "VoidedBy",
+    "VoidReason",
 ]
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {tables.USAGE_GRANTS} FINAL"
 _VERSIONS_SQL = f"SELECT max(Version), count() FROM {tables.USAGE_GRANTS}"
@@ -90,6 +91,7 @@ class Grant:
     granted_at: datetime
     voided_at: datetime | None
     voided_by: str | None
+    void_reason: str | None = None
 
     def active(self, now: datetime) -> bool:
         """Whether the grant counts at ``now``: ``effective_from <= now < expires_at`` (or no expiry), not voided."""
@@ -167,14 +169,14 @@ class GrantStore:
         self._apply(grant)
         return grant
 
-    def void(self, client: Client, grant_id: str, voided_by: str, now: datetime) -> Grant:
+    def void(self, client: Client, grant_id: str, voided_by: str, now: datetime, reason: str) -> Grant:
         """Void a grant from ``now`` on; UnknownGrant when there is none, AlreadyVoided the second time."""
         grant = self.find(client, grant_id)
         if grant is None:
             raise UnknownGrant(f"no grant has id {grant_id}")
         if grant.voided_at is not None:
             raise AlreadyVoided(f"grant {grant_id} was voided at {grant.voided_at.isoformat()} by {grant.voided_by}")
-        voided = replace(grant, voided_at=now, voided_by=voided_by)
+        voided = replace(grant, voided_at=now, voided_by=voided_by, void_reason=reason)
         client.insert(tables.USAGE_GRANTS, [grant_row(voided, time.time_ns())], column_names=[*COLUMNS, "Version"])
         self._apply(voided)
         return voided
@@ -277,13 +279,14 @@ def grant_row(grant: Grant, version: int) -> list[object]:
         grant.granted_at,
         grant.voided_at,
         grant.voided_by or "",
+        grant.void_reason or "",
         version,
     ]
 
 
 def from_row(row: Sequence[Any]) -> Grant:
     """The grant a ``usage_grants`` row (``COLUMNS``) holds."""
-    gid, user, feature, value, amount, start, end, reason, by, at, voided_at, voided_by = row
+    gid, user, feature, value, amount, start, end, reason, by, at, voided_at, voided_by, void_reason = row
     return Grant(
         grant_id=str(gid),
         user_id=str(user),
@@ -297,4 +300,5 @@ def from_row(row: Sequence[Any]) -> Grant:
         granted_at=read_utc(at),
         voided_at=None if voided_at is None else read_utc(voided_at),
         voided_by=str(voided_by) or None,
+        void_reason=str(void_reason) or None,
     )

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from usagemeter_api.domain.dimensions import allowed_dimensions
 from usagemeter_api.domain.plans import Plan, PlanCatalog
 from usagemeter_api.domain.refresh import BackgroundRefresh
 from usagemeter_api.errors import PlanConflict, UnknownPlan
-from usagemeter_clickhouse import Client, tables
+from usagemeter_clickhouse import Client, dimension_attributes, tables
 
 __all__ = ["PlanStore"]
 
@@ -184,7 +183,7 @@ class PlanStore:
 
     def _warn_unknown_dimensions(self, client: Client) -> None:
         # Not fatal: such a feature is still metered; its dimension limits just see no usage.
-        allowed = allowed_dimensions(client)
+        allowed = dimension_attributes(client)
         for plan_id, plan in self._seed.plans.items():
             for key, feature in plan.features.items():
                 if feature.dimension is not None and feature.dimension not in allowed:

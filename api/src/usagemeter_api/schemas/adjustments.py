@@ -64,6 +64,7 @@ _GRANT: JsonDict = {
     "granted_at": "2026-12-01T09:30:00Z",
     "voided_at": None,
     "voided_by": None,
+    "void_reason": None,
     "status": "active",
 }
 _CORRECTION_BODY: JsonDict = {
@@ -124,6 +125,7 @@ class GrantInfo(BaseModel):
     granted_at: datetime
     voided_at: datetime | None
     voided_by: str | None
+    void_reason: str | None = Field(description="Why the grant was voided; null while it is not.")
     status: GrantStatus
 
 

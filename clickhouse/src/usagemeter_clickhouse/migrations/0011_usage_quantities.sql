@@ -140,6 +140,7 @@ CREATE TABLE IF NOT EXISTS usage_grants{{LOCAL}} {{ON_CLUSTER}} (
     GrantedAt DateTime64(3, 'UTC'),
     VoidedAt Nullable(DateTime64(3, 'UTC')),
     VoidedBy String,
+    VoidReason String,
     Version UInt64
 ) ENGINE = {{REPLICATED}}ReplacingMergeTree(Version)
 ORDER BY (UserId, GrantId);

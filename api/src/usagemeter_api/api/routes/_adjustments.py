@@ -9,8 +9,7 @@ from fastapi import HTTPException, status
 
 from usagemeter_api.core.clock import epoch_ms
 from usagemeter_api.core.security import Principal
-from usagemeter_api.domain.dimensions import allowed_dimensions
-from usagemeter_clickhouse import Client
+from usagemeter_clickhouse import Client, dimension_attributes
 
 __all__ = ["AUTH", "cursor_of", "decode_cursor", "record_id", "require_allowed_dimensions", "to_the_millisecond"]
 
@@ -59,7 +58,7 @@ def require_allowed_dimensions(client: Client, named: dict[str, str]) -> None:
     """422 naming the first field (of field -> attribute) whose attribute is not on the dimension allow-list."""
     if not named:
         return
-    allowed = allowed_dimensions(client)
+    allowed = dimension_attributes(client)
     for field, attribute in named.items():
         if attribute not in allowed:
             raise HTTPException(

@@ -92,7 +92,7 @@ def void_grant(
 ) -> GrantInfo:
     """Void a grant from now on; who voided it and when are kept."""
     try:
-        voided = grants.void(client, str(grant_id), principal.user_id, to_the_millisecond(now))
+        voided = grants.void(client, str(grant_id), principal.user_id, to_the_millisecond(now), body.reason)
     except UnknownGrant as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
     except AlreadyVoided as exc:
@@ -116,6 +116,7 @@ def grant_info(grant: Grant, now: datetime) -> GrantInfo:
         granted_at=grant.granted_at,
         voided_at=grant.voided_at,
         voided_by=grant.voided_by,
+        void_reason=grant.void_reason,
         status=grant_status(grant, now),
     )
 
