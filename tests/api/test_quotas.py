@@ -53,7 +53,7 @@ def test_free_plan_quotas_count_this_months_usage_exactly(api, clickhouse):
     assert body["plan"] == {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8}
     quotas = _by_key(body)
     assert list(quotas) == ["ai_content_generation", "chat_messages", "document_export"]
-    assert quotas["ai_content_generation"] | {} == {
+    legacy = {
         "feature_key": "ai_content_generation",
         "used": 40,
         "limit": 50,
@@ -65,6 +65,10 @@ def test_free_plan_quotas_count_this_months_usage_exactly(api, clickhouse):
         "period_start": MONTH_START.isoformat().replace("+00:00", "Z"),
         "period_end": NEXT_MONTH_START.isoformat().replace("+00:00", "Z"),
     }
+    # The contract's fields keep their meaning beside the new ones (unit, limits, binding, dimensions).
+    assert {key: quotas["ai_content_generation"][key] for key in legacy} == legacy
+    assert quotas["ai_content_generation"]["unit"] == "uses"
+    assert quotas["ai_content_generation"]["binding"]["window"] == "month"
     chat = quotas["chat_messages"]
     assert (chat["used"], chat["remaining"], chat["percent_used"], chat["near_limit"]) == (1.5, 498.5, 0.3, False)
     export = quotas["document_export"]

@@ -132,8 +132,9 @@ class NearLimitUser(BaseModel):
     user_id: str
     plan_id: str
     feature_key: str
+    window: str = Field(description="The calendar window of the limit: day, week or month.")
     used: int | float
-    limit: int
+    limit: int | float
     percent_used: float
     exceeded: bool
 
@@ -150,6 +151,7 @@ class NearLimitUsers(BaseModel):
                             "user_id": "user-123",
                             "plan_id": "free",
                             "feature_key": "ai_content_generation",
+                            "window": "month",
                             "used": 48,
                             "limit": 50,
                             "percent_used": 96.0,

@@ -1,4 +1,7 @@
-"""Response bodies of the quota endpoints: a user's usage against their plan's limits, and the quota check."""
+"""Response bodies of the quota endpoints: a user's usage against their plan's limits, and the quota check.
+
+Every amount is a number in the feature's ``unit`` (exact to 6 decimals: an int when whole).
+"""
 
 from __future__ import annotations
 
@@ -11,19 +14,55 @@ from pydantic.config import JsonDict
 __all__ = [
     "QUOTA_EXAMPLE",
     "QUOTA_LIST_EXAMPLE",
+    "Binding",
+    "DimensionQuota",
     "FeatureQuota",
+    "LimitQuota",
     "PlanSummary",
     "QuotaCheck",
+    "QuotaFigures",
     "QuotaItem",
     "QuotaList",
     "QuotaListing",
 ]
 
+#: A quantity in the feature's unit: an int when whole, else a float (at most 6 decimals).
+Number = int | float
+#: How a limit's window is measured (the spelling of ``window`` tells its length).
+Kind = Literal["day", "week", "month", "cycle", "lifetime", "rolling"]
+
 #: How fresh the example answers are: read from ClickHouse a moment ago.
 _FRESH_EXAMPLE: JsonDict = {"as_of": "2026-11-20T09:30:00.250000Z", "stale": False}
 
+_MONTH_LIMIT_EXAMPLE: JsonDict = {
+    "window": "month",
+    "kind": "month",
+    "dimension_value": None,
+    "period_start": "2026-11-01T00:00:00Z",
+    "period_end": "2026-12-01T00:00:00Z",
+    "used": 42,
+    "limit": 50,
+    "granted": 0,
+    "available": 50,
+    "remaining": 8,
+    "percent_used": 84.0,
+    "near_limit": True,
+    "exceeded": False,
+    "frees_at": "2026-12-01T00:00:00Z",
+    "grant_expires_at": None,
+}
+_MONTH_BINDING_EXAMPLE: JsonDict = {
+    "window": "month",
+    "kind": "month",
+    "dimension_value": None,
+    "frees_at": "2026-12-01T00:00:00Z",
+    "grant_expires_at": None,
+}
+
 QUOTA_EXAMPLE: JsonDict = {
     "feature_key": "ai_content_generation",
+    "unit": "uses",
+    "dimension": None,
     "used": 42,
     "limit": 50,
     "remaining": 8,
@@ -33,24 +72,181 @@ QUOTA_EXAMPLE: JsonDict = {
     "has_access": True,
     "period_start": "2026-11-01T00:00:00Z",
     "period_end": "2026-12-01T00:00:00Z",
+    "binding": _MONTH_BINDING_EXAMPLE,
+    "limits": [_MONTH_LIMIT_EXAMPLE],
+    "dimensions": [],
+}
+
+_ROLLING_LIMIT_EXAMPLE: JsonDict = {
+    "window": "5h",
+    "kind": "rolling",
+    "dimension_value": None,
+    "period_start": "2026-11-20T04:31:00Z",
+    "period_end": "2026-11-20T09:31:00Z",
+    "used": 990000.5,
+    "limit": 1000000,
+    "granted": 0,
+    "available": 1000000,
+    "remaining": 9999.5,
+    "percent_used": 99.0,
+    "near_limit": True,
+    "exceeded": False,
+    "frees_at": "2026-11-20T09:47:00Z",
+    "grant_expires_at": None,
+}
+_WEEK_LIMIT_EXAMPLE: JsonDict = {
+    **_ROLLING_LIMIT_EXAMPLE,
+    "window": "7d",
+    "period_start": "2026-11-13T09:31:00Z",
+    "used": 4200000,
+    "limit": 10000000,
+    "available": 10000000,
+    "remaining": 5800000,
+    "percent_used": 42.0,
+    "near_limit": False,
+    "frees_at": "2026-11-20T10:02:00Z",
+}
+_GPT4O_LIMIT_EXAMPLE: JsonDict = {
+    "window": "month",
+    "kind": "month",
+    "dimension_value": "gpt-4o",
+    "period_start": "2026-11-01T00:00:00Z",
+    "period_end": "2026-12-01T00:00:00Z",
+    "used": 180000,
+    "limit": 200000,
+    "granted": 50000,
+    "available": 250000,
+    "remaining": 70000,
+    "percent_used": 72.0,
+    "near_limit": False,
+    "exceeded": False,
+    "frees_at": "2026-12-01T00:00:00Z",
+    "grant_expires_at": "2026-11-25T00:00:00Z",
+}
+_ROLLING_BINDING_EXAMPLE: JsonDict = {
+    "window": "5h",
+    "kind": "rolling",
+    "dimension_value": None,
+    "frees_at": "2026-11-20T09:47:00Z",
+    "grant_expires_at": None,
+}
+#: A feature in tokens with a 5h window beside a 7d one, and a monthly limit of one model.
+TOKENS_QUOTA_EXAMPLE: JsonDict = {
+    "feature_key": "ai_tokens",
+    "unit": "tokens",
+    "dimension": "model",
+    "used": 990000.5,
+    "limit": 1000000,
+    "remaining": 9999.5,
+    "percent_used": 99.0,
+    "near_limit": True,
+    "exceeded": False,
+    "has_access": True,
+    "period_start": "2026-11-20T04:31:00Z",
+    "period_end": "2026-11-20T09:31:00Z",
+    "binding": _ROLLING_BINDING_EXAMPLE,
+    "limits": [_ROLLING_LIMIT_EXAMPLE, _WEEK_LIMIT_EXAMPLE],
+    "dimensions": [
+        {
+            "dimension_value": "gpt-4o",
+            "used": 180000,
+            "limit": 200000,
+            "remaining": 70000,
+            "percent_used": 72.0,
+            "near_limit": False,
+            "exceeded": False,
+            "has_access": True,
+            "period_start": "2026-11-01T00:00:00Z",
+            "period_end": "2026-12-01T00:00:00Z",
+            "binding": {
+                **_MONTH_BINDING_EXAMPLE,
+                "dimension_value": "gpt-4o",
+                "grant_expires_at": "2026-11-25T00:00:00Z",
+            },
+            "limits": [_GPT4O_LIMIT_EXAMPLE],
+        }
+    ],
 }
 
 
-class QuotaItem(BaseModel):
-    """A user's usage of one feature against the plan's limit in the current period."""
+class LimitQuota(BaseModel):
+    """One limit of a feature at this moment: its window's range, usage, allowance and when it frees up."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [QUOTA_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [_MONTH_LIMIT_EXAMPLE, _ROLLING_LIMIT_EXAMPLE]})
+
+    window: str = Field(description="The window as the plan writes it: day, week, month, cycle, lifetime, 5h, 7d, ...")
+    kind: Kind
+    dimension_value: str | None = Field(description="The dimension value the limit is of; null for the feature total.")
+    period_start: datetime = Field(description="Start of the window's current range, inclusive (UTC).")
+    period_end: datetime = Field(description="End of the window's current range, exclusive (UTC).")
+    used: Number = Field(description="Usage counted in the range, in the feature's unit.")
+    limit: Number = Field(description="What the plan allows per window.")
+    granted: Number = Field(description="Active grants matching this limit.")
+    available: Number = Field(description="limit + granted.")
+    remaining: Number = Field(description="available - used, never negative.")
+    percent_used: float = Field(description="used / available * 100, two decimals (100 when nothing is available).")
+    near_limit: bool = Field(description="used has reached the plan's near_limit_ratio of available.")
+    exceeded: bool = Field(description="used is above available.")
+    frees_at: datetime | None = Field(
+        description=(
+            "When the checked amount (in a listing: more usage) fits again: the end of a calendar window or cycle;"
+            " for a rolling window, the first minute enough of its usage has left it, assuming no new usage"
+            " (in a check, worked out only when the amount does not fit); null for lifetime, when the amount is"
+            " above what is available, or not worked out."
+        )
+    )
+    grant_expires_at: datetime | None = Field(
+        description="The earliest expiry of the grants counted in available: from then on it is smaller."
+    )
+
+
+class Binding(BaseModel):
+    """The limit with the least remaining (ties: the one that frees up first): the one a use runs into."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_MONTH_BINDING_EXAMPLE, _ROLLING_BINDING_EXAMPLE]})
+
+    window: str
+    kind: Kind
+    dimension_value: str | None
+    frees_at: datetime | None = Field(description="As the limit's frees_at.")
+    grant_expires_at: datetime | None = Field(
+        description="Set when a grant counted in this limit expires before frees_at (or frees_at is null)."
+    )
+
+
+class QuotaFigures(BaseModel):
+    """Usage against a group of limits: the binding limit's figures, and every limit's."""
+
+    used: Number = Field(description="Usage in the binding limit's range (the plan's period when unlimited).")
+    limit: Number | None = Field(description="The binding limit; null means unlimited.")
+    remaining: Number | None = Field(description="What the binding limit leaves (never negative); null when unlimited.")
+    percent_used: float | None = Field(description="The binding limit's used / available * 100; null when unlimited.")
+    near_limit: bool = Field(description="Some limit has reached the plan's near_limit_ratio of what it allows.")
+    exceeded: bool = Field(description="Some limit is exceeded.")
+    has_access: bool = Field(description="Another use fits in every limit (or unlimited).")
+    period_start: datetime = Field(description="Start of the binding limit's range, inclusive (UTC).")
+    period_end: datetime = Field(description="End of the binding limit's range, exclusive (UTC).")
+    binding: Binding | None = Field(default=None, description="The binding limit; null when unlimited.")
+    limits: list[LimitQuota] = Field(default_factory=list, description="Every limit with its figures.")
+
+
+class DimensionQuota(QuotaFigures):
+    """The limits of one value of the feature's dimension attribute (e.g. model gpt-4o)."""
+
+    dimension_value: str
+
+
+class QuotaItem(QuotaFigures):
+    """A user's usage of one feature against the plan's feature-total limits, and per limited dimension value."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [QUOTA_EXAMPLE, TOKENS_QUOTA_EXAMPLE]})
 
     feature_key: str
-    used: int | float = Field(description="Uses counted in the period.")
-    limit: int | None = Field(description="Uses allowed per period; null means unlimited.")
-    remaining: int | float | None = Field(description="Uses left (never negative); null when unlimited.")
-    percent_used: float | None = Field(description="used / limit * 100, two decimals; null when unlimited.")
-    near_limit: bool = Field(description="used has reached the plan's near_limit_ratio of the limit.")
-    exceeded: bool = Field(description="used is above the limit.")
-    has_access: bool = Field(description="Another use fits in the limit (used < limit, or unlimited).")
-    period_start: datetime = Field(description="Start of the period, inclusive (UTC).")
-    period_end: datetime = Field(description="End of the period, exclusive (UTC).")
+    unit: str = Field(default="uses", description="The unit of every amount of the feature.")
+    dimension: str | None = Field(default=None, description="The usage attribute the dimension items are values of.")
+    dimensions: list[DimensionQuota] = Field(
+        default_factory=list, description="One item per dimension value the plan limits, with its own limits."
+    )
 
 
 #: When the usage figures were last known good from ClickHouse.
@@ -97,7 +293,7 @@ QUOTA_LIST_EXAMPLE: JsonDict = {
     "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
     "period_start": "2026-11-01T00:00:00Z",
     "period_end": "2026-12-01T00:00:00Z",
-    "quotas": [QUOTA_EXAMPLE],
+    "quotas": [QUOTA_EXAMPLE, TOKENS_QUOTA_EXAMPLE],
 }
 
 
@@ -108,7 +304,7 @@ class QuotaList(BaseModel):
 
     user_id: str
     plan: PlanSummary
-    period_start: datetime
+    period_start: datetime = Field(description="Start of the plan's period (of its shorthand limits).")
     period_end: datetime
     quotas: list[QuotaItem]
 
@@ -122,42 +318,66 @@ class QuotaListing(QuotaList):
     stale: Stale
 
 
-class QuotaCheck(BaseModel):
-    """Whether a host may perform ``amount`` more metered uses now."""
+_CHECK_EXAMPLE: JsonDict = {
+    "user_id": "user-123",
+    "plan_id": "free",
+    "feature_key": "ai_content_generation",
+    "unit": "uses",
+    "dimension": None,
+    "allowed": True,
+    "enforcement": "hard",
+    "amount": 1,
+    "used": 42,
+    "limit": 50,
+    "remaining": 8,
+    "near_limit": True,
+    "exceeded": False,
+    "reset_at": "2026-12-01T00:00:00Z",
+    "binding": _MONTH_BINDING_EXAMPLE,
+    "limits": [_MONTH_LIMIT_EXAMPLE],
+    **_FRESH_EXAMPLE,
+}
+_REFUSED_CHECK_EXAMPLE: JsonDict = {
+    **_CHECK_EXAMPLE,
+    "feature_key": "ai_tokens",
+    "unit": "tokens",
+    "dimension": "gpt-4o",
+    "allowed": False,
+    "amount": 12000.5,
+    "used": 990000.5,
+    "limit": 1000000,
+    "remaining": 9999.5,
+    "reset_at": "2026-11-20T09:31:00Z",
+    "binding": _ROLLING_BINDING_EXAMPLE,
+    "limits": [_ROLLING_LIMIT_EXAMPLE, _WEEK_LIMIT_EXAMPLE, _GPT4O_LIMIT_EXAMPLE],
+}
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "user_id": "user-123",
-                    "plan_id": "free",
-                    "feature_key": "ai_content_generation",
-                    "allowed": True,
-                    "enforcement": "hard",
-                    "amount": 1,
-                    "used": 42,
-                    "limit": 50,
-                    "remaining": 8,
-                    "near_limit": True,
-                    "exceeded": False,
-                    "reset_at": "2026-12-01T00:00:00Z",
-                    **_FRESH_EXAMPLE,
-                }
-            ]
-        }
-    )
+
+class QuotaCheck(BaseModel):
+    """Whether a host may use ``amount`` more of a feature now, and which limit decides it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_CHECK_EXAMPLE, _REFUSED_CHECK_EXAMPLE]})
 
     user_id: str
     plan_id: str
     feature_key: str
-    allowed: bool = Field(description="hard: used + amount fits in the limit; soft: always true.")
+    unit: str = Field(description="The unit of every amount of the feature.")
+    dimension: str | None = Field(description="The dimension value checked; null for the feature total only.")
+    allowed: bool = Field(description="hard: amount fits in every matching limit; soft: always true.")
     enforcement: Literal["hard", "soft"]
-    amount: int
-    used: int | float
-    limit: int | None
-    remaining: int | float | None = Field(description="Uses left before this one; null when unlimited.")
-    near_limit: bool
-    exceeded: bool = Field(description="used is already above the limit.")
-    reset_at: datetime = Field(description="When the period ends and usage starts again from zero (UTC).")
+    amount: Number
+    used: Number = Field(description="Usage in the binding limit's range (the plan's period when unlimited).")
+    limit: Number | None = Field(description="The binding limit; null when unlimited.")
+    remaining: Number | None = Field(description="What the binding limit leaves before this use; null when unlimited.")
+    near_limit: bool = Field(description="Some matching limit has reached the plan's near_limit_ratio.")
+    exceeded: bool = Field(description="Some matching limit is already exceeded.")
+    reset_at: datetime | None = Field(
+        description=(
+            "When the binding limit's current range ends (for a rolling window, the current minute's end; the"
+            " plan's period when unlimited); null for lifetime. binding.frees_at tells when the amount fits."
+        )
+    )
+    binding: Binding | None = Field(description="The binding limit and when it frees up; null when unlimited.")
+    limits: list[LimitQuota] = Field(description="Every matching limit: the feature total's and the dimension value's.")
     as_of: AsOf
     stale: Stale
