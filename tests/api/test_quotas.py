@@ -215,7 +215,9 @@ def test_near_limit_lists_feature_total_calendar_limits_in_the_feature_unit(make
     api = make_api(plans_file=plans_file(METERED_PLANS))
     record_usage(clickhouse, [("ivy", "credits", NOW, 1.5), ("ivy", "credits", NOW, 0.5), ("jon", "credits", NOW, 1.9)])
     body = api.get("/api/v1/admin/users/near-limit", headers=bearer("root", admin=True)).json()
-    found = [(u["user_id"], u["window"], u["used"], u["limit"], u["percent_used"], u["exceeded"]) for u in body["users"]]
+    found = [
+        (u["user_id"], u["window"], u["used"], u["limit"], u["percent_used"], u["exceeded"]) for u in body["users"]
+    ]
     # ivy's 2 of 2.5 a day is 80 %; jon's 1.9 is not near. The 5h window is past its limit for both: rolling
     # windows are not covered here, nor the dimension value's limit.
     assert found == [("ivy", "day", 2, 2.5, 80.0, False)]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Protocol
 
 from usagemeter_api.domain.periods import Window
@@ -125,8 +126,9 @@ class LimitFigures:
     @property
     def near_limit(self) -> bool:
         """Usage has reached the plan's near-limit share of what is available."""
-        # Decimal keeps the threshold exact: 0.8 of 50 is 40, not 40.000000000000004.
-        return Decimal(self.used) >= Decimal(str(self.near_limit_ratio)) * self.available
+        # As integers, the threshold is exact: 0.8 of 50 is 40, not 40.000000000000004.
+        numerator, denominator = _ratio(self.near_limit_ratio)
+        return self.used * denominator >= numerator * self.available
 
     @property
     def percent_used(self) -> float:
@@ -170,17 +172,23 @@ def limit_figures(
     """
     matching = granted_for(rule, feature_key, grants, now) if grants else []
     expiries = [grant.expires_at for grant in matching if grant.expires_at is not None]
-    figures = LimitFigures(
+    return LimitFigures(
         rule=rule,
         range=window,
         used=used,
         limit=rule.limit_micros,
         granted=sum(grant.amount_micros for grant in matching),
         near_limit_ratio=near_limit_ratio,
+        frees_at=None if rule.window.kind in ("rolling", "lifetime") else window.end,
         grant_expires_at=min(expiries, default=None),
     )
-    kind = rule.window.kind
-    return figures if kind in ("rolling", "lifetime") else figures.with_frees_at(window.end)
+
+
+@lru_cache(maxsize=64)
+def _ratio(ratio: float) -> tuple[int, int]:
+    """``ratio`` as written (0.8 is 8/10), as an integer fraction."""
+    numerator, denominator = Decimal(str(ratio)).as_integer_ratio()
+    return numerator, denominator
 
 
 def binding_of(figures: Sequence[LimitFigures]) -> LimitFigures | None:

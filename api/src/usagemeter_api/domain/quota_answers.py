@@ -28,9 +28,11 @@ from usagemeter_api.schemas.quotas import Binding, DimensionQuota, LimitQuota, P
 __all__ = [
     "Readings",
     "binding_answer",
+    "binding_fields",
     "evaluate",
     "layout_of",
     "limit_answer",
+    "limit_fields",
     "plan_summary",
     "quota_item",
     "read_minutes",
@@ -141,38 +143,48 @@ async def read_minutes(usage: PeriodUsage, user_id: str, spans: Sequence[tuple[W
         return None
 
 
+def limit_fields(limit: LimitFigures) -> dict[str, object]:
+    """One limit's figures as the answers show them (the fields of :class:`LimitQuota`)."""
+    return {
+        "window": limit.rule.window.label,
+        "kind": limit.rule.window.kind,
+        "dimension_value": limit.rule.dimension_value,
+        "period_start": limit.range.start,
+        "period_end": limit.range.end,
+        "used": from_micros(limit.used),
+        "limit": from_micros(limit.limit),
+        "granted": from_micros(limit.granted),
+        "available": from_micros(limit.available),
+        "remaining": from_micros(limit.remaining),
+        "percent_used": limit.percent_used,
+        "near_limit": limit.near_limit,
+        "exceeded": limit.exceeded,
+        "frees_at": limit.frees_at,
+        "grant_expires_at": limit.grant_expires_at,
+    }
+
+
+def binding_fields(limit: LimitFigures) -> dict[str, object]:
+    """The binding limit (the fields of :class:`Binding`), with the grant expiry that comes before it frees up."""
+    expiry = limit.grant_expires_at
+    early = expiry if expiry is not None and (limit.frees_at is None or expiry < limit.frees_at) else None
+    return {
+        "window": limit.rule.window.label,
+        "kind": limit.rule.window.kind,
+        "dimension_value": limit.rule.dimension_value,
+        "frees_at": limit.frees_at,
+        "grant_expires_at": early,
+    }
+
+
 def limit_answer(limit: LimitFigures) -> LimitQuota:
-    """One limit's figures as the answers show them."""
-    return LimitQuota(
-        window=limit.rule.window.label,
-        kind=limit.rule.window.kind,
-        dimension_value=limit.rule.dimension_value,
-        period_start=limit.range.start,
-        period_end=limit.range.end,
-        used=from_micros(limit.used),
-        limit=from_micros(limit.limit),
-        granted=from_micros(limit.granted),
-        available=from_micros(limit.available),
-        remaining=from_micros(limit.remaining),
-        percent_used=limit.percent_used,
-        near_limit=limit.near_limit,
-        exceeded=limit.exceeded,
-        frees_at=limit.frees_at,
-        grant_expires_at=limit.grant_expires_at,
-    )
+    """One limit's figures as a response model."""
+    return LimitQuota(**limit_fields(limit))  # type: ignore[arg-type]
 
 
 def binding_answer(limit: LimitFigures) -> Binding:
-    """The binding limit, with the grant expiry that comes before it frees up."""
-    expiry = limit.grant_expires_at
-    early = expiry if expiry is not None and (limit.frees_at is None or expiry < limit.frees_at) else None
-    return Binding(
-        window=limit.rule.window.label,
-        kind=limit.rule.window.kind,
-        dimension_value=limit.rule.dimension_value,
-        frees_at=limit.frees_at,
-        grant_expires_at=early,
-    )
+    """The binding limit as a response model."""
+    return Binding(**binding_fields(limit))  # type: ignore[arg-type]
 
 
 def summary_fields(figures: Sequence[LimitFigures], unlimited_used: int, unlimited_range: Window) -> dict[str, object]:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from pydantic_core import to_json
 
 from usagemeter_api.api.deps import (
     BEARER_SECURITY,
@@ -27,10 +28,10 @@ from usagemeter_api.domain.plans import Plan
 from usagemeter_api.domain.quota import GrantLike, LimitFigures, allows, binding_of
 from usagemeter_api.domain.quota_answers import (
     Readings,
-    binding_answer,
+    binding_fields,
     evaluate,
     layout_of,
-    limit_answer,
+    limit_fields,
     plan_summary,
     read_minutes,
     read_plan_quotas,
@@ -118,9 +119,9 @@ async def check_quota(
     minutes = await read_minutes(services.period_usage, user_id, refusing) if refusing else None
     figures = with_frees(figures, matching, minutes, micros)
     answer = _check_answer(user_id, plan_id, plan, layout, dimension, micros, figures, readings)
-    # Serialised here: the model is built from checked values, so FastAPI's second
-    # validation of the return value would only repeat the work.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    # Serialised here from plain values: they are checked already, so building the response
+    # model (and FastAPI's validation of it) would only repeat the work; QuotaCheck documents it.
+    return Response(to_json(answer), media_type="application/json")
 
 
 def _check_answer(
@@ -132,10 +133,11 @@ def _check_answer(
     micros: int,
     figures: list[LimitFigures],
     readings: Readings,
-) -> QuotaCheck:
+) -> dict[str, object]:
+    """The fields of :class:`QuotaCheck`, in its order."""
     binding = binding_of(figures)
     freshness = readings.freshness
-    common = {
+    answer: dict[str, object] = {
         "user_id": user_id,
         "plan_id": plan_id,
         "feature_key": layout.feature_key,
@@ -144,34 +146,25 @@ def _check_answer(
         "allowed": allows(figures, micros, plan.enforcement),
         "enforcement": plan.enforcement,
         "amount": from_micros(micros),
-        "as_of": freshness.as_of,
-        "stale": freshness.stale,
     }
     if binding is None:
         read = layout.matching(dimension).reads[0]
         used = readings.usage.get((read.window, read.slices[0]), 0)
-        return QuotaCheck(
-            **common,  # type: ignore[arg-type]
-            used=from_micros(used),
-            limit=None,
-            remaining=None,
-            near_limit=False,
-            exceeded=False,
-            reset_at=readings.ranges[read.window].end,
-            binding=None,
-            limits=[],
-        )
-    return QuotaCheck(
-        **common,  # type: ignore[arg-type]
-        used=from_micros(binding.used),
-        limit=from_micros(binding.limit),
-        remaining=from_micros(binding.remaining),
-        near_limit=any(limit.near_limit for limit in figures),
-        exceeded=any(limit.exceeded for limit in figures),
-        reset_at=None if binding.range == LIFETIME else binding.range.end,
-        binding=binding_answer(binding),
-        limits=[limit_answer(limit) for limit in figures],
-    )
+        answer |= {"used": from_micros(used), "limit": None, "remaining": None, "near_limit": False}
+        answer |= {"exceeded": False, "reset_at": readings.ranges[read.window].end, "binding": None, "limits": []}
+    else:
+        answer |= {
+            "used": from_micros(binding.used),
+            "limit": from_micros(binding.limit),
+            "remaining": from_micros(binding.remaining),
+            "near_limit": any(limit.near_limit for limit in figures),
+            "exceeded": any(limit.exceeded for limit in figures),
+            "reset_at": None if binding.range == LIFETIME else binding.range.end,
+            "binding": binding_fields(binding),
+            "limits": [limit_fields(limit) for limit in figures],
+        }
+    answer |= {"as_of": freshness.as_of, "stale": freshness.stale}
+    return answer
 
 
 @router.get("", response_model=QuotaListing, responses=error_responses(_AUTH))
