@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from usagemeter_api.domain.periods import LIFETIME, limit_window
+from usagemeter_api.domain.plans import Plan, PlanCatalog
 from usagemeter_api.domain.quota import allows, binding_of, limit_figures
 from usagemeter_api.domain.quota_answers import binding_answer
-from usagemeter_api.domain.quota_windows import feature_layout, frees_at
+from usagemeter_api.domain.quota_windows import feature_layout, frees_at, rolling_minutes
 from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_api.schemas.plans import FeaturePlan, LimitRule, LimitWindow, parse_window
 
@@ -149,3 +150,8 @@ def test_a_dimension_value_counts_against_the_total_limits_and_its_own():
     unlimited = feature_layout("chat", FeaturePlan(), LimitWindow("week"))
     assert unlimited.matching(None).slots == ()
     assert [read.window.label for read in unlimited.matching(None).reads] == ["week"]
+
+
+def test_the_rolling_windows_the_plans_use_are_known_for_the_in_memory_view():
+    catalog = PlanCatalog(plans={"a": Plan(name="A", features={FEATURE: TOKENS}), "b": Plan(name="B")})
+    assert rolling_minutes(catalog.plans.values()) == {300, 7 * 24 * 60}

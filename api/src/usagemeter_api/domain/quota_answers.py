@@ -33,6 +33,7 @@ __all__ = [
     "layout_of",
     "limit_answer",
     "limit_fields",
+    "merged",
     "plan_summary",
     "quota_item",
     "read_minutes",
@@ -74,20 +75,24 @@ async def read_windows(
     *,
     reuse: bool = False,
 ) -> Readings:
-    """The usage of every read, one reading per window (its slices together)."""
-    merged: dict[LimitWindow, dict[Slice, None]] = {}
-    for read in reads:
-        merged.setdefault(read.window, {}).update(dict.fromkeys(read.slices))
+    """The usage of every read: one reading per read, so each window should be read once (see :func:`merged`)."""
     found: dict[tuple[LimitWindow, Slice], int] = {}
     ranges: dict[LimitWindow, Window] = {}
     freshness: Freshness | None = None
-    for window, slices in merged.items():
-        ranges[window] = span = limit_window(window, now, anchor)
-        asked = list(slices)
-        totals, fresh = await usage.reading(user_id, asked, span, reuse=reuse)
-        found.update(zip(((window, part) for part in asked), totals, strict=True))
+    for read in reads:
+        ranges[read.window] = span = limit_window(read.window, now, anchor)
+        totals, fresh = await usage.reading(user_id, read.slices, span, reuse=reuse)
+        found.update(zip(((read.window, part) for part in read.slices), totals, strict=True))
         freshness = fresh if freshness is None else freshness.oldest(fresh)
     return Readings(found, ranges, freshness or Freshness.now())
+
+
+def merged(reads: Iterable[WindowRead]) -> list[WindowRead]:
+    """``reads`` with one read per window, of all its slices."""
+    windows: dict[LimitWindow, dict[Slice, None]] = {}
+    for read in reads:
+        windows.setdefault(read.window, {}).update(dict.fromkeys(read.slices))
+    return [WindowRead(window, tuple(slices)) for window, slices in windows.items()]
 
 
 def evaluate(
@@ -285,7 +290,8 @@ async def read_plan_quotas(
     """
     keys = list(plan.features) if feature_keys is None else feature_keys
     layouts = [layout for key in keys if (layout := layout_of(plan, key)) is not None]
-    readings = await read_windows(usage, user_id, (read for lay in layouts for read in _every_read(lay)), now, anchor)
+    reads = merged(read for layout in layouts for read in _every_read(layout))
+    readings = await read_windows(usage, user_id, reads, now, anchor)
     rolling = [span for layout in layouts for span in _rolling_spans(layout, readings)]
     minutes = await read_minutes(usage, user_id, rolling)
     items = [

@@ -7,15 +7,25 @@ slice each limit counts and which slices each window reads, so a quota check onl
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from usagemeter_api.domain.plans import Plan
 from usagemeter_api.domain.quota import LimitFigures
 from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_api.schemas.plans import FeaturePlan, LimitRule, LimitWindow
 
-__all__ = ["FeatureLayout", "LimitSlot", "WindowRead", "feature_layout", "frees_at", "rolling_frees_at"]
+__all__ = [
+    "FeatureLayout",
+    "LimitSlot",
+    "Matching",
+    "WindowRead",
+    "feature_layout",
+    "frees_at",
+    "rolling_frees_at",
+    "rolling_minutes",
+]
 
 #: Plan features whose layout is kept; past it the cache starts over (plans change rarely).
 _LAYOUTS_MAX = 4096
@@ -103,6 +113,17 @@ def feature_layout(feature_key: str, feature: FeaturePlan, period: LimitWindow) 
             _layouts.clear()
         _layouts[key] = (feature, layout)
     return layout
+
+
+def rolling_minutes(plans: Iterable[Plan]) -> set[int]:
+    """The lengths in minutes of every rolling window the plans limit (what an in-memory view must hold)."""
+    return {
+        rule.window.minutes
+        for plan in plans
+        for feature in plan.features.values()
+        for rule in feature.limits
+        if rule.window.minutes is not None
+    }
 
 
 def frees_at(figures: LimitFigures, amount: int, minutes: Sequence[tuple[datetime, int]] | None) -> datetime | None:

@@ -130,6 +130,24 @@ _ROLLING_BINDING_EXAMPLE: JsonDict = {
     "frees_at": "2026-11-20T09:47:00Z",
     "grant_expires_at": None,
 }
+_DIMENSION_EXAMPLE: JsonDict = {
+    "dimension_value": "gpt-4o",
+    "used": 180000,
+    "limit": 200000,
+    "remaining": 70000,
+    "percent_used": 72.0,
+    "near_limit": False,
+    "exceeded": False,
+    "has_access": True,
+    "period_start": "2026-11-01T00:00:00Z",
+    "period_end": "2026-12-01T00:00:00Z",
+    "binding": {
+        **_MONTH_BINDING_EXAMPLE,
+        "dimension_value": "gpt-4o",
+        "grant_expires_at": "2026-11-25T00:00:00Z",
+    },
+    "limits": [_GPT4O_LIMIT_EXAMPLE],
+}
 #: A feature in tokens with a 5h window beside a 7d one, and a monthly limit of one model.
 TOKENS_QUOTA_EXAMPLE: JsonDict = {
     "feature_key": "ai_tokens",
@@ -146,26 +164,7 @@ TOKENS_QUOTA_EXAMPLE: JsonDict = {
     "period_end": "2026-11-20T09:31:00Z",
     "binding": _ROLLING_BINDING_EXAMPLE,
     "limits": [_ROLLING_LIMIT_EXAMPLE, _WEEK_LIMIT_EXAMPLE],
-    "dimensions": [
-        {
-            "dimension_value": "gpt-4o",
-            "used": 180000,
-            "limit": 200000,
-            "remaining": 70000,
-            "percent_used": 72.0,
-            "near_limit": False,
-            "exceeded": False,
-            "has_access": True,
-            "period_start": "2026-11-01T00:00:00Z",
-            "period_end": "2026-12-01T00:00:00Z",
-            "binding": {
-                **_MONTH_BINDING_EXAMPLE,
-                "dimension_value": "gpt-4o",
-                "grant_expires_at": "2026-11-25T00:00:00Z",
-            },
-            "limits": [_GPT4O_LIMIT_EXAMPLE],
-        }
-    ],
+    "dimensions": [_DIMENSION_EXAMPLE],
 }
 
 
@@ -232,6 +231,8 @@ class QuotaFigures(BaseModel):
 
 class DimensionQuota(QuotaFigures):
     """The limits of one value of the feature's dimension attribute (e.g. model gpt-4o)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_DIMENSION_EXAMPLE]})
 
     dimension_value: str
 
