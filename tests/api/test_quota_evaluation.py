@@ -155,3 +155,7 @@ def test_a_dimension_value_counts_against_the_total_limits_and_its_own():
 def test_the_rolling_windows_the_plans_use_are_known_for_the_in_memory_view():
     catalog = PlanCatalog(plans={"a": Plan(name="A", features={FEATURE: TOKENS}), "b": Plan(name="B")})
     assert rolling_minutes(catalog.plans.values()) == {300, 7 * 24 * 60}
+
+
+def test_an_empty_rolling_window_has_nothing_to_free():
+    assert frees_at(figures(FIVE_HOURS, 0), 0, []) is None

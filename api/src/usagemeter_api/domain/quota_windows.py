@@ -137,7 +137,8 @@ def frees_at(figures: LimitFigures, amount: int, minutes: Sequence[tuple[datetim
         return None
     if kind != "rolling":
         return figures.range.end
-    return None if minutes is None else rolling_frees_at(figures, amount, minutes)
+    # With nothing used inside, nothing is to leave it.
+    return None if minutes is None or figures.used <= 0 else rolling_frees_at(figures, amount, minutes)
 
 
 def rolling_frees_at(figures: LimitFigures, amount: int, minutes: Sequence[tuple[datetime, int]]) -> datetime:

@@ -191,7 +191,7 @@ class LimitQuota(BaseModel):
             "When the checked amount (in a listing: more usage) fits again: the end of a calendar window or cycle;"
             " for a rolling window, the first minute enough of its usage has left it, assuming no new usage"
             " (in a check, worked out only when the amount does not fit); null for lifetime, when the amount is"
-            " above what is available, or not worked out."
+            " above what is available, when a rolling window holds no usage, or not worked out."
         )
     )
     grant_expires_at: datetime | None = Field(

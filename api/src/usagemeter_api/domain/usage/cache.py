@@ -40,8 +40,9 @@ Minutes = dict[Slice, list[tuple[datetime, int]]]
 _SWEEP_AT = 200_000
 
 _Key = tuple[str, Slice, datetime, datetime]
-#: Minute distributions kept at once (each at most a rolling window of minutes per slice).
-_MINUTES_MAX = 1024
+#: Minute distributions kept at once, each at most a rolling window's minutes (31 days) per slice: at worst
+#: some 5 MB apiece, for a user with usage in every minute of a 31-day window.
+_MINUTES_MAX = 64
 
 T = TypeVar("T")
 
@@ -118,10 +119,14 @@ class UsageCache:
         if found is not None and time.monotonic() - found[0] < max(self._ttl, 1.0):
             return found[1]
         minutes = minute_usage(client, user_id, slices, window)
+        now = time.monotonic()
         with self._lock:
             if len(self._minutes) >= _MINUTES_MAX:
+                kept = max(self._ttl, 1.0)
+                self._minutes = {key: entry for key, entry in self._minutes.items() if now - entry[0] < kept}
+            if len(self._minutes) >= _MINUTES_MAX:
                 self._minutes.clear()
-            self._minutes[key] = (time.monotonic(), minutes)
+            self._minutes[key] = (now, minutes)
         return minutes
 
     def _lookup(self, user_id: str, slices: Sequence[Slice], window: Window, max_age: float) -> Reading | None:
