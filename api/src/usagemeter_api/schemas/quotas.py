@@ -9,7 +9,20 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.config import JsonDict
+
+from usagemeter_api.schemas.quota_examples import (
+    CHECK_EXAMPLE,
+    DIMENSION_EXAMPLE,
+    FRESH_EXAMPLE,
+    MONTH_BINDING_EXAMPLE,
+    MONTH_LIMIT_EXAMPLE,
+    QUOTA_EXAMPLE,
+    QUOTA_LIST_EXAMPLE,
+    REFUSED_CHECK_EXAMPLE,
+    ROLLING_BINDING_EXAMPLE,
+    ROLLING_LIMIT_EXAMPLE,
+    TOKENS_QUOTA_EXAMPLE,
+)
 
 __all__ = [
     "QUOTA_EXAMPLE",
@@ -31,147 +44,11 @@ Number = int | float
 #: How a limit's window is measured (the spelling of ``window`` tells its length).
 Kind = Literal["day", "week", "month", "cycle", "lifetime", "rolling"]
 
-#: How fresh the example answers are: read from ClickHouse a moment ago.
-_FRESH_EXAMPLE: JsonDict = {"as_of": "2026-11-20T09:30:00.250000Z", "stale": False}
-
-_MONTH_LIMIT_EXAMPLE: JsonDict = {
-    "window": "month",
-    "kind": "month",
-    "dimension_value": None,
-    "period_start": "2026-11-01T00:00:00Z",
-    "period_end": "2026-12-01T00:00:00Z",
-    "used": 42,
-    "limit": 50,
-    "granted": 0,
-    "available": 50,
-    "remaining": 8,
-    "percent_used": 84.0,
-    "near_limit": True,
-    "exceeded": False,
-    "frees_at": "2026-12-01T00:00:00Z",
-    "grant_expires_at": None,
-}
-_MONTH_BINDING_EXAMPLE: JsonDict = {
-    "window": "month",
-    "kind": "month",
-    "dimension_value": None,
-    "frees_at": "2026-12-01T00:00:00Z",
-    "grant_expires_at": None,
-}
-
-QUOTA_EXAMPLE: JsonDict = {
-    "feature_key": "ai_content_generation",
-    "unit": "uses",
-    "dimension": None,
-    "used": 42,
-    "limit": 50,
-    "remaining": 8,
-    "percent_used": 84.0,
-    "near_limit": True,
-    "exceeded": False,
-    "has_access": True,
-    "period_start": "2026-11-01T00:00:00Z",
-    "period_end": "2026-12-01T00:00:00Z",
-    "binding": _MONTH_BINDING_EXAMPLE,
-    "limits": [_MONTH_LIMIT_EXAMPLE],
-    "dimensions": [],
-}
-
-_ROLLING_LIMIT_EXAMPLE: JsonDict = {
-    "window": "5h",
-    "kind": "rolling",
-    "dimension_value": None,
-    "period_start": "2026-11-20T04:31:00Z",
-    "period_end": "2026-11-20T09:31:00Z",
-    "used": 990000.5,
-    "limit": 1000000,
-    "granted": 0,
-    "available": 1000000,
-    "remaining": 9999.5,
-    "percent_used": 99.0,
-    "near_limit": True,
-    "exceeded": False,
-    "frees_at": "2026-11-20T09:47:00Z",
-    "grant_expires_at": None,
-}
-_WEEK_LIMIT_EXAMPLE: JsonDict = {
-    **_ROLLING_LIMIT_EXAMPLE,
-    "window": "7d",
-    "period_start": "2026-11-13T09:31:00Z",
-    "used": 4200000,
-    "limit": 10000000,
-    "available": 10000000,
-    "remaining": 5800000,
-    "percent_used": 42.0,
-    "near_limit": False,
-    "frees_at": "2026-11-20T10:02:00Z",
-}
-_GPT4O_LIMIT_EXAMPLE: JsonDict = {
-    "window": "month",
-    "kind": "month",
-    "dimension_value": "gpt-4o",
-    "period_start": "2026-11-01T00:00:00Z",
-    "period_end": "2026-12-01T00:00:00Z",
-    "used": 180000,
-    "limit": 200000,
-    "granted": 50000,
-    "available": 250000,
-    "remaining": 70000,
-    "percent_used": 72.0,
-    "near_limit": False,
-    "exceeded": False,
-    "frees_at": "2026-12-01T00:00:00Z",
-    "grant_expires_at": "2026-11-25T00:00:00Z",
-}
-_ROLLING_BINDING_EXAMPLE: JsonDict = {
-    "window": "5h",
-    "kind": "rolling",
-    "dimension_value": None,
-    "frees_at": "2026-11-20T09:47:00Z",
-    "grant_expires_at": None,
-}
-_DIMENSION_EXAMPLE: JsonDict = {
-    "dimension_value": "gpt-4o",
-    "used": 180000,
-    "limit": 200000,
-    "remaining": 70000,
-    "percent_used": 72.0,
-    "near_limit": False,
-    "exceeded": False,
-    "has_access": True,
-    "period_start": "2026-11-01T00:00:00Z",
-    "period_end": "2026-12-01T00:00:00Z",
-    "binding": {
-        **_MONTH_BINDING_EXAMPLE,
-        "dimension_value": "gpt-4o",
-        "grant_expires_at": "2026-11-25T00:00:00Z",
-    },
-    "limits": [_GPT4O_LIMIT_EXAMPLE],
-}
-#: A feature in tokens with a 5h window beside a 7d one, and a monthly limit of one model.
-TOKENS_QUOTA_EXAMPLE: JsonDict = {
-    "feature_key": "ai_tokens",
-    "unit": "tokens",
-    "dimension": "model",
-    "used": 990000.5,
-    "limit": 1000000,
-    "remaining": 9999.5,
-    "percent_used": 99.0,
-    "near_limit": True,
-    "exceeded": False,
-    "has_access": True,
-    "period_start": "2026-11-20T04:31:00Z",
-    "period_end": "2026-11-20T09:31:00Z",
-    "binding": _ROLLING_BINDING_EXAMPLE,
-    "limits": [_ROLLING_LIMIT_EXAMPLE, _WEEK_LIMIT_EXAMPLE],
-    "dimensions": [_DIMENSION_EXAMPLE],
-}
-
 
 class LimitQuota(BaseModel):
     """One limit of a feature at this moment: its window's range, usage, allowance and when it frees up."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [_MONTH_LIMIT_EXAMPLE, _ROLLING_LIMIT_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [MONTH_LIMIT_EXAMPLE, ROLLING_LIMIT_EXAMPLE]})
 
     window: str = Field(description="The window as the plan writes it: day, week, month, cycle, lifetime, 5h, 7d, ...")
     kind: Kind
@@ -202,7 +79,7 @@ class LimitQuota(BaseModel):
 class Binding(BaseModel):
     """The limit with the least remaining (ties: the one that frees up first): the one a use runs into."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [_MONTH_BINDING_EXAMPLE, _ROLLING_BINDING_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [MONTH_BINDING_EXAMPLE, ROLLING_BINDING_EXAMPLE]})
 
     window: str
     kind: Kind
@@ -232,7 +109,7 @@ class QuotaFigures(BaseModel):
 class DimensionQuota(QuotaFigures):
     """The limits of one value of the feature's dimension attribute (e.g. model gpt-4o)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [_DIMENSION_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [DIMENSION_EXAMPLE]})
 
     dimension_value: str
 
@@ -271,7 +148,7 @@ class FeatureQuota(QuotaItem):
     """One feature's quota, with whose it is and how fresh it is."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **QUOTA_EXAMPLE, **_FRESH_EXAMPLE}]}
+        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **QUOTA_EXAMPLE, **FRESH_EXAMPLE}]}
     )
 
     user_id: str
@@ -289,15 +166,6 @@ class PlanSummary(BaseModel):
     near_limit_ratio: float
 
 
-QUOTA_LIST_EXAMPLE: JsonDict = {
-    "user_id": "user-123",
-    "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
-    "period_start": "2026-11-01T00:00:00Z",
-    "period_end": "2026-12-01T00:00:00Z",
-    "quotas": [QUOTA_EXAMPLE, TOKENS_QUOTA_EXAMPLE],
-}
-
-
 class QuotaList(BaseModel):
     """Every metered feature of a user's plan."""
 
@@ -313,51 +181,16 @@ class QuotaList(BaseModel):
 class QuotaListing(QuotaList):
     """Every metered feature of a user's plan, and how fresh the usage figures are."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{**QUOTA_LIST_EXAMPLE, **_FRESH_EXAMPLE}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{**QUOTA_LIST_EXAMPLE, **FRESH_EXAMPLE}]})
 
     as_of: AsOf
     stale: Stale
 
 
-_CHECK_EXAMPLE: JsonDict = {
-    "user_id": "user-123",
-    "plan_id": "free",
-    "feature_key": "ai_content_generation",
-    "unit": "uses",
-    "dimension": None,
-    "allowed": True,
-    "enforcement": "hard",
-    "amount": 1,
-    "used": 42,
-    "limit": 50,
-    "remaining": 8,
-    "near_limit": True,
-    "exceeded": False,
-    "reset_at": "2026-12-01T00:00:00Z",
-    "binding": _MONTH_BINDING_EXAMPLE,
-    "limits": [_MONTH_LIMIT_EXAMPLE],
-    **_FRESH_EXAMPLE,
-}
-_REFUSED_CHECK_EXAMPLE: JsonDict = {
-    **_CHECK_EXAMPLE,
-    "feature_key": "ai_tokens",
-    "unit": "tokens",
-    "dimension": "gpt-4o",
-    "allowed": False,
-    "amount": 12000.5,
-    "used": 990000.5,
-    "limit": 1000000,
-    "remaining": 9999.5,
-    "reset_at": "2026-11-20T09:31:00Z",
-    "binding": _ROLLING_BINDING_EXAMPLE,
-    "limits": [_ROLLING_LIMIT_EXAMPLE, _WEEK_LIMIT_EXAMPLE, _GPT4O_LIMIT_EXAMPLE],
-}
-
-
 class QuotaCheck(BaseModel):
     """Whether a host may use ``amount`` more of a feature now, and which limit decides it."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [_CHECK_EXAMPLE, _REFUSED_CHECK_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [CHECK_EXAMPLE, REFUSED_CHECK_EXAMPLE]})
 
     user_id: str
     plan_id: str

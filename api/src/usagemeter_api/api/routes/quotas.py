@@ -1,4 +1,4 @@
-"""``/quotas``: a user's usage against the limits of their plan in the current period."""
+"""``/quotas``: a user's usage against each limit of their plan over its window, and the quota check."""
 
 from __future__ import annotations
 
