@@ -10,7 +10,7 @@ import pytest
 from tests.api.api_support import NOW, SECRET, bearer, record_usage
 from tests.api.conftest import AppFactory
 from usagemeter_api import SettingsError, load_settings
-from usagemeter_api.domain.periods import period_window
+from usagemeter_api.domain.periods import Window, period_window
 from usagemeter_api.domain.quota import Freshness
 from usagemeter_api.domain.usage import cache as usage_cache
 from usagemeter_api.domain.usage.cache import UsageCache
@@ -85,3 +85,16 @@ def test_held_totals_stay_bounded_under_many_users(clickhouse: Client, monkeypat
         assert len(cache) <= 8
     assert cache.held("user-39", [TOTAL], WINDOW) is not None
     assert cache.held("user-0", [TOTAL], WINDOW) is None
+
+
+def test_rolling_windows_usage_per_minute_is_kept_for_a_bounded_number_of_reads(
+    clickhouse: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_cache, "_MINUTES_MAX", 4)
+    record_usage(clickhouse, [("ana", FEATURE, NOW, 3)])
+    cache = UsageCache(ttl_seconds=30)
+    window = Window(NOW - timedelta(hours=5), NOW + timedelta(minutes=1))
+    assert cache.minutes(clickhouse, "ana", [TOTAL], window) == {TOTAL: [(NOW, 3_000_000)]}
+    for user in range(20):
+        cache.minutes(clickhouse, f"user-{user}", [TOTAL], window)
+        assert cache.minutes_held <= 4

@@ -73,6 +73,11 @@ class UsageCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def minutes_held(self) -> int:
+        """How many reads of rolling windows' usage per minute are kept."""
+        return len(self._minutes)
+
     def recent(self, user_id: str, slices: Sequence[Slice], window: Window) -> Reading | None:
         """The totals of ``slices`` when each was read within ``ttl_seconds``, else None."""
         return self._lookup(user_id, slices, window, self._ttl)
