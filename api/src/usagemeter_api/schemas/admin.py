@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from usagemeter_api.schemas.plans import FeaturePlan, PeriodKind
+from usagemeter_api.schemas.plans import Amount, FeaturePlan, PeriodKind
 
 __all__ = [
     "Assignment",
@@ -60,7 +60,7 @@ class PlanBody(BaseModel):
     enforcement: Enforcement = Field(
         default="hard", description="hard: a use past the limit is refused; soft: allowed and reported as exceeded."
     )
-    limits: dict[FeatureKey, Annotated[float, Field(ge=0, le=10**12)] | None] = Field(
+    limits: dict[FeatureKey, Amount | None] = Field(
         default_factory=dict,
         description="Shorthand: feature key -> uses allowed per period (at most 6 decimals); null means unlimited.",
     )
