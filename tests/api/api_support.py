@@ -35,17 +35,21 @@ def ns(moment: datetime) -> int:
 
 
 def record_usage(
-    client: Client, uses: Sequence[tuple[str, str, datetime, float]], service: str = "web", token: str | None = None
+    client: Client,
+    uses: Sequence[tuple[str, str, datetime, float]],
+    service: str = "web",
+    token: str | None = None,
+    **attributes: str,
 ) -> None:
     """Insert delta ``feature.usage`` points (user, feature, time, value) as an OTLP sender's would arrive.
 
-    With ``token`` the insert is deduplicated like the collector's retried ones.
+    With ``token`` the insert is deduplicated like the collector's retried ones; ``attributes`` go on every point.
     """
     rows = [
         [
             service,
             tables.USAGE_METRIC,
-            {tables.USER_ATTRIBUTE: user, tables.FEATURE_ATTRIBUTE: feature},
+            {tables.USER_ATTRIBUTE: user, tables.FEATURE_ATTRIBUTE: feature, **attributes},
             ns(at),
             value,
             1,

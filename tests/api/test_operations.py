@@ -102,6 +102,9 @@ def test_dashboard_metrics_combine_everything(api, clickhouse):
     assert body["conversions"]["by_name"]["signup"] == {"total": 6, "this_month": 2}
     quota = next(q for q in body["quotas"] if q["feature_key"] == "ai_content_generation")
     assert (quota["used"], quota["near_limit"], body["plan"]["id"]) == (42, True, "free")
+    # The same items as the quota listing: units, every limit and the binding one.
+    assert body["quotas"] == api.get("/api/v1/quotas", headers=bearer("alice")).json()["quotas"]
+    assert (quota["unit"], quota["binding"]["window"], len(quota["limits"])) == ("uses", "month", 1)
     assert body["workers"]["workers"][0]["status"] == "healthy"
     assert body["health"]["summary"] == "3/3 services healthy"
     other = api.get("/api/v1/analytics/dashboard-metrics?user_id=bob", headers=bearer("alice"))

@@ -19,8 +19,9 @@ def test_shipped_plans_match_the_product_defaults():
     catalog = load_plans()
     assert catalog.default_plan == "free"
     free, pro = catalog.plans["free"], catalog.plans["pro"]
-    assert free.limits == {"ai_content_generation": 50, "chat_messages": 500, "document_export": 10}
-    assert pro.limits == {"ai_content_generation": 2000, "chat_messages": None, "document_export": 200}
+    assert free.shorthand_limits() == {"ai_content_generation": 50, "chat_messages": 500, "document_export": 10}
+    assert pro.shorthand_limits() == {"ai_content_generation": 2000, "chat_messages": None, "document_export": 200}
+    assert {feature.unit for feature in free.features.values()} == {"uses"}
     assert (free.period, free.near_limit_ratio) == ("month", 0.8)
     assert catalog.plan_for("anyone") == ("free", free)
 
@@ -35,10 +36,10 @@ def test_a_minimal_file_takes_the_defaults(plans_file):
     ("text", "named"),
     [
         (VALID + "[plans.basic.limitz]\nx = 1\n", "plans.basic.limitz"),
-        (VALID.replace("chat_messages = 5", "chat_messages = -1"), "plans.basic.limits.chat_messages"),
-        (VALID.replace("chat_messages = 5", 'chat_messages = "lots"'), "plans.basic.limits.chat_messages"),
-        (VALID.replace("chat_messages = 5", "chat_messages = 2.5"), "plans.basic.limits.chat_messages"),
-        (VALID.replace("chat_messages = 5", "chat_messages = true"), "plans.basic.limits.chat_messages"),
+        (VALID.replace("chat_messages = 5", "chat_messages = -1"), "plans.basic: limits.chat_messages"),
+        (VALID.replace("chat_messages = 5", 'chat_messages = "lots"'), "plans.basic: limits.chat_messages"),
+        (VALID.replace("chat_messages = 5", "chat_messages = 2.0000001"), "plans.basic: limits.chat_messages"),
+        (VALID.replace("chat_messages = 5", "chat_messages = true"), "plans.basic: limits.chat_messages"),
         (VALID.replace('name = "Basic"', 'name = "Basic"\nperiod = "year"'), "plans.basic.period"),
         (VALID.replace('name = "Basic"', 'name = "Basic"\nnear_limit_ratio = 1.5'), "plans.basic.near_limit_ratio"),
         (VALID.replace('name = "Basic"\n', ""), "plans.basic.name"),

@@ -49,3 +49,30 @@ def test_bad_checks_are_refused_clearly(api):
     assert api.get("/api/v1/quotas/teleport/check", headers=bearer("eve")).status_code == 404
     assert api.get(CHECK + "?user_id=frank", headers=bearer("eve")).status_code == 403
     assert api.get(CHECK).status_code == 401
+
+
+def test_amounts_are_exact_numbers_of_at_most_six_decimals_and_bounded(make_api, clickhouse):
+    api = make_api(quota_cache_seconds=0)
+    record_usage(clickhouse, [("gus", "ai_content_generation", MONTH_START + timedelta(days=1), 49.5)])
+    fits = api.get(CHECK + "?amount=0.5", headers=bearer("gus")).json()
+    assert (fits["allowed"], fits["amount"], fits["remaining"], fits["unit"]) == (True, 0.5, 0.5, "uses")
+    assert api.get(CHECK + "?amount=0.500001", headers=bearer("gus")).json()["allowed"] is False
+    for bad in ("0.0000001", "-1", "1000000000001", "nan", "inf", "lots", ""):
+        response = api.get(CHECK, params={"amount": bad}, headers=bearer("gus"))
+        assert response.status_code == 422, bad
+        assert "amount" in str(response.json()["detail"]), bad
+    assert api.get(CHECK + "?amount=1000000000000", headers=bearer("gus")).json()["allowed"] is False
+
+
+def test_a_single_limit_check_keeps_its_fields_and_names_the_limit_it_is_of(make_api):
+    body = make_api().get(CHECK + "?amount=2", headers=bearer("hal")).json()
+    assert (body["used"], body["limit"], body["remaining"], body["amount"]) == (0, 50, 50, 2)
+    assert body["binding"] == {
+        "window": "month",
+        "kind": "month",
+        "dimension_value": None,
+        "frees_at": NEXT_MONTH_START.isoformat().replace("+00:00", "Z"),
+        "grant_expires_at": None,
+    }
+    assert [limit["window"] for limit in body["limits"]] == ["month"]
+    assert body["reset_at"] == body["binding"]["frees_at"]

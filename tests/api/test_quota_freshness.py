@@ -10,14 +10,16 @@ import pytest
 from tests.api.api_support import NOW, SECRET, bearer, record_usage
 from tests.api.conftest import AppFactory
 from usagemeter_api import SettingsError, load_settings
-from usagemeter_api.domain.periods import period_window
+from usagemeter_api.domain.periods import Window, period_window
 from usagemeter_api.domain.quota import Freshness
 from usagemeter_api.domain.usage import cache as usage_cache
 from usagemeter_api.domain.usage.cache import UsageCache
+from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_clickhouse import Client
 
 FEATURE = "ai_content_generation"
 WINDOW = period_window("month", NOW)
+TOTAL, CHAT, EXPORT = (Slice.total(key) for key in (FEATURE, "chat_messages", "document_export"))
 
 
 def test_staleness_bound_comes_from_the_environment_and_a_negative_one_is_named(
@@ -64,22 +66,35 @@ def api_with_usage(make_api: AppFactory, clickhouse: Client) -> AppFactory:
 def test_held_totals_are_marked_behind_and_a_user_never_read_is_not_held(clickhouse: Client) -> None:
     record_usage(clickhouse, [("ana", FEATURE, NOW, 3)])
     cache = UsageCache(ttl_seconds=0, hold_seconds=300)
-    totals, freshness = cache.read(clickhouse, "ana", [FEATURE, "chat_messages"], WINDOW)
-    assert totals == {FEATURE: 3, "chat_messages": 0} and not freshness.stale
-    assert cache.recent("ana", [FEATURE], WINDOW) is None  # nothing is reused without a ttl
-    held = cache.held("ana", [FEATURE], WINDOW)
+    totals, freshness = cache.read(clickhouse, "ana", [TOTAL, CHAT], WINDOW)
+    assert totals == [3_000_000, 0] and not freshness.stale
+    assert cache.recent("ana", [TOTAL], WINDOW) is None  # nothing is reused without a ttl
+    held = cache.held("ana", [TOTAL], WINDOW)
     assert held is not None
-    assert held[0] == {FEATURE: 3} and held[1].stale and held[1].as_of == freshness.as_of
-    assert cache.held("ben", [FEATURE], WINDOW) is None
-    assert cache.held("ana", ["document_export"], WINDOW) is None
-    assert cache.held("ana", [FEATURE], period_window("day", NOW)) is None
+    assert held[0] == [3_000_000] and held[1].stale and held[1].as_of == freshness.as_of
+    assert cache.held("ben", [TOTAL], WINDOW) is None
+    assert cache.held("ana", [EXPORT], WINDOW) is None
+    assert cache.held("ana", [TOTAL], period_window("day", NOW)) is None
 
 
 def test_held_totals_stay_bounded_under_many_users(clickhouse: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(usage_cache, "_SWEEP_AT", 8)
     cache = UsageCache(ttl_seconds=0, hold_seconds=300)
     for user in range(40):
-        cache.read(clickhouse, f"user-{user}", [FEATURE], WINDOW)
+        cache.read(clickhouse, f"user-{user}", [TOTAL], WINDOW)
         assert len(cache) <= 8
-    assert cache.held("user-39", [FEATURE], WINDOW) is not None
-    assert cache.held("user-0", [FEATURE], WINDOW) is None
+    assert cache.held("user-39", [TOTAL], WINDOW) is not None
+    assert cache.held("user-0", [TOTAL], WINDOW) is None
+
+
+def test_rolling_windows_usage_per_minute_is_kept_for_a_bounded_number_of_reads(
+    clickhouse: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_cache, "_MINUTES_MAX", 4)
+    record_usage(clickhouse, [("ana", FEATURE, NOW, 3)])
+    cache = UsageCache(ttl_seconds=30)
+    window = Window(NOW - timedelta(hours=5), NOW + timedelta(minutes=1))
+    assert cache.minutes(clickhouse, "ana", [TOTAL], window) == {TOTAL: [(NOW, 3_000_000)]}
+    for user in range(20):
+        cache.minutes(clickhouse, f"user-{user}", [TOTAL], window)
+        assert cache.minutes_held <= 4

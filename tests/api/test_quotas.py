@@ -53,7 +53,7 @@ def test_free_plan_quotas_count_this_months_usage_exactly(api, clickhouse):
     assert body["plan"] == {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8}
     quotas = _by_key(body)
     assert list(quotas) == ["ai_content_generation", "chat_messages", "document_export"]
-    assert quotas["ai_content_generation"] | {} == {
+    legacy = {
         "feature_key": "ai_content_generation",
         "used": 40,
         "limit": 50,
@@ -65,6 +65,10 @@ def test_free_plan_quotas_count_this_months_usage_exactly(api, clickhouse):
         "period_start": MONTH_START.isoformat().replace("+00:00", "Z"),
         "period_end": NEXT_MONTH_START.isoformat().replace("+00:00", "Z"),
     }
+    # The contract's fields keep their meaning beside the new ones (unit, limits, binding, dimensions).
+    assert {key: quotas["ai_content_generation"][key] for key in legacy} == legacy
+    assert quotas["ai_content_generation"]["unit"] == "uses"
+    assert quotas["ai_content_generation"]["binding"]["window"] == "month"
     chat = quotas["chat_messages"]
     assert (chat["used"], chat["remaining"], chat["percent_used"], chat["near_limit"]) == (1.5, 498.5, 0.3, False)
     export = quotas["document_export"]
@@ -187,3 +191,33 @@ def test_new_period_starts_from_zero(make_api, clickhouse):
     body = later.get("/api/v1/quotas/document_export", headers=bearer("erin")).json()
     assert (body["used"], body["remaining"], body["exceeded"]) == (0, 10, False)
     assert body["period_start"] == NEXT_MONTH_START.isoformat().replace("+00:00", "Z")
+
+
+METERED_PLANS = """
+default_plan = "metered"
+
+[plans.metered]
+name = "Metered"
+
+[plans.metered.features.credits]
+unit = "credits"
+dimension = "model"
+limits = [
+  { window = "day", limit = 2.5 },
+  { window = "week", limit = 100 },
+  { window = "5h", limit = 1 },
+  { window = "month", limit = 1, dimension_value = "gpt-4o" },
+]
+"""
+
+
+def test_near_limit_lists_feature_total_calendar_limits_in_the_feature_unit(make_api, plans_file, clickhouse):
+    api = make_api(plans_file=plans_file(METERED_PLANS))
+    record_usage(clickhouse, [("ivy", "credits", NOW, 1.5), ("ivy", "credits", NOW, 0.5), ("jon", "credits", NOW, 1.9)])
+    body = api.get("/api/v1/admin/users/near-limit", headers=bearer("root", admin=True)).json()
+    found = [
+        (u["user_id"], u["window"], u["used"], u["limit"], u["percent_used"], u["exceeded"]) for u in body["users"]
+    ]
+    # ivy's 2 of 2.5 a day is 80 %; jon's 1.9 is not near. The 5h window is past its limit for both: rolling
+    # windows are not covered here, nor the dimension value's limit.
+    assert found == [("ivy", "day", 2, 2.5, 80.0, False)]

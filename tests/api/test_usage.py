@@ -8,9 +8,12 @@ from datetime import UTC, datetime, timedelta
 from tests.api.api_support import NOW, bearer, record_usage
 from usagemeter_api.domain.periods import Window, period_window
 from usagemeter_api.domain.usage.queries import as_number, daily_usage, usage_totals
+from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_clickhouse import migrate, tables
 
 DAY = NOW.replace(hour=0)
+F, G, H = Slice.total("f"), Slice.total("g"), Slice.total("h")
+M = 1_000_000  # micro-units per unit
 
 
 def _points():
@@ -38,14 +41,14 @@ def test_ranges_are_exact_to_the_minute_across_day_edges(clickhouse):
         (Window(DAY, DAY), 0),
     ]
     for window, expected in cases:
-        assert usage_totals(clickhouse, "u", ["f"], window).get("f", 0.0) == expected, window
+        assert usage_totals(clickhouse, "u", [F], window).get(F, 0) == expected * M, window
 
 
 def test_totals_are_per_feature_and_per_user(clickhouse):
     record_usage(clickhouse, _points())
     window = Window(DAY, DAY + timedelta(days=1))
-    assert usage_totals(clickhouse, "u", ["f", "g", "h"], window) == {"f": 28.0, "g": 64.0}
-    assert usage_totals(clickhouse, "v", ["f"], window) == {"f": 128.0}
+    assert usage_totals(clickhouse, "u", [F, G, H], window) == {F: 28 * M, G: 64 * M}
+    assert usage_totals(clickhouse, "v", [F], window) == {F: 128 * M}
     assert usage_totals(clickhouse, "u", [], window) == {}
 
 
@@ -54,14 +57,14 @@ def test_usage_split_across_services_and_inserts_is_summed_before_merges(clickho
         for _ in range(3):
             record_usage(clickhouse, [("u", "f", NOW, 1), ("u", "f", NOW + timedelta(seconds=1), 1)], service=service)
     window = period_window("month", NOW)
-    assert usage_totals(clickhouse, "u", ["f"], window) == {"f": 12.0}
-    assert daily_usage(clickhouse, "u", "f", NOW.date(), NOW.date()) == {NOW.date(): 12.0}
+    assert usage_totals(clickhouse, "u", [F], window) == {F: 12 * M}
+    assert daily_usage(clickhouse, "u", "f", NOW.date(), NOW.date()) == {NOW.date(): 12 * M}
 
 
 def test_daily_usage_bounds_are_inclusive(clickhouse):
     record_usage(clickhouse, _points())
     days = daily_usage(clickhouse, "u", "f", DAY.date(), DAY.date() + timedelta(days=1))
-    assert days == {DAY.date(): 28.0, DAY.date() + timedelta(days=1): 288.0}
+    assert days == {DAY.date(): 28 * M, DAY.date() + timedelta(days=1): 288 * M}
 
 
 def test_periods_are_utc_calendar_units():
@@ -100,6 +103,6 @@ def test_the_test_database_copy_is_fully_migrated(clickhouse):
         row[0]
         for row in clickhouse.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
     }
-    assert {tables.USAGE_MINUTE, tables.USAGE_DAY, tables.PLANS, "feature_usage_minute_mv"} <= names
+    assert {tables.USAGE_MINUTE, tables.USAGE_DAY, tables.USAGE_MONTH, tables.PLANS} <= names
     record_usage(clickhouse, [("u", "f", NOW, 3)])
-    assert usage_totals(clickhouse, "u", ["f"], period_window("month", NOW)) == {"f": 3.0}
+    assert usage_totals(clickhouse, "u", [F], period_window("month", NOW)) == {F: 3 * M}

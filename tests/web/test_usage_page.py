@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from tests.web.conftest import PHONE
-from tests.web.web_support import expired_token, record_now, record_spread, screenshot, token_for
-from usagemeter_api import mint_token
-from usagemeter_clickhouse import Client
+from tests.api.api_support import record_usage
+from tests.web.conftest import PHONE, served
+from tests.web.web_support import SECRET, expired_token, record_now, record_spread, screenshot, token_for
+from usagemeter_api import ApiSettings, create_app, mint_token
+from usagemeter_clickhouse import Client, connect, tables
 
 pytest.importorskip("playwright", reason="Playwright for Python is not installed (pip install playwright)")
 from playwright.sync_api import Page, expect
@@ -226,3 +230,57 @@ def test_metric_cards_read_the_dashboard_metrics_body(site: str, open_page: Any)
     system = page.locator("#card-system")
     expect(system.locator("[data-field=value]")).to_have_text("⚠ Degraded")
     expect(system.locator("[data-field=detail]")).to_have_text("2 of 3 services healthy")
+
+
+_TOKEN_PLANS = """
+default_plan = "tokens"
+
+[plans.tokens]
+name = "Tokens"
+
+[plans.tokens.features.ai_tokens]
+unit = "tokens"
+dimension = "model"
+limits = [
+  { window = "5h", limit = 5000 },
+  { window = "7d", limit = 20000 },
+  { window = "month", limit = 1000, dimension_value = "gpt-4o" },
+]
+"""
+
+
+@pytest.fixture
+def token_site(chdb_url: str, database: str, clickhouse: Client, tmp_path: Path) -> Iterator[str]:
+    """The API and page on a plan metering tokens over a 5h and a 7d window, with a monthly limit for one model."""
+    plans = tmp_path / "plans.toml"
+    plans.write_text(_TOKEN_PLANS, encoding="utf-8")
+    clickhouse.insert(tables.USAGE_DIMENSIONS, [["model", True, 1]], column_names=["Attribute", "Active", "Version"])
+    settings = ApiSettings(jwt_secret=SecretStr(SECRET), quota_live_usage=False, plans_file=plans)
+    with served(create_app(settings, lambda: connect(chdb_url, database))) as url:
+        yield url
+
+
+def test_units_windows_and_dimension_items_are_shown_in_english_and_spanish(
+    token_site: str, clickhouse: Client, open_page: Any, artifacts: Path
+) -> None:
+    record_usage(clickhouse, [("gina", "ai_tokens", datetime.now(UTC) - timedelta(seconds=5), 1250)], model="gpt-4o")
+    page = _signed_in(open_page, f"{token_site}/#token={token_for('gina')}")
+    row = _row(page, "ai_tokens")
+    expect(row.locator(".used")).to_have_text("1,250 of 5,000 tokens used")
+    expect(row.locator(".remaining")).to_have_text("3,750 tokens left")
+    windows = row.locator(".quota-window")
+    expect(windows).to_have_count(3)
+    expect(windows.nth(0)).to_have_text("Last 5h: 1,250 of 5,000 tokens used")
+    expect(windows.nth(1)).to_have_text("Last 7d: 1,250 of 20,000 tokens used")
+    expect(windows.nth(2)).to_contain_text("gpt-4o, This month: 1,250 of 1,000 tokens used · frees up")
+    expect(windows.nth(2)).to_have_attribute("data-state", "exceeded")
+    expect(row.locator(".chart-caption")).to_have_text("1,250 tokens this period")
+    screenshot(page, artifacts, "usage-tokens")
+
+    spanish = _signed_in(open_page, f"{token_site}/?lang=es#token={token_for('gina')}", locale="es-ES")
+    row = _row(spanish, "ai_tokens")
+    expect(row.locator(".used")).to_have_text("1250 de 5000 tokens usados")
+    expect(row.locator(".quota-window").nth(0)).to_have_text("Últimas 5h: 1250 de 5000 tokens usados")
+    expect(row.locator(".quota-window").nth(2)).to_contain_text(
+        "gpt-4o, Este mes: 1250 de 1000 tokens usados · se libera"
+    )

@@ -66,7 +66,13 @@ class Plan(BaseModel):
         for key, limit in (data.pop("limits", None) or {}).items():
             if key in features:
                 raise PydanticCustomError("feature", "{key} is given both in limits and in features", {"key": key})
-            features[key] = shorthand(limit, period)
+            try:
+                features[key] = shorthand(limit, period)
+            except PydanticCustomError as exc:
+                # A before-validator's error is located at the plan: name the key it is about.
+                raise PydanticCustomError(
+                    exc.type, "limits.{key}: {reason}", {"key": key, "reason": exc.message()}
+                ) from None
         data["features"] = features
         return data
 

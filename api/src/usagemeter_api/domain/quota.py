@@ -1,19 +1,35 @@
-"""Turning a usage total and a plan limit into quota figures and the allow decision, and how fresh that total is."""
+"""A feature's limits evaluated at a moment: each limit's figures, the binding one, and how fresh the usage is.
+
+Every figure is an ``int`` of micro-units (:mod:`usagemeter_api.core.quantity`); the answers turn them
+into numbers in the feature's unit. These functions are pure: usage, grants and the moment come in.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
+from typing import Protocol
 
 from usagemeter_api.domain.periods import Window
-from usagemeter_api.domain.plans import Enforcement, Plan
-from usagemeter_api.domain.usage.queries import as_number
-from usagemeter_api.schemas.quotas import PlanSummary, QuotaItem
+from usagemeter_api.domain.plans import Enforcement
+from usagemeter_api.schemas.plans import LimitRule
 
-__all__ = ["Freshness", "QuotaFigures", "allows", "evaluate_quota", "plan_quotas", "plan_summary", "quota_figures"]
+__all__ = [
+    "Freshness",
+    "GrantLike",
+    "LimitFigures",
+    "allows",
+    "binding_of",
+    "granted_for",
+    "limit_figures",
+]
+
+#: Sorts after every real moment: the end of a limit that never frees up.
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,75 +71,140 @@ class Freshness:
         return Freshness(older.as_of, older.known_at, older.fresh_for, behind=self.behind or other.behind)
 
 
+class GrantLike(Protocol):
+    """What a grant of extra allowance tells the quota figures (``usagemeter_api.domain.grants.Grant``)."""
+
+    @property
+    def feature_key(self) -> str: ...
+    @property
+    def dimension_value(self) -> str | None: ...
+    @property
+    def amount_micros(self) -> int: ...
+    @property
+    def effective_from(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
 @dataclass(frozen=True, slots=True)
-class QuotaFigures:
-    """``used`` uses against a limit: what remains and whether it is near, over or still open."""
+class LimitFigures:
+    """One limit at a moment, in micro-units: ``used`` in ``range`` against ``limit`` raised by ``granted``.
 
-    used: int | float
-    remaining: int | float | None
-    percent_used: float | None
-    near_limit: bool
-    exceeded: bool
-    has_access: bool
+    ``frees_at`` is when the window lets the checked amount in again (None: never, or not worked
+    out); ``grant_expires_at`` the earliest expiry of the grants counted in ``granted``.
+    """
+
+    rule: LimitRule
+    range: Window
+    used: int
+    limit: int
+    granted: int
+    near_limit_ratio: float
+    frees_at: datetime | None = None
+    grant_expires_at: datetime | None = None
+
+    @property
+    def available(self) -> int:
+        """The limit with the active grants that match it."""
+        return self.limit + self.granted
+
+    @property
+    def remaining(self) -> int:
+        """What is left of ``available`` (never negative)."""
+        return max(self.available - self.used, 0)
+
+    @property
+    def exceeded(self) -> bool:
+        """Usage is above what is available."""
+        return self.used > self.available
+
+    @property
+    def has_access(self) -> bool:
+        """Another use fits."""
+        return self.used < self.available
+
+    @property
+    def near_limit(self) -> bool:
+        """Usage has reached the plan's near-limit share of what is available."""
+        # As integers, the threshold is exact: 0.8 of 50 is 40, not 40.000000000000004.
+        numerator, denominator = _ratio(self.near_limit_ratio)
+        return self.used * denominator >= numerator * self.available
+
+    @property
+    def percent_used(self) -> float:
+        """used / available * 100, two decimals; a zero allowance counts as fully used."""
+        return round(self.used / self.available * 100, 2) if self.available else 100.0
+
+    def fits(self, amount: int) -> bool:
+        """Whether ``amount`` more fits in what remains."""
+        return self.used + amount <= self.available
+
+    def with_frees_at(self, frees_at: datetime | None) -> LimitFigures:
+        """The same figures with when they free up."""
+        return replace(self, frees_at=frees_at)
 
 
-def quota_figures(used: float, limit: int | None, near_limit_ratio: float) -> QuotaFigures:
-    """The figures of ``used`` uses against ``limit`` (None = unlimited)."""
-    if limit is None:
-        return QuotaFigures(as_number(used), None, None, near_limit=False, exceeded=False, has_access=True)
-    return QuotaFigures(
-        used=as_number(used),
-        remaining=as_number(max(limit - used, 0.0)),
-        percent_used=_percent(used, limit),
-        near_limit=_near(used, limit, near_limit_ratio),
-        exceeded=used > limit,
-        has_access=used < limit,
-    )
-
-
-def allows(used: float, amount: int, limit: int | None, enforcement: Enforcement) -> bool:
-    """Whether ``amount`` more uses may go ahead after ``used``: they fit within ``limit`` (None = unlimited),
-    or the plan's enforcement is ``soft`` and only reports going past it."""
-    return limit is None or used + amount <= limit or enforcement == "soft"
-
-
-def evaluate_quota(
-    feature_key: str, used: float, limit: int | None, near_limit_ratio: float, window: Window
-) -> QuotaItem:
-    """The quota of one feature: ``used`` uses against ``limit`` (None = unlimited) over ``window``."""
-    figures = quota_figures(used, limit, near_limit_ratio)
-    return QuotaItem(
-        feature_key=feature_key,
-        used=figures.used,
-        limit=limit,
-        remaining=figures.remaining,
-        percent_used=figures.percent_used,
-        near_limit=figures.near_limit,
-        exceeded=figures.exceeded,
-        has_access=figures.has_access,
-        period_start=window.start,
-        period_end=window.end,
-    )
-
-
-def plan_quotas(plan: Plan, used: Mapping[str, float], window: Window) -> list[QuotaItem]:
-    """The quota of every feature ``plan`` meters, from ``used`` per feature key (0 for one not used)."""
+def granted_for(rule: LimitRule, feature_key: str, grants: Iterable[GrantLike], now: datetime) -> list[GrantLike]:
+    """The grants active at ``now`` that raise ``rule``: of its feature and its dimension value (None: the total)."""
     return [
-        evaluate_quota(key, used.get(key, 0.0), limit, plan.near_limit_ratio, window)
-        for key, limit in plan.limits.items()
+        grant
+        for grant in grants
+        if grant.feature_key == feature_key
+        and grant.dimension_value == rule.dimension_value
+        and grant.effective_from <= now
+        and (grant.expires_at is None or now < grant.expires_at)
     ]
 
 
-def plan_summary(plan_id: str, plan: Plan) -> PlanSummary:
-    """What a quota answer says of the plan it was computed for."""
-    return PlanSummary(id=plan_id, name=plan.name, period=plan.period, near_limit_ratio=plan.near_limit_ratio)
+def limit_figures(
+    rule: LimitRule,
+    feature_key: str,
+    window: Window,
+    used: int,
+    grants: Sequence[GrantLike],
+    near_limit_ratio: float,
+    now: datetime,
+) -> LimitFigures:
+    """The figures of ``rule`` with ``used`` micro-units in ``window`` and the matching active ``grants``.
+
+    A calendar window or cycle frees up at its end; lifetime never; a rolling window's moment needs
+    its usage minute by minute (:mod:`usagemeter_api.domain.quota_windows`), so it is left None here.
+    """
+    matching = granted_for(rule, feature_key, grants, now) if grants else []
+    expiries = [grant.expires_at for grant in matching if grant.expires_at is not None]
+    return LimitFigures(
+        rule=rule,
+        range=window,
+        used=used,
+        limit=rule.limit_micros,
+        granted=sum(grant.amount_micros for grant in matching),
+        near_limit_ratio=near_limit_ratio,
+        frees_at=None if rule.window.kind in ("rolling", "lifetime") else window.end,
+        grant_expires_at=min(expiries, default=None),
+    )
 
 
-def _percent(used: float, limit: int) -> float:
-    # A zero limit means the plan allows none of it: fully used from the start.
-    return round(used / limit * 100, 2) if limit else 100.0
+@lru_cache(maxsize=64)
+def _ratio(ratio: float) -> tuple[int, int]:
+    """``ratio`` as written (0.8 is 8/10), as an integer fraction."""
+    numerator, denominator = Decimal(str(ratio)).as_integer_ratio()
+    return numerator, denominator
 
 
-def _near(used: float, limit: int | None, ratio: float) -> bool:
-    # Decimal keeps the threshold exact: 0.8 * 50 is 40, not 40.000000000000004.
-    return Decimal(str(used)) >= Decimal(str(ratio)) * (limit or 0)
+def binding_of(figures: Sequence[LimitFigures]) -> LimitFigures | None:
+    """The limit with the least remaining; ties go to the one that frees up first (None: no limits)."""
+    return min(figures, key=_binding_key, default=None)
+
+
+def _binding_key(figures: LimitFigures) -> tuple[int, datetime]:
+    if figures.frees_at is not None:
+        return figures.remaining, figures.frees_at
+    if figures.rule.window.kind == "rolling":
+        # Not worked out: a rolling window's usage starts leaving at the next minute at the earliest.
+        return figures.remaining, figures.range.end
+    return figures.remaining, _NEVER
+
+
+def allows(figures: Sequence[LimitFigures], amount: int, enforcement: Enforcement) -> bool:
+    """Whether ``amount`` more may go ahead: it fits in every limit, or the plan only reports going past them."""
+    return enforcement == "soft" or all(limit.fits(amount) for limit in figures)

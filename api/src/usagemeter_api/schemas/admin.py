@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from usagemeter_api.schemas.plans import FeaturePlan, PeriodKind
+from usagemeter_api.schemas.plans import Amount, FeaturePlan, PeriodKind
 
 __all__ = [
     "Assignment",
@@ -60,7 +60,7 @@ class PlanBody(BaseModel):
     enforcement: Enforcement = Field(
         default="hard", description="hard: a use past the limit is refused; soft: allowed and reported as exceeded."
     )
-    limits: dict[FeatureKey, Annotated[float, Field(ge=0, le=10**12)] | None] = Field(
+    limits: dict[FeatureKey, Amount | None] = Field(
         default_factory=dict,
         description="Shorthand: feature key -> uses allowed per period (at most 6 decimals); null means unlimited.",
     )
@@ -132,8 +132,9 @@ class NearLimitUser(BaseModel):
     user_id: str
     plan_id: str
     feature_key: str
+    window: str = Field(description="The calendar window of the limit: day, week or month.")
     used: int | float
-    limit: int
+    limit: int | float
     percent_used: float
     exceeded: bool
 
@@ -150,6 +151,7 @@ class NearLimitUsers(BaseModel):
                             "user_id": "user-123",
                             "plan_id": "free",
                             "feature_key": "ai_content_generation",
+                            "window": "month",
                             "used": 48,
                             "limit": 50,
                             "percent_used": 96.0,

@@ -16,7 +16,7 @@ Interval = Literal["hour", "day"]
 
 
 class UsageBucket(BaseModel):
-    """Uses in one UTC hour or day (the edge buckets only their part inside the range)."""
+    """Usage in one UTC hour or day (the edge buckets only their part inside the range), in the feature's unit."""
 
     start: datetime = Field(description="Start of the bucket (UTC), or of the range when that is later.")
     end: datetime = Field(description="End of the bucket (UTC, exclusive), or of the range when that is earlier.")
@@ -33,6 +33,7 @@ class UsageReport(BaseModel):
                 {
                     "user_id": "user-123",
                     "feature_key": "chat_messages",
+                    "unit": "uses",
                     "period": "week",
                     "interval": "day",
                     "period_start": "2026-11-23T00:00:00Z",
@@ -59,11 +60,12 @@ class UsageReport(BaseModel):
 
     user_id: str
     feature_key: str
+    unit: str = Field(default="uses", description="The unit of the amounts (the feature's in the user's plan).")
     period: AnalyticsPeriod | None = Field(description="The period asked for; null for an explicit from/to range.")
     interval: Interval
     period_start: datetime = Field(description="Start of the period or of the from/to range (UTC, inclusive).")
     period_end: datetime = Field(description="End of the period or of the from/to range (UTC, exclusive).")
-    total: int | float = Field(description="Uses in the series: exactly the sum of its buckets.")
+    total: int | float = Field(description="Usage in the series: exactly the sum of its buckets.")
     series: list[UsageBucket] = Field(
         description="One bucket per hour or day, zeros included; for a period, up to the current bucket."
     )

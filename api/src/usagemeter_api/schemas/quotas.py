@@ -1,4 +1,7 @@
-"""Response bodies of the quota endpoints: a user's usage against their plan's limits, and the quota check."""
+"""Response bodies of the quota endpoints: a user's usage against their plan's limits, and the quota check.
+
+Every amount is a number in the feature's ``unit`` (exact to 6 decimals: an int when whole).
+"""
 
 from __future__ import annotations
 
@@ -6,51 +9,122 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.config import JsonDict
+
+from usagemeter_api.schemas.quota_examples import (
+    CHECK_EXAMPLE,
+    DIMENSION_EXAMPLE,
+    FRESH_EXAMPLE,
+    MONTH_BINDING_EXAMPLE,
+    MONTH_LIMIT_EXAMPLE,
+    QUOTA_EXAMPLE,
+    QUOTA_LIST_EXAMPLE,
+    REFUSED_CHECK_EXAMPLE,
+    ROLLING_BINDING_EXAMPLE,
+    ROLLING_LIMIT_EXAMPLE,
+    TOKENS_QUOTA_EXAMPLE,
+)
 
 __all__ = [
     "QUOTA_EXAMPLE",
     "QUOTA_LIST_EXAMPLE",
+    "Binding",
+    "DimensionQuota",
     "FeatureQuota",
+    "LimitQuota",
     "PlanSummary",
     "QuotaCheck",
+    "QuotaFigures",
     "QuotaItem",
     "QuotaList",
     "QuotaListing",
 ]
 
-#: How fresh the example answers are: read from ClickHouse a moment ago.
-_FRESH_EXAMPLE: JsonDict = {"as_of": "2026-11-20T09:30:00.250000Z", "stale": False}
-
-QUOTA_EXAMPLE: JsonDict = {
-    "feature_key": "ai_content_generation",
-    "used": 42,
-    "limit": 50,
-    "remaining": 8,
-    "percent_used": 84.0,
-    "near_limit": True,
-    "exceeded": False,
-    "has_access": True,
-    "period_start": "2026-11-01T00:00:00Z",
-    "period_end": "2026-12-01T00:00:00Z",
-}
+#: A quantity in the feature's unit: an int when whole, else a float (at most 6 decimals).
+Number = int | float
+#: How a limit's window is measured (the spelling of ``window`` tells its length).
+Kind = Literal["day", "week", "month", "cycle", "lifetime", "rolling"]
 
 
-class QuotaItem(BaseModel):
-    """A user's usage of one feature against the plan's limit in the current period."""
+class LimitQuota(BaseModel):
+    """One limit of a feature at this moment: its window's range, usage, allowance and when it frees up."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [QUOTA_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [MONTH_LIMIT_EXAMPLE, ROLLING_LIMIT_EXAMPLE]})
+
+    window: str = Field(description="The window as the plan writes it: day, week, month, cycle, lifetime, 5h, 7d, ...")
+    kind: Kind
+    dimension_value: str | None = Field(description="The dimension value the limit is of; null for the feature total.")
+    period_start: datetime = Field(description="Start of the window's current range, inclusive (UTC).")
+    period_end: datetime = Field(description="End of the window's current range, exclusive (UTC).")
+    used: Number = Field(description="Usage counted in the range, in the feature's unit.")
+    limit: Number = Field(description="What the plan allows per window.")
+    granted: Number = Field(description="Active grants matching this limit.")
+    available: Number = Field(description="limit + granted.")
+    remaining: Number = Field(description="available - used, never negative.")
+    percent_used: float = Field(description="used / available * 100, two decimals (100 when nothing is available).")
+    near_limit: bool = Field(description="used has reached the plan's near_limit_ratio of available.")
+    exceeded: bool = Field(description="used is above available.")
+    frees_at: datetime | None = Field(
+        description=(
+            "When the checked amount (in a listing: more usage) fits again: the end of a calendar window or cycle;"
+            " for a rolling window, the first minute enough of its usage has left it, assuming no new usage"
+            " (in a check, worked out only when the amount does not fit); null for lifetime, when the amount is"
+            " above what is available, when a rolling window holds no usage, or not worked out."
+        )
+    )
+    grant_expires_at: datetime | None = Field(
+        description="The earliest expiry of the grants counted in available: from then on it is smaller."
+    )
+
+
+class Binding(BaseModel):
+    """The limit with the least remaining (ties: the one that frees up first): the one a use runs into."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [MONTH_BINDING_EXAMPLE, ROLLING_BINDING_EXAMPLE]})
+
+    window: str
+    kind: Kind
+    dimension_value: str | None
+    frees_at: datetime | None = Field(description="As the limit's frees_at.")
+    grant_expires_at: datetime | None = Field(
+        description="Set when a grant counted in this limit expires before frees_at (or frees_at is null)."
+    )
+
+
+class QuotaFigures(BaseModel):
+    """Usage against a group of limits: the binding limit's figures, and every limit's."""
+
+    used: Number = Field(description="Usage in the binding limit's range (the plan's period when unlimited).")
+    limit: Number | None = Field(description="The binding limit; null means unlimited.")
+    remaining: Number | None = Field(description="What the binding limit leaves (never negative); null when unlimited.")
+    percent_used: float | None = Field(description="The binding limit's used / available * 100; null when unlimited.")
+    near_limit: bool = Field(description="Some limit has reached the plan's near_limit_ratio of what it allows.")
+    exceeded: bool = Field(description="Some limit is exceeded.")
+    has_access: bool = Field(description="Another use fits in every limit (or unlimited).")
+    period_start: datetime = Field(description="Start of the binding limit's range, inclusive (UTC).")
+    period_end: datetime = Field(description="End of the binding limit's range, exclusive (UTC).")
+    binding: Binding | None = Field(default=None, description="The binding limit; null when unlimited.")
+    limits: list[LimitQuota] = Field(default_factory=list, description="Every limit with its figures.")
+
+
+class DimensionQuota(QuotaFigures):
+    """The limits of one value of the feature's dimension attribute (e.g. model gpt-4o)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [DIMENSION_EXAMPLE]})
+
+    dimension_value: str
+
+
+class QuotaItem(QuotaFigures):
+    """A user's usage of one feature against the plan's feature-total limits, and per limited dimension value."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [QUOTA_EXAMPLE, TOKENS_QUOTA_EXAMPLE]})
 
     feature_key: str
-    used: int | float = Field(description="Uses counted in the period.")
-    limit: int | None = Field(description="Uses allowed per period; null means unlimited.")
-    remaining: int | float | None = Field(description="Uses left (never negative); null when unlimited.")
-    percent_used: float | None = Field(description="used / limit * 100, two decimals; null when unlimited.")
-    near_limit: bool = Field(description="used has reached the plan's near_limit_ratio of the limit.")
-    exceeded: bool = Field(description="used is above the limit.")
-    has_access: bool = Field(description="Another use fits in the limit (used < limit, or unlimited).")
-    period_start: datetime = Field(description="Start of the period, inclusive (UTC).")
-    period_end: datetime = Field(description="End of the period, exclusive (UTC).")
+    unit: str = Field(default="uses", description="The unit of every amount of the feature.")
+    dimension: str | None = Field(default=None, description="The usage attribute the dimension items are values of.")
+    dimensions: list[DimensionQuota] = Field(
+        default_factory=list, description="One item per dimension value the plan limits, with its own limits."
+    )
 
 
 #: When the usage figures were last known good from ClickHouse.
@@ -74,7 +148,7 @@ class FeatureQuota(QuotaItem):
     """One feature's quota, with whose it is and how fresh it is."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **QUOTA_EXAMPLE, **_FRESH_EXAMPLE}]}
+        json_schema_extra={"examples": [{"user_id": "user-123", "plan_id": "free", **QUOTA_EXAMPLE, **FRESH_EXAMPLE}]}
     )
 
     user_id: str
@@ -92,15 +166,6 @@ class PlanSummary(BaseModel):
     near_limit_ratio: float
 
 
-QUOTA_LIST_EXAMPLE: JsonDict = {
-    "user_id": "user-123",
-    "plan": {"id": "free", "name": "Free", "period": "month", "near_limit_ratio": 0.8},
-    "period_start": "2026-11-01T00:00:00Z",
-    "period_end": "2026-12-01T00:00:00Z",
-    "quotas": [QUOTA_EXAMPLE],
-}
-
-
 class QuotaList(BaseModel):
     """Every metered feature of a user's plan."""
 
@@ -108,7 +173,7 @@ class QuotaList(BaseModel):
 
     user_id: str
     plan: PlanSummary
-    period_start: datetime
+    period_start: datetime = Field(description="Start of the plan's period (of its shorthand limits).")
     period_end: datetime
     quotas: list[QuotaItem]
 
@@ -116,48 +181,37 @@ class QuotaList(BaseModel):
 class QuotaListing(QuotaList):
     """Every metered feature of a user's plan, and how fresh the usage figures are."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{**QUOTA_LIST_EXAMPLE, **_FRESH_EXAMPLE}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{**QUOTA_LIST_EXAMPLE, **FRESH_EXAMPLE}]})
 
     as_of: AsOf
     stale: Stale
 
 
 class QuotaCheck(BaseModel):
-    """Whether a host may perform ``amount`` more metered uses now."""
+    """Whether a host may use ``amount`` more of a feature now, and which limit decides it."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "user_id": "user-123",
-                    "plan_id": "free",
-                    "feature_key": "ai_content_generation",
-                    "allowed": True,
-                    "enforcement": "hard",
-                    "amount": 1,
-                    "used": 42,
-                    "limit": 50,
-                    "remaining": 8,
-                    "near_limit": True,
-                    "exceeded": False,
-                    "reset_at": "2026-12-01T00:00:00Z",
-                    **_FRESH_EXAMPLE,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [CHECK_EXAMPLE, REFUSED_CHECK_EXAMPLE]})
 
     user_id: str
     plan_id: str
     feature_key: str
-    allowed: bool = Field(description="hard: used + amount fits in the limit; soft: always true.")
+    unit: str = Field(description="The unit of every amount of the feature.")
+    dimension: str | None = Field(description="The dimension value checked; null for the feature total only.")
+    allowed: bool = Field(description="hard: amount fits in every matching limit; soft: always true.")
     enforcement: Literal["hard", "soft"]
-    amount: int
-    used: int | float
-    limit: int | None
-    remaining: int | float | None = Field(description="Uses left before this one; null when unlimited.")
-    near_limit: bool
-    exceeded: bool = Field(description="used is already above the limit.")
-    reset_at: datetime = Field(description="When the period ends and usage starts again from zero (UTC).")
+    amount: Number
+    used: Number = Field(description="Usage in the binding limit's range (the plan's period when unlimited).")
+    limit: Number | None = Field(description="The binding limit; null when unlimited.")
+    remaining: Number | None = Field(description="What the binding limit leaves before this use; null when unlimited.")
+    near_limit: bool = Field(description="Some matching limit has reached the plan's near_limit_ratio.")
+    exceeded: bool = Field(description="Some matching limit is already exceeded.")
+    reset_at: datetime | None = Field(
+        description=(
+            "When the binding limit's current range ends (for a rolling window, the current minute's end; the"
+            " plan's period when unlimited); null for lifetime. binding.frees_at tells when the amount fits."
+        )
+    )
+    binding: Binding | None = Field(description="The binding limit and when it frees up; null when unlimited.")
+    limits: list[LimitQuota] = Field(description="Every matching limit: the feature total's and the dimension value's.")
     as_of: AsOf
     stale: Stale

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from usagemeter_api.api.deps import AskedRange, ClickHouse, Plans, TargetUser
+from usagemeter_api.core.quantity import from_micros
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.ranges import buckets
 from usagemeter_api.domain.usage.breakdown import span_breakdown
@@ -33,22 +34,24 @@ def feature_usage(
 ) -> UsageReport:
     """Usage of one feature per UTC hour or day, over the current period (up to now) or a ``from``/``to`` range.
 
-    Exact: read from the usage rollups, ``total`` is the sum of the series.
+    Exact: read from the usage rollups in the feature's ``unit``; ``total`` is the sum of the series.
     """
     _require_metered(plans, feature_key)
     per_bucket = usage_series(client, user_id, feature_key, asked.window, asked.interval)
+    spans = buckets(asked.window, asked.interval)
     series = [
-        UsageBucket(start=part.start, end=part.end, day=part.start.date(), used=as_number(per_bucket.get(start, 0.0)))
-        for start, part in buckets(asked.window, asked.interval)
+        UsageBucket(start=part.start, end=part.end, day=part.start.date(), used=from_micros(per_bucket.get(start, 0)))
+        for start, part in spans
     ]
     return UsageReport(
         user_id=user_id,
         feature_key=feature_key,
+        unit=_unit(plans, user_id, feature_key),
         period=asked.period,
         interval=asked.interval,
         period_start=asked.reported.start,
         period_end=asked.reported.end,
-        total=as_number(sum((float(bucket.used) for bucket in series), 0.0)),
+        total=from_micros(sum(per_bucket.get(start, 0) for start, _ in spans)),
         series=series,
     )
 
@@ -88,6 +91,14 @@ def feature_usage_breakdown(
         ],
         truncated=len(groups) > limit,
     )
+
+
+def _unit(plans: PlanCatalog, user_id: str, feature_key: str) -> str:
+    """The feature's unit in the user's plan, else in the first plan that meters it."""
+    feature = plans.plan_for(user_id)[1].feature(feature_key)
+    if feature is None:
+        feature = next(plan.features[feature_key] for plan in plans.plans.values() if feature_key in plan.features)
+    return feature.unit
 
 
 def _require_metered(plans: PlanCatalog, feature_key: str) -> None:

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, status
 
 from usagemeter_api.api.deps import Admin, ClickHouse, Clock, CurrentUser, Plans, ServicesDep, TargetUser, services_of
+from usagemeter_api.api.routes.quotas import plan_grants
 from usagemeter_api.domain.periods import period_window
-from usagemeter_api.domain.quota import plan_quotas, plan_summary
+from usagemeter_api.domain.quota_answers import plan_summary, read_plan_quotas
 from usagemeter_api.domain.system_health import HealthThresholds, collector_reports, health_details, newest_point
 from usagemeter_api.domain.workers import worker_report
 from usagemeter_api.schemas.errors import error_responses
@@ -95,8 +96,9 @@ async def dashboard_metrics(
     """
     plan_id, plan = plans.plan_for(user_id)
     window = period_window(plan.period, now)
-    used, system = await asyncio.gather(
-        services.period_usage.used(user_id, list(plan.limits), window),
+    grants = plan_grants(services, user_id, plan, now)
+    (quotas, _), system = await asyncio.gather(
+        read_plan_quotas(services.period_usage, user_id, plan, plans.assigned_at.get(user_id), now, grants),
         services.system_views.current(now, thresholds, limits),
     )
     return DashboardMetrics(
@@ -104,7 +106,7 @@ async def dashboard_metrics(
         plan=plan_summary(plan_id, plan),
         period_start=window.start,
         period_end=window.end,
-        quotas=plan_quotas(plan, used, window),
+        quotas=quotas,
         conversions=system.conversions,
         workers=system.workers,
         health=system.health if caller.admin else system.health.model_copy(update={"services": []}),

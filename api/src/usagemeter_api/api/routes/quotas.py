@@ -1,10 +1,14 @@
-"""``/quotas``: a user's usage against the limits of their plan in the current period."""
+"""``/quotas``: a user's usage against each limit of their plan over its window, and the quota check."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from pydantic_core import to_json
 
 from usagemeter_api.api.deps import (
     BEARER_SECURITY,
@@ -18,11 +22,26 @@ from usagemeter_api.api.deps import (
     services_of,
     whose_data,
 )
-from usagemeter_api.domain.periods import period_window
+from usagemeter_api.core.quantity import from_micros, to_micros
+from usagemeter_api.domain.periods import LIFETIME, period_window
 from usagemeter_api.domain.plans import Plan
-from usagemeter_api.domain.quota import allows, evaluate_quota, plan_quotas, plan_summary, quota_figures
+from usagemeter_api.domain.quota import GrantLike, LimitFigures, allows, binding_of
+from usagemeter_api.domain.quota_answers import (
+    Readings,
+    binding_fields,
+    evaluate,
+    layout_of,
+    limit_fields,
+    plan_summary,
+    read_minutes,
+    read_plan_quotas,
+    read_windows,
+    with_frees,
+)
+from usagemeter_api.domain.quota_windows import FeatureLayout
 from usagemeter_api.schemas.errors import error_responses
 from usagemeter_api.schemas.quotas import FeatureQuota, QuotaCheck, QuotaListing
+from usagemeter_api.services import Services
 
 router = APIRouter(prefix="/quotas", tags=["quotas"])
 
@@ -44,60 +63,129 @@ async def check_quota(
     request: Request,
     feature_key: str,
     user_id: OtherUserId = None,
-    amount: Annotated[int, Query(ge=1, le=1_000_000, description="Uses the host is about to perform.")] = 1,
+    amount: Annotated[
+        Decimal,
+        Query(
+            gt=0,
+            le=10**12,
+            decimal_places=6,
+            description="How much the host is about to use, in the feature's unit (at most 6 decimals).",
+        ),
+    ] = Decimal(1),
+    dimension: Annotated[
+        str | None,
+        Query(
+            min_length=1, max_length=256, description="The value of the feature's dimension attribute (e.g. a model)."
+        ),
+    ] = None,
 ) -> Response:
-    """Call before metered work: whether ``amount`` more uses are allowed, what remains and when it resets.
+    """Call before metered work: whether ``amount`` more is allowed, which limit binds and when it frees up.
 
-    A hard plan refuses work that would go past the limit; a soft plan allows it and
-    reports ``exceeded``. ``used`` is exact as of ClickHouse's data about a second ago
-    (``as_of``). When the in-memory figures fall behind, the user's own are read from
-    ClickHouse; while they cannot be read the check answers from the usage last read, with
-    ``stale: true``, for up to ``USAGEMETER_QUOTA_MAX_STALENESS_SECONDS``.
+    Every matching limit counts: the feature total's and, with ``dimension``, that value's. A hard
+    plan refuses work that would go past any of them; a soft plan allows it and reports
+    ``exceeded``. ``used`` is exact as of ClickHouse's data about a second ago (``as_of``). When
+    the in-memory figures fall behind, the user's own are read from ClickHouse; while they cannot
+    be read the check answers from the usage last read, with ``stale: true``, for up to
+    ``USAGEMETER_QUOTA_MAX_STALENESS_SECONDS``.
     """
     # The hot path: the bearer check, the plans and the services are called here rather than
     # resolved as dependencies, since resolving one costs more than the lookup it wraps.
     # (So a bad query parameter is reported before a missing token here.)
     user_id = whose_data(await authenticate(request), user_id)
-    plan_id, plan = (await plan_catalog(request)).plan_for(user_id)
-    limit = _limit_of(plan_id, plan, feature_key)
+    catalog = await plan_catalog(request)
+    plan_id, plan = catalog.plan_for(user_id)
+    layout = _layout(plan_id, plan, feature_key)
+    if dimension is not None and layout.feature.dimension is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"feature {feature_key[:100]!r} has no dimension in plan {plan_id!r}: check it without dimension",
+        )
+    micros = to_micros(amount)
     services = services_of(request)
-    window = period_window(plan.period, services.clock())
-    totals, freshness = await services.period_usage.reading(user_id, [feature_key], window, reuse=True)
-    used = totals[feature_key]
-    item = quota_figures(used, limit, plan.near_limit_ratio)
-    answer = QuotaCheck(
-        user_id=user_id,
-        plan_id=plan_id,
-        feature_key=feature_key,
-        allowed=allows(used, amount, limit, plan.enforcement),
-        enforcement=plan.enforcement,
-        amount=amount,
-        used=item.used,
-        limit=limit,
-        remaining=item.remaining,
-        near_limit=item.near_limit,
-        exceeded=item.exceeded,
-        reset_at=window.end,
-        as_of=freshness.as_of,
-        stale=freshness.stale,
+    now = services.clock()
+    matching = layout.matching(dimension)
+    readings = await read_windows(
+        services.period_usage, user_id, matching.reads, now, catalog.assigned_at.get(user_id), reuse=True
     )
-    # Serialised here: the model is built from checked values, so FastAPI's second
-    # validation of the return value would only repeat the work.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    figures = evaluate(
+        layout, matching, readings, _grants(services, user_id, feature_key, now), plan.near_limit_ratio, now
+    )
+    refusing = [
+        (limit.range, slot.slice)
+        for limit, slot in zip(figures, matching.slots, strict=True)
+        if limit.rule.window.kind == "rolling" and not limit.fits(micros)
+    ]
+    # Usage per minute is read only when a rolling limit refuses: when it frees up is then the answer.
+    minutes = await read_minutes(services.period_usage, user_id, refusing) if refusing else None
+    figures = with_frees(figures, matching, minutes, micros)
+    answer = _check_answer(user_id, plan_id, plan, layout, dimension, micros, figures, readings)
+    # Serialised here from plain values: they are checked already, so building the response
+    # model (and FastAPI's validation of it) would only repeat the work; QuotaCheck documents it.
+    return Response(to_json(answer), media_type="application/json")
+
+
+def _check_answer(
+    user_id: str,
+    plan_id: str,
+    plan: Plan,
+    layout: FeatureLayout,
+    dimension: str | None,
+    micros: int,
+    figures: list[LimitFigures],
+    readings: Readings,
+) -> dict[str, object]:
+    """The fields of :class:`QuotaCheck`, in its order."""
+    binding = binding_of(figures)
+    freshness = readings.freshness
+    answer: dict[str, object] = {
+        "user_id": user_id,
+        "plan_id": plan_id,
+        "feature_key": layout.feature_key,
+        "unit": layout.feature.unit,
+        "dimension": dimension,
+        "allowed": allows(figures, micros, plan.enforcement),
+        "enforcement": plan.enforcement,
+        "amount": from_micros(micros),
+    }
+    if binding is None:
+        read = layout.matching(dimension).reads[0]
+        used = readings.usage.get((read.window, read.slices[0]), 0)
+        answer |= {"used": from_micros(used), "limit": None, "remaining": None, "near_limit": False}
+        answer |= {"exceeded": False, "reset_at": readings.ranges[read.window].end, "binding": None, "limits": []}
+    else:
+        answer |= {
+            "used": from_micros(binding.used),
+            "limit": from_micros(binding.limit),
+            "remaining": from_micros(binding.remaining),
+            "near_limit": any(limit.near_limit for limit in figures),
+            "exceeded": any(limit.exceeded for limit in figures),
+            "reset_at": None if binding.range == LIFETIME else binding.range.end,
+            "binding": binding_fields(binding),
+            "limits": [limit_fields(limit) for limit in figures],
+        }
+    answer |= {"as_of": freshness.as_of, "stale": freshness.stale}
+    return answer
 
 
 @router.get("", response_model=QuotaListing, responses=error_responses(_AUTH))
 async def list_quotas(user_id: TargetUser, plans: Plans, now: Clock, services: ServicesDep) -> QuotaListing:
-    """Every metered feature of the user's plan with its usage in the current period, and how fresh it is."""
+    """Every metered feature of the user's plan: each limit's usage in its window, the binding one, how fresh."""
     plan_id, plan = plans.plan_for(user_id)
+    items, freshness = await read_plan_quotas(
+        services.period_usage,
+        user_id,
+        plan,
+        plans.assigned_at.get(user_id),
+        now,
+        plan_grants(services, user_id, plan, now),
+    )
     window = period_window(plan.period, now)
-    used, freshness = await services.period_usage.reading(user_id, list(plan.limits), window)
     return QuotaListing(
         user_id=user_id,
         plan=plan_summary(plan_id, plan),
         period_start=window.start,
         period_end=window.end,
-        quotas=plan_quotas(plan, used, window),
+        quotas=items,
         as_of=freshness.as_of,
         stale=freshness.stale,
     )
@@ -107,22 +195,35 @@ async def list_quotas(user_id: TargetUser, plans: Plans, now: Clock, services: S
 async def get_quota(
     feature_key: str, user_id: TargetUser, plans: Plans, now: Clock, services: ServicesDep
 ) -> FeatureQuota:
-    """One feature's usage against its limit in the current period, and how fresh it is."""
+    """One feature's limits with their usage, the binding one and when it frees up, and how fresh it is."""
     plan_id, plan = plans.plan_for(user_id)
-    limit = _limit_of(plan_id, plan, feature_key)
-    window = period_window(plan.period, now)
-    used, freshness = await services.period_usage.reading(user_id, [feature_key], window)
-    item = evaluate_quota(feature_key, used.get(feature_key, 0.0), limit, plan.near_limit_ratio, window)
+    _layout(plan_id, plan, feature_key)
+    grants = {feature_key: _grants(services, user_id, feature_key, now)}
+    items, freshness = await read_plan_quotas(
+        services.period_usage, user_id, plan, plans.assigned_at.get(user_id), now, grants, [feature_key]
+    )
     return FeatureQuota(
-        user_id=user_id, plan_id=plan_id, **item.model_dump(), as_of=freshness.as_of, stale=freshness.stale
+        user_id=user_id, plan_id=plan_id, **items[0].model_dump(), as_of=freshness.as_of, stale=freshness.stale
     )
 
 
-def _limit_of(plan_id: str, plan: Plan, feature_key: str) -> int | None:
-    if feature_key not in plan.limits:
-        known = ", ".join(plan.limits) or "none"
+def _layout(plan_id: str, plan: Plan, feature_key: str) -> FeatureLayout:
+    layout = layout_of(plan, feature_key)
+    if layout is None:
+        known = ", ".join(plan.features) or "none"
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             detail=f"plan {plan_id!r} does not meter feature {feature_key[:100]!r}; its features: {known}",
         )
-    return plan.limits[feature_key]
+    return layout
+
+
+def _grants(services: Services, user_id: str, feature_key: str, now: datetime) -> Sequence[GrantLike]:
+    """The user's grants of the feature active at ``now`` (from memory)."""
+    # The grants store answers here once it is a service: services.grants.active(user_id, feature_key, now)
+    return ()
+
+
+def plan_grants(services: Services, user_id: str, plan: Plan, now: datetime) -> dict[str, Sequence[GrantLike]]:
+    """The user's active grants of every feature ``plan`` meters."""
+    return {key: _grants(services, user_id, key, now) for key in plan.features}

@@ -1,4 +1,4 @@
-"""A per-process cache of period usage totals read from ClickHouse: reused briefly, held through outages.
+"""A per-process cache of window usage totals read from ClickHouse: reused briefly, held through outages.
 
 A total is reused by the quota check for at most ``ttl_seconds`` after it was read, so
 ``used`` is exact as of ClickHouse's data that long ago; ``ttl_seconds = 0`` reads every
@@ -25,18 +25,24 @@ from urllib3 import Timeout
 
 from usagemeter_api.domain.periods import Window
 from usagemeter_api.domain.quota import Freshness
-from usagemeter_api.domain.usage.queries import usage_totals
+from usagemeter_api.domain.usage.queries import minute_usage, usage_totals
+from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_clickhouse import Client
 
 __all__ = ["ReadCircuit", "Reading", "UsageCache"]
 
-#: Totals per feature key and how fresh they are.
-Reading = tuple[dict[str, float], Freshness]
+#: Micro-units per slice asked for (in the order asked), and how fresh they are.
+Reading = tuple[list[int], Freshness]
+#: A rolling window's usage per minute, oldest first, per slice.
+Minutes = dict[Slice, list[tuple[datetime, int]]]
 
 #: Entries kept before old ones are swept, which bounds memory under many users.
 _SWEEP_AT = 200_000
 
-_Key = tuple[str, str, datetime, datetime]
+_Key = tuple[str, Slice, datetime, datetime]
+#: Minute distributions kept at once, each at most a rolling window's minutes (31 days) per slice: at worst
+#: some 5 MB apiece, for a user with usage in every minute of a 31-day window.
+_MINUTES_MAX = 64
 
 T = TypeVar("T")
 
@@ -48,73 +54,101 @@ _RUNNING_MAX = 4
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    total: float
+    total: int
     freshness: Freshness
 
 
 class UsageCache:
-    """Period usage totals keyed by (user, feature, period)."""
+    """Window usage totals keyed by (user, slice, window); and briefly, the minute distributions of rolling ones."""
 
     def __init__(self, ttl_seconds: float, hold_seconds: float = 0.0) -> None:
         self._ttl = ttl_seconds
         self._hold = max(ttl_seconds, hold_seconds)
         self._entries: dict[_Key, _Entry] = {}
         self._lock = threading.Lock()
+        self._minutes: dict[tuple[str, tuple[Slice, ...], Window], tuple[float, Minutes]] = {}
         #: Which reads standing in for stale figures to skip for now.
         self.circuit = ReadCircuit()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def recent(self, user_id: str, feature_keys: Sequence[str], window: Window) -> Reading | None:
-        """The totals of ``feature_keys`` when each was read within ``ttl_seconds``, else None."""
-        return self._lookup(user_id, feature_keys, window, self._ttl)
+    @property
+    def minutes_held(self) -> int:
+        """How many reads of rolling windows' usage per minute are kept."""
+        return len(self._minutes)
 
-    def held(self, user_id: str, feature_keys: Sequence[str], window: Window) -> Reading | None:
-        """The totals last read of ``feature_keys``, marked behind; None if one is missing.
+    def recent(self, user_id: str, slices: Sequence[Slice], window: Window) -> Reading | None:
+        """The totals of ``slices`` when each was read within ``ttl_seconds``, else None."""
+        return self._lookup(user_id, slices, window, self._ttl)
+
+    def held(self, user_id: str, slices: Sequence[Slice], window: Window) -> Reading | None:
+        """The totals last read of ``slices``, marked behind; None if one is missing.
 
         Totals older than ``hold_seconds`` are kept until swept, so a caller can tell a user
         whose figures expired from one never read.
         """
-        found = self._lookup(user_id, feature_keys, window, float("inf"))
+        found = self._lookup(user_id, slices, window, float("inf"))
         return None if found is None else (found[0], found[1].falling_behind())
 
     def read(
         self,
         client: Client,
         user_id: str,
-        feature_keys: Sequence[str],
+        slices: Sequence[Slice],
         window: Window,
         *,
         timeout_seconds: float | None = None,
     ) -> Reading:
-        """The totals of ``feature_keys`` read from ClickHouse now, and kept.
+        """The totals of ``slices`` read from ClickHouse now, and kept.
 
         ``timeout_seconds`` bounds the wait for a server to connect and answer (the
         client's own timeouts are minutes long).
         """
         freshness = Freshness.now()
         with _socket_timeout(client, timeout_seconds):
-            found = usage_totals(client, user_id, feature_keys, window)
-        totals = {key: found.get(key, 0.0) for key in feature_keys}
+            found = usage_totals(client, user_id, slices, window)
+        totals = [found.get(part, 0) for part in slices]
         if self._hold > 0:
-            self._store(user_id, window, totals, freshness)
+            self._store(user_id, slices, window, totals, freshness)
         return totals, freshness
 
-    def _lookup(self, user_id: str, feature_keys: Sequence[str], window: Window, max_age: float) -> Reading | None:
-        entries = [self._entries.get((user_id, key, window.start, window.end)) for key in feature_keys]
+    def minutes(self, client: Client, user_id: str, slices: Sequence[Slice], window: Window) -> Minutes:
+        """The usage per minute of ``slices`` in ``window``: read from ClickHouse, or as read within ``ttl_seconds``.
+
+        Only asked for when a rolling limit refuses or for the listings, so it is kept briefly and
+        bounded in number rather than held through outages.
+        """
+        key = (user_id, tuple(slices), window)
+        found = self._minutes.get(key)
+        if found is not None and time.monotonic() - found[0] < max(self._ttl, 1.0):
+            return found[1]
+        minutes = minute_usage(client, user_id, slices, window)
+        now = time.monotonic()
+        with self._lock:
+            if len(self._minutes) >= _MINUTES_MAX:
+                kept = max(self._ttl, 1.0)
+                self._minutes = {key: entry for key, entry in self._minutes.items() if now - entry[0] < kept}
+            if len(self._minutes) >= _MINUTES_MAX:
+                self._minutes.clear()
+            self._minutes[key] = (now, minutes)
+        return minutes
+
+    def _lookup(self, user_id: str, slices: Sequence[Slice], window: Window, max_age: float) -> Reading | None:
+        entries = [self._entries.get((user_id, part, window.start, window.end)) for part in slices]
         present = [entry for entry in entries if entry is not None and entry.freshness.age() < max_age]
         if not present or len(present) < len(entries):
             return None
-        totals = {key: entry.total for key, entry in zip(feature_keys, present, strict=True)}
-        return totals, reduce(Freshness.oldest, (entry.freshness for entry in present))
+        return [entry.total for entry in present], reduce(Freshness.oldest, (entry.freshness for entry in present))
 
-    def _store(self, user_id: str, window: Window, totals: dict[str, float], freshness: Freshness) -> None:
+    def _store(
+        self, user_id: str, slices: Sequence[Slice], window: Window, totals: list[int], freshness: Freshness
+    ) -> None:
         with self._lock:
             if len(self._entries) >= _SWEEP_AT:
                 self._sweep()
-            for key, total in totals.items():
-                self._entries[(user_id, key, window.start, window.end)] = _Entry(total, freshness)
+            for part, total in zip(slices, totals, strict=True):
+                self._entries[(user_id, part, window.start, window.end)] = _Entry(total, freshness)
 
     def _sweep(self) -> None:
         kept = {key: entry for key, entry in self._entries.items() if entry.freshness.age() < self._hold}

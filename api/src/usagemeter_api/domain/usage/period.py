@@ -1,4 +1,4 @@
-"""A user's usage in a current period: from the in-memory view on the event loop, else from ClickHouse.
+"""A user's usage in a limit's window: from the in-memory view on the event loop, else from ClickHouse.
 
 When the view is stale (its refresh, which reads every shard, fails) the user's figures are
 read from ClickHouse instead, which asks only that user's shard: the same sums the view adds
@@ -11,7 +11,9 @@ user the API holds nothing for gets ClickHouse's own error: usage is never guess
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import partial
+from typing import Protocol, cast
 
 import anyio
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
@@ -19,8 +21,9 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.domain.periods import Window
 from usagemeter_api.domain.quota import Freshness
-from usagemeter_api.domain.usage.cache import Reading, UsageCache
+from usagemeter_api.domain.usage.cache import Minutes, Reading, UsageCache
 from usagemeter_api.domain.usage.live import LiveUsage
+from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_api.errors import ClickHouseUnavailable, UsageUnavailable
 
 __all__ = ["PeriodUsage"]
@@ -30,6 +33,15 @@ logger = logging.getLogger(__name__)
 #: How long a read standing in for the view's stale figures may take before they answer instead:
 #: a hung server must not hold up quota reads (the clients' own timeouts are minutes long).
 DIRECT_READ_TIMEOUT_SECONDS = 1.0
+
+
+class _View(Protocol):
+    """What the in-memory view answers: micro-units per slice in a window, or None when it cannot."""
+
+    @property
+    def freshness(self) -> Freshness | None: ...
+
+    def used(self, user_id: str, slices: Sequence[Slice], window: Window) -> list[int] | None: ...
 
 
 class PeriodUsage:
@@ -46,61 +58,60 @@ class PeriodUsage:
         self._pool = pool
         self._max_staleness = max_staleness_seconds
 
-    async def reading(self, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool = False) -> Reading:
-        """Uses per feature key of ``user_id`` in ``window``, and how fresh they are.
+    async def reading(self, user_id: str, slices: Sequence[Slice], window: Window, *, reuse: bool = False) -> Reading:
+        """Micro-units per slice of ``user_id`` in ``window`` (in the order asked), and how fresh they are.
 
         The view answers without leaving the event loop; until it is loaded, and for windows
         it does not hold, ClickHouse is read in the thread pool on a pooled client (``reuse``:
         a total read within ``quota_cache_seconds`` is reused). UsageUnavailable when the
         figures held through an outage are too old; ClickHouse's error when nothing is held.
         """
-        if not feature_keys:
-            return {}, Freshness.now()
-        reading = _from_view(self._live, user_id, feature_keys, window)
+        if not slices:
+            return [], Freshness.now()
+        reading = _from_view(self._live, user_id, slices, window)
         if reading is None:
-            reading = await self._from_clickhouse(user_id, feature_keys, window, reuse=reuse)
+            reading = await self._from_clickhouse(user_id, slices, window, reuse=reuse)
         elif reading[1].stale:
-            reading = await self._instead_of_stale(reading, user_id, feature_keys, window, reuse=reuse)
+            reading = await self._instead_of_stale(reading, user_id, slices, window, reuse=reuse)
         self._refuse_if_too_old(reading[1])
         return reading
 
-    async def used(self, user_id: str, feature_keys: list[str], window: Window) -> dict[str, float]:
-        """Uses per feature key of ``user_id`` in ``window`` (:meth:`reading` without the freshness)."""
-        totals, _ = await self.reading(user_id, feature_keys, window)
-        return totals
+    async def minutes(self, user_id: str, slices: Sequence[Slice], window: Window) -> Minutes:
+        """The usage per minute of ``slices`` in ``window`` (one query, reused briefly): when rolling limits free up."""
+        return await self._pool.call(self._cache.minutes, user_id, slices, window)
 
-    async def _from_clickhouse(self, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool) -> Reading:
+    async def _from_clickhouse(self, user_id: str, slices: Sequence[Slice], window: Window, *, reuse: bool) -> Reading:
         cache = self._cache
-        recent = cache.recent(user_id, feature_keys, window) if reuse else None
+        recent = cache.recent(user_id, slices, window) if reuse else None
         if recent is not None:
             return recent
         try:
-            return await self._pool.call(cache.read, user_id, feature_keys, window)
+            return await self._pool.call(cache.read, user_id, slices, window)
         except (ClickHouseUnavailable, ClickHouseError) as exc:
-            held = cache.held(user_id, feature_keys, window)
+            held = cache.held(user_id, slices, window)
             if held is None:
                 raise
             logger.debug("answering held usage of %r: ClickHouse cannot be read: %s", user_id, exc)
             return held
 
     async def _instead_of_stale(
-        self, stale: Reading, user_id: str, feature_keys: list[str], window: Window, *, reuse: bool
+        self, stale: Reading, user_id: str, slices: Sequence[Slice], window: Window, *, reuse: bool
     ) -> Reading:
         """The user's figures read from ClickHouse in place of the view's stale ones; the latest held if that fails."""
         cache = self._cache
-        recent = cache.recent(user_id, feature_keys, window) if reuse else None
+        recent = cache.recent(user_id, slices, window) if reuse else None
         if recent is not None:
             return recent
         if cache.circuit.allows(user_id):
             try:
-                reading = await _read_within_timeout(self._pool, cache, user_id, feature_keys, window)
+                reading = await _read_within_timeout(self._pool, cache, user_id, slices, window)
             except (ClickHouseUnavailable, ClickHouseError, TimeoutError) as exc:
                 cache.circuit.failed(user_id, exc)
                 logger.debug("answering the view's stale usage of %r: ClickHouse cannot be read: %s", user_id, exc)
             else:
                 cache.circuit.succeeded(user_id)
                 return reading
-        held = cache.held(user_id, feature_keys, window)
+        held = cache.held(user_id, slices, window)
         # An earlier read of this user may be fresher than the view's last refresh.
         return held if held is not None and held[1].known_at > stale[1].known_at else stale
 
@@ -116,25 +127,27 @@ class PeriodUsage:
         )
 
 
-def _from_view(live: LiveUsage | None, user_id: str, feature_keys: list[str], window: Window) -> Reading | None:
+def _from_view(live: LiveUsage | None, user_id: str, slices: Sequence[Slice], window: Window) -> Reading | None:
     if live is None:
         return None
+    view = cast(_View, live)
     # Read before the totals, so the totals are at least as fresh as they are said to be.
-    freshness = live.freshness
-    totals = live.used(user_id, feature_keys, window)
-    if totals is None or freshness is None:
+    freshness = view.freshness
+    totals = view.used(user_id, slices, window)
+    # Only a list of micro-units per slice answers; anything else is a view that cannot.
+    if not isinstance(totals, list) or freshness is None:
         return None
     return totals, freshness
 
 
 async def _read_within_timeout(
-    pool: ClientPool, cache: UsageCache, user_id: str, feature_keys: list[str], window: Window
+    pool: ClientPool, cache: UsageCache, user_id: str, slices: Sequence[Slice], window: Window
 ) -> Reading:
     """``cache.read`` on a pooled client, given up after about :data:`DIRECT_READ_TIMEOUT_SECONDS` (TimeoutError)."""
 
     def borrowing() -> Reading:
         with pool.client() as client:
-            return cache.read(client, user_id, feature_keys, window, timeout_seconds=DIRECT_READ_TIMEOUT_SECONDS)
+            return cache.read(client, user_id, slices, window, timeout_seconds=DIRECT_READ_TIMEOUT_SECONDS)
 
     # Opening a client is not bounded by the socket timeout: a thread still connecting is left
     # to finish, and the circuit caps how many such threads there are.

@@ -19,7 +19,7 @@ from usagemeter_api.domain.periods import LIFETIME, Window, day_start, to_utc
 from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_clickhouse import Client, tables
 
-__all__ = ["as_number", "daily_usage", "usage_series", "usage_totals"]
+__all__ = ["as_number", "daily_usage", "minute_usage", "usage_series", "usage_totals"]
 
 #: The slices a read asks for, as (FeatureKey, DimensionKey, DimensionValue) tuples of the sorting key.
 _SLICES = "(FeatureKey, DimensionKey, DimensionValue) IN {slices:Array(Tuple(String, String, String))}"
@@ -61,6 +61,16 @@ GROUP BY Day
 ORDER BY Day
 """
 
+
+# A rolling window's usage minute by minute, to tell when enough of it has left the window.
+_MINUTES_SQL = f"""
+SELECT FeatureKey, DimensionKey, DimensionValue, Minute, sum(Quantity) AS Total FROM {tables.USAGE_MINUTE}
+WHERE UserId = {{user:String}} AND {_SLICES}
+  AND Minute >= {{start:DateTime('UTC')}} AND Minute < {{end:DateTime('UTC')}}
+GROUP BY FeatureKey, DimensionKey, DimensionValue, Minute
+HAVING Total != 0
+ORDER BY Minute
+"""
 
 _HOURLY_SQL = f"""
 SELECT toStartOfHour(Minute) AS Bucket, sum(Quantity) FROM {tables.USAGE_MINUTE}
@@ -133,6 +143,27 @@ def usage_totals(client: Client, user_id: str, slices: Sequence[Slice], window: 
         parameters.update(_split_parameters(window))
     rows = client.query(sql, parameters=parameters).result_rows
     return {Slice(key, dimension, value): micros_of_decimal(total) for key, dimension, value, total in rows}
+
+
+def minute_usage(
+    client: Client, user_id: str, slices: Sequence[Slice], window: Window
+) -> dict[Slice, list[tuple[datetime, int]]]:
+    """Micro-units per UTC minute of each slice in ``window``, oldest first; minutes without usage are absent.
+
+    Bounded by the window: a rolling one is at most 31 days of minutes.
+    """
+    parameters = {
+        "user": user_id,
+        "slices": [(part.feature_key, part.dimension_key, part.dimension_value) for part in slices],
+        "start": naive_utc(window.start),
+        "end": naive_utc(window.end),
+    }
+    found: dict[Slice, list[tuple[datetime, int]]] = {part: [] for part in slices}
+    for key, dimension, value, minute, total in client.query(_MINUTES_SQL, parameters=parameters).result_rows:
+        found.setdefault(Slice(key, dimension, value), []).append(
+            (minute.replace(tzinfo=UTC), micros_of_decimal(total))
+        )
+    return found
 
 
 def usage_series(

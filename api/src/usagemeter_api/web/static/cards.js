@@ -1,7 +1,7 @@
 // The overview cards: conversions and workers from /analytics/dashboard-metrics (marked
 // unavailable on servers without it), AI usage from the caller's quotas, system status from /health.
 
-import { quotaState, renderCard, STATE_TEXT, updateMeter } from "./render.js";
+import { quotaState, quotaSummary, renderCard, STATE_TEXT, updateMeter } from "./render.js";
 
 const AI_FEATURE = "ai_content_generation";
 
@@ -76,11 +76,9 @@ export function renderAiCard(card, quotas, i18n) {
     return;
   }
   const state = quotaState(quota);
-  const used = i18n.number(quota.used);
-  const detail = quota.limit === null
-    ? i18n.t("usedUnlimited", { used })
-    : `${i18n.t("usedOfLimit", { used, limit: i18n.number(quota.limit) })} · ${i18n.t(STATE_TEXT[state])}`;
-  const value = quota.percent_used === null ? used : i18n.percent(quota.percent_used);
+  const summary = quotaSummary(quota, i18n);
+  const detail = quota.limit === null ? summary : `${summary} · ${i18n.t(STATE_TEXT[state])}`;
+  const value = quota.percent_used === null ? i18n.amount(quota.used, quota.unit) : i18n.percent(quota.percent_used);
   renderCard(card, { value, detail, state: { near: "warn", full: "bad", exceeded: "bad" }[state] ?? "ok" });
   updateMeter(meter, quota.percent_used, detail);
 }

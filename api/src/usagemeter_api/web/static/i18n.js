@@ -63,6 +63,22 @@ const MESSAGES = {
     upgradeText: "{features}: upgrade your plan to keep going without interruption.",
     upgradeAction: "Upgrade plan",
     apiRefused: "This link named another site as the usage service. It was ignored: your usage is read from this site.",
+    windowDay: "Today",
+    windowWeek: "This week",
+    windowMonth: "This month",
+    windowCycle: "This billing cycle",
+    windowLifetime: "All time",
+    windowRolling: "Last {length}",
+    windowItem: "{window}: {figures}",
+    dimensionItem: "{value}, {window}: {figures}",
+    freesAt: "frees up {time}",
+    units: new Map([
+      ["tokens", "tokens"],
+      ["requests", "requests"],
+      ["bytes", "bytes"],
+      ["seconds", "seconds"],
+      ["credits", "credits"],
+    ]),
     features: new Map([
       ["ai_content_generation", "AI content generation"],
       ["chat_messages", "Chat messages"],
@@ -129,6 +145,22 @@ const MESSAGES = {
     upgradeText: "{features}: mejora tu plan para seguir sin interrupciones.",
     upgradeAction: "Mejorar plan",
     apiRefused: "Este enlace indicaba otro sitio como servicio de uso. Se ha ignorado: tu uso se lee desde este sitio.",
+    windowDay: "Hoy",
+    windowWeek: "Esta semana",
+    windowMonth: "Este mes",
+    windowCycle: "Este ciclo de facturación",
+    windowLifetime: "En total",
+    windowRolling: "Últimas {length}",
+    windowItem: "{window}: {figures}",
+    dimensionItem: "{value}, {window}: {figures}",
+    freesAt: "se libera {time}",
+    units: new Map([
+      ["tokens", "tokens"],
+      ["requests", "solicitudes"],
+      ["bytes", "bytes"],
+      ["seconds", "segundos"],
+      ["credits", "créditos"],
+    ]),
     features: new Map([
       ["ai_content_generation", "Generación de contenido con IA"],
       ["chat_messages", "Mensajes de chat"],
@@ -171,7 +203,8 @@ export function pickLanguage(queryLang, browserLanguages) {
  */
 export function translator(lang) {
   const table = own(MESSAGES, lang) ?? MESSAGES.en;
-  const numbers = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
+  // Quantities are exact to 6 decimals: show them all rather than round 0.000001 to 0.
+  const numbers = new Intl.NumberFormat(lang, { maximumFractionDigits: 6 });
   const percents = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
   const days = new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", timeZone: "UTC" });
   const clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
@@ -186,6 +219,12 @@ export function translator(lang) {
     t,
     feature: (key) => table.features.get(key) ?? MESSAGES.en.features.get(key) ?? featureWords(key),
     number: (value) => numbers.format(value),
+    // Plain uses read as counts ("12 of 50 used"); other units are named ("1,250 tokens").
+    amount: (value, unit) => {
+      const shown = numbers.format(value);
+      if (!unit || unit === "uses") return shown;
+      return `${shown} ${table.units.get(unit) ?? MESSAGES.en.units.get(unit) ?? unit}`;
+    },
     percent: (value) => percents.format(value / 100),
     day: (value) => days.format(new Date(value)),
     time: (value) => clock.format(value),

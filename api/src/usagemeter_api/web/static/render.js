@@ -34,10 +34,58 @@ export function updateMeter(meter, percent, valueText) {
   meter.setAttribute("aria-valuetext", valueText);
 }
 
-function quotaSummary(quota, i18n) {
-  const used = i18n.number(quota.used);
-  if (quota.limit === null) return i18n.t("usedUnlimited", { used });
-  return i18n.t("usedOfLimit", { used, limit: i18n.number(quota.limit) });
+/** "12 of 50 used", "1,250 of 5,000 tokens used", "30 tokens used · unlimited": figures in the feature's unit. */
+export function quotaSummary(quota, i18n, unit = quota.unit) {
+  if (quota.limit === null) return i18n.t("usedUnlimited", { used: i18n.amount(quota.used, unit) });
+  return i18n.t("usedOfLimit", { used: i18n.number(quota.used), limit: i18n.amount(quota.limit, unit) });
+}
+
+const WINDOW_KEYS = new Map([
+  ["day", "windowDay"],
+  ["week", "windowWeek"],
+  ["month", "windowMonth"],
+  ["cycle", "windowCycle"],
+  ["lifetime", "windowLifetime"],
+]);
+
+/** A limit's window in words: "This month", "Last 5h". */
+function windowWords(limit, i18n) {
+  const key = WINDOW_KEYS.get(limit.kind);
+  return key ? i18n.t(key) : i18n.t("windowRolling", { length: String(limit.window) });
+}
+
+/** One line per limit (the feature total's, then each dimension value's), when there is more than one to show. */
+function windowLines(quota, i18n) {
+  const limits = Array.isArray(quota.limits) ? quota.limits : [];
+  const dimensions = Array.isArray(quota.dimensions) ? quota.dimensions : [];
+  const items = [...limits, ...dimensions.flatMap((item) => (Array.isArray(item.limits) ? item.limits : []))];
+  if (items.length < 2 && dimensions.length === 0) return [];
+  return items.map((limit) => {
+    let figures = i18n.t("usedOfLimit", { used: i18n.number(limit.used), limit: i18n.amount(limit.available, quota.unit) });
+    if (limit.frees_at && limit.remaining === 0) {
+      figures += ` · ${i18n.t("freesAt", { time: i18n.moment(new Date(limit.frees_at)) })}`;
+    }
+    const window = windowWords(limit, i18n);
+    const text = limit.dimension_value === null || limit.dimension_value === undefined
+      ? i18n.t("windowItem", { window, figures })
+      : i18n.t("dimensionItem", { value: String(limit.dimension_value), window, figures });
+    const state = limit.exceeded ? "exceeded" : limit.remaining === 0 ? "full" : limit.near_limit ? "near" : "ok";
+    return { text, state };
+  });
+}
+
+function updateWindowList(listElement, lines) {
+  listElement.hidden = lines.length === 0;
+  while (listElement.children.length > lines.length) listElement.lastElementChild.remove();
+  lines.forEach((line, index) => {
+    let item = listElement.children[index];
+    if (!item) {
+      item = element("li", "quota-window");
+      listElement.append(item);
+    }
+    setText(item, line.text);
+    item.dataset.state = line.state;
+  });
 }
 
 function element(tag, className, attributes = {}) {
@@ -69,9 +117,11 @@ function createQuotaRow(key) {
   meter.append(element("div", "meter-fill"));
   const numbers = element("p", "quota-numbers");
   numbers.append(element("span", "used"), element("span", "remaining"), element("span", "percent"));
+  const windows = element("ul", "quota-windows");
+  windows.hidden = true;
   const figure = element("figure", "quota-chart");
   figure.append(createChart(), element("figcaption", "chart-caption"));
-  row.append(head, meter, numbers, figure);
+  row.append(head, meter, numbers, windows, figure);
   return row;
 }
 
@@ -98,12 +148,13 @@ function updateQuotaRow(row, quota, i18n) {
   setText(row.querySelector(".state-icon"), STATE_ICONS[state]);
   setText(row.querySelector(".state-text"), stateText);
   setText(row.querySelector(".used"), summary);
-  const remaining = quota.remaining === null ? "" : i18n.t("remaining", { remaining: i18n.number(quota.remaining) });
+  const remaining = quota.remaining === null ? "" : i18n.t("remaining", { remaining: i18n.amount(quota.remaining, quota.unit) });
   setText(row.querySelector(".remaining"), remaining);
   const percent = quota.percent_used === null ? "" : i18n.t("percentUsed", { percent: i18n.percent(quota.percent_used) });
   setText(row.querySelector(".percent"), percent);
   const spoken = [summary, percent, stateText].filter(Boolean).join(", ");
   updateMeter(row.querySelector(".meter"), quota.percent_used, spoken);
+  updateWindowList(row.querySelector(".quota-windows"), windowLines(quota, i18n));
 }
 
 /** Draw a feature's per-day usage under its quota row; `report` null means it could not be read. */
@@ -119,10 +170,11 @@ export function renderUsageChart(list, featureKey, report, i18n) {
     return;
   }
   const label = i18n.t("chartTitle", { feature: i18n.feature(featureKey) });
-  updateChart(svg, report.series, label, (point) => `${i18n.day(point.day)}: ${i18n.number(point.used)}`);
+  const unit = report.unit;
+  updateChart(svg, report.series, label, (point) => `${i18n.day(point.day)}: ${i18n.amount(point.used, unit)}`);
   const empty = report.series.every((point) => point.used === 0);
   figure.dataset.state = empty ? "empty" : "ready";
-  setText(caption, empty ? i18n.t("chartEmpty") : i18n.t("chartTotal", { total: i18n.number(report.total) }));
+  setText(caption, empty ? i18n.t("chartEmpty") : i18n.t("chartTotal", { total: i18n.amount(report.total, unit) }));
 }
 
 /** The call to upgrade, shown while any feature is near, at or over its limit. */
