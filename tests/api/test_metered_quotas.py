@@ -202,3 +202,41 @@ def test_lifetime_counts_usage_older_than_a_month_and_never_frees_up(api, send):
     assert (body["unit"], body["used"], body["remaining"], body["binding"]["frees_at"]) == ("bytes", 900.5, 99.5, None)
     refused = _check(api, "eve", "storage", amount=100)
     assert (refused["allowed"], refused["reset_at"], refused["binding"]["kind"]) == (False, None, "lifetime")
+
+
+def _admin_post(api: Any, path: str, body: dict[str, object]) -> dict[str, Any]:
+    response = api.post(f"/api/v1/admin/{path}", json=body, headers=bearer("ops", admin=True))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_grant_raises_the_limits_it_matches_until_it_expires_and_a_correction_gives_usage_back(
+    api, make_api, plans_file, send
+):
+    send([("fay", "ai_tokens", MINUTE - timedelta(minutes=10), 950, {"model": "gpt-4o"})])
+    assert _check(api, "fay", "ai_tokens", amount=100)["allowed"] is False  # 5h: 950 of 1000
+
+    expires = T + timedelta(minutes=30)
+    grant = {"user_id": "fay", "feature_key": "ai_tokens", "amount": 200, "reason": "launch week"}
+    _admin_post(api, "grants", {**grant, "effective_from": _z(T - timedelta(hours=1)), "expires_at": _z(expires)})
+    granted = _check(api, "fay", "ai_tokens", amount=100)
+    assert (granted["allowed"], granted["binding"]["window"], granted["remaining"]) == (True, "5h", 250)
+    limits = {item["window"]: item for item in granted["limits"]}
+    assert (limits["5h"]["granted"], limits["7d"]["granted"]) == (200, 200)
+    # A grant without a dimension value raises the feature-total limits, not gpt-4o's own.
+    gpt = _check(api, "fay", "ai_tokens", amount=1, dimension="gpt-4o")
+    assert (gpt["allowed"], gpt["binding"]["dimension_value"]) == (False, "gpt-4o")
+
+    at_expiry = make_api(now=expires, plans_file=plans_file(PLANS), quota_cache_seconds=0)
+    before = make_api(now=expires - timedelta(milliseconds=1), plans_file=plans_file(PLANS), quota_cache_seconds=0)
+    assert _check(before, "fay", "ai_tokens", amount=100)["allowed"] is True
+    assert _check(at_expiry, "fay", "ai_tokens", amount=100)["allowed"] is False
+
+    # A refund of a failed generation: the usage it gives back counts at once, the raw point stays.
+    refund = {"user_id": "fay", "feature_key": "ai_tokens", "amount": -400, "reason": "failed generation"}
+    _admin_post(api, "corrections", {**refund, "occurred_at": _z(MINUTE - timedelta(minutes=5))})
+    refunded = _check(api, "fay", "ai_tokens", amount=100)
+    assert {item["window"]: item["used"] for item in refunded["limits"]} == {"5h": 550, "7d": 550}
+    listed = api.get("/api/v1/admin/corrections", params={"user_id": "fay"}, headers=bearer("ops", admin=True))
+    [correction] = listed.json()["corrections"]
+    assert (correction["amount"], correction["recorded_by"], correction["reason"]) == (-400, "ops", "failed generation")

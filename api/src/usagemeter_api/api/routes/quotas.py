@@ -220,8 +220,7 @@ def _layout(plan_id: str, plan: Plan, feature_key: str) -> FeatureLayout:
 
 def _grants(services: Services, user_id: str, feature_key: str, now: datetime) -> Sequence[GrantLike]:
     """The user's grants of the feature active at ``now`` (from memory)."""
-    # The grants store answers here once it is a service: services.grants.active(user_id, feature_key, now)
-    return ()
+    return services.grants.active(user_id, feature_key, now)
 
 
 def plan_grants(services: Services, user_id: str, plan: Plan, now: datetime) -> dict[str, Sequence[GrantLike]]:
