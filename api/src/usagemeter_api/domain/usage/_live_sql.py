@@ -79,17 +79,19 @@ class Query:
             kind = "DateTime('UTC')"
         return f"({column} >= {{{name}s:{kind}}} AND {column} < {{{name}e:{kind}}})"
 
-    def _moved(self, move: WindowMove, value: str, column: str, as_date: bool) -> str:
+    def _moved(self, move: WindowMove, value: str, column: str, as_date: bool) -> tuple[str, str]:
+        """The sum of what ``move`` changes, and the condition of the rows it reads."""
         new = self._within(move.new, column, as_date)
         if move.old is None:
-            return f"sumIf({value}, {new})"
+            return f"sumIf({value}, {new})", new
         old = self._within(move.old, column, as_date)
-        return f"sumIf({value}, {new} AND NOT {old}) - sumIf({value}, {old} AND NOT {new})"
+        entering, leaving = f"{new} AND NOT {old}", f"{old} AND NOT {new}"
+        return f"sumIf({value}, {entering}) - sumIf({value}, {leaving})", f"({entering}) OR ({leaving})"
 
     def settled_calendar(self, moves: Sequence[WindowMove], chunked: bool) -> str:
         """Calendar and lifetime columns moved, as ingested before the watermark (day and month rollups)."""
         sums = [
-            "sum(Life)" if move.new == LIFETIME else self._moved(move, "Cal", "Day", as_date=True) for move in moves
+            "sum(Life)" if move.new == LIFETIME else self._moved(move, "Cal", "Day", as_date=True)[0] for move in moves
         ]
         chunk = self._chunk(chunked)
         lifetime = any(move.new == LIFETIME for move in moves)
@@ -109,14 +111,16 @@ class Query:
 
     def settled_rolling(self, moves: Sequence[WindowMove], skew: timedelta, chunked: bool) -> str:
         """Rolling columns moved, as ingested before the watermark: a scan bounded by ingest minute."""
-        sums = [self._moved(move, "Quantity", "Minute", as_date=False) for move in moves]
-        first, last = self._span(moves)
+        moved = [self._moved(move, "Quantity", "Minute", as_date=False) for move in moves]
+        sums = [expression for expression, _ in moved]
+        # Only the minutes entering or leaving a window: the rest of the scan reads the Minute column alone.
+        changed = " OR ".join(f"({condition})" for _, condition in moved)
         earliest = min(min(move.new.start, move.old.start if move.old else move.new.start) for move in moves)
         self.parameters["scan_from"] = naive_utc(earliest - skew)
         source = (
             f"SELECT {_KEYS}, Minute, Quantity FROM {tables.USAGE_INGEST}"
             f" WHERE IngestMinute >= {{scan_from:DateTime('UTC')}} AND IngestMinute < {{watermark:DateTime('UTC')}}"
-            f" AND Minute >= {first} AND Minute < {last}{self._chunk(chunked)}"
+            f" AND ({changed}){self._chunk(chunked)}"
         )
         return _micros(sums, source)
 
