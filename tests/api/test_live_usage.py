@@ -80,7 +80,7 @@ def _direct(client: Client, user: str, part: Slice, window: Window) -> int:
 
 
 def _windows(now: datetime, rolling: Sequence[int] = ROLLING) -> list[Window]:
-    calendar = [limit_window(LimitWindow(kind), now) for kind in ("month", "week", "day", "lifetime")]  # type: ignore[arg-type]
+    calendar = [limit_window(LimitWindow(kind), now) for kind in ("month", "week", "day", "lifetime")]
     return calendar + [limit_window(LimitWindow("rolling", minutes), now) for minutes in rolling]
 
 
@@ -297,6 +297,30 @@ def test_points_ingested_during_refreshes_are_never_counted_twice_nor_lost(
     _caught_up(live)
     assert live.watermark is not None and watermark is not None and live.watermark > watermark
     _assert_matches(live, clickhouse, ["ann", "ben"], clock.moment)
+
+
+def test_a_correction_counts_signed_in_every_window_its_moment_is_in(
+    moving_view: tuple[LiveUsage, _Clock, datetime], clickhouse: Client
+) -> None:
+    live, clock, start = moving_view
+    _allow_dimension(clickhouse)
+    _insert(clickhouse, [("ann", GPT, start - timedelta(minutes=2), 10), ("ann", MINI, start, 4)])
+    correction = (
+        f"INSERT INTO {tables.USAGE_CORRECTIONS} (CorrectionId, UserId, FeatureKey, DimensionKey, DimensionValue,"
+        " OccurredAt, Quantity, Reason, RecordedBy, RecordedAt)"
+        " VALUES (generateUUIDv4(), 'ann', {feature:String}, 'model', 'gpt-4o', {at:DateTime64(3, 'UTC')},"
+        " toDecimal128('-2.5', 6), 'double count', 'admin', now64(3))"
+    )
+    clickhouse.command(
+        correction, parameters={"feature": FEATURE, "at": (start - timedelta(minutes=4)).replace(tzinfo=None)}
+    )
+    _caught_up(live)
+    _assert_matches(live, clickhouse, ["ann"], start)
+    assert live.used("ann", [GPT, TOTAL], limit_window(LimitWindow("rolling", 5), start)) == [7_500_000, 11_500_000]
+    clock.moment = start + timedelta(minutes=1)  # the corrected minute leaves the 5-minute window
+    _caught_up(live)
+    _assert_matches(live, clickhouse, ["ann"], clock.moment)
+    assert live.used("ann", [GPT], limit_window(LimitWindow("rolling", 5), clock.moment)) == [10_000_000]
 
 
 def test_a_new_rolling_length_is_answered_once_loaded_and_a_dropped_one_no_longer(
