@@ -19,6 +19,7 @@ window less that of the old, minutes in both counted in neither.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,10 +29,11 @@ import numpy.typing as npt
 
 from usagemeter_api.core.clock import naive_utc
 from usagemeter_api.domain.periods import LIFETIME, Window
+from usagemeter_api.domain.usage._live_state import Delta, State
 from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_clickhouse import Client, tables
 
-__all__ = ["Block", "Query", "WindowMove", "read_blocks"]
+__all__ = ["Block", "Query", "WindowMove", "read_blocks", "read_moves"]
 
 _KEYS = "UserId, FeatureKey, DimensionKey, DimensionValue"
 _INT64_UNITS = "toDecimal128('9223372036854.775807', 6)"
@@ -174,3 +176,28 @@ def read_blocks(client: Client, sql: str, parameters: dict[str, object], *, sett
             parts = [Slice(*part) for part in zip(features, keys, values, strict=True)]
             matrix = np.column_stack([np.asarray(column, dtype=np.int64) for column in sums])
             yield Block(list(users), parts, matrix, np.asarray(overflow, dtype=bool), flags)
+
+
+_ROWS_SQL = f"SELECT count() FROM {tables.USAGE_MONTH}"
+
+
+def read_moves(client: Client, state: State, moves: list[WindowMove], skew: timedelta | None) -> Iterator[Delta]:
+    """The base's change per entry for calendar ``moves`` (``skew`` None) or rolling ones, block by block.
+
+    Loads and calendar moves read in chunks of entries; the rolling moves of a turned minute in one read.
+    """
+    query = Query(state.watermark)
+    chunks = _chunks(client) if skew is None or any(move.old is None for move in moves) else 1
+    chunked = chunks > 1
+    sql = query.settled_calendar(moves, chunked) if skew is None else query.settled_rolling(moves, skew, chunked)
+    for chunk in range(chunks):
+        if chunked:
+            query.chunk(chunks, chunk)
+        for block in read_blocks(client, sql, query.parameters):
+            yield Delta(state.table.rows_for(block.users, block.parts), block.sums, block.overflow)
+
+
+def _chunks(client: Client) -> int:
+    """Parts to load the entries in, so no read holds more than about a block's worth of rows."""
+    rows = int(client.query(_ROWS_SQL).result_rows[0][0])
+    return max(1, math.ceil(rows / BLOCK_ROWS))

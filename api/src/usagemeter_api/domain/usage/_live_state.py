@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +13,15 @@ import numpy.typing as npt
 from usagemeter_api.domain.periods import Window
 from usagemeter_api.domain.usage._entries import EntryTable, Rows
 
-__all__ = ["Recent", "State"]
+__all__ = ["Delta", "Recent", "Relaid", "State"]
+
+
+class Delta(NamedTuple):
+    """Per-column changes of some rows' totals, and which of them left the int64 range."""
+
+    rows: Rows
+    sums: npt.NDArray[np.int64]
+    overflow: npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -51,9 +60,42 @@ class State:
     recent: Recent = field(default_factory=lambda: Recent.empty(0))
     answering: dict[Window, int] = field(default_factory=dict)
 
-    def relaid_sums(self, keep: Sequence[int], added: int) -> npt.NDArray[np.int64]:
-        """The base's columns ``keep`` in that order, then ``added`` zero ones (a new array)."""
-        return _relaid(self.table.sums, keep, added)
+    def add(self, delta: Delta, columns: Sequence[int] | None = None) -> None:
+        """Add ``delta`` to the base's ``columns`` (default: all); rows it flags overflowed stay so."""
+        self.table.add(delta.rows, delta.sums, columns)
+        if delta.overflow.any():
+            self.table.overflowed.update(delta.rows[delta.overflow].tolist())
+
+    def relaid(self, names: list[str]) -> Relaid:
+        """Columns ``names``: held ones kept with their totals, new ones zero and holding no window yet."""
+        held = [name for name in names if name in self.names]
+        keep = [self.names.index(name) for name in held]
+        added = len(names) - len(held)
+        # A window that did not answer (its move not yet followed by a refresh) still does not.
+        renumbered = {old: new for new, old in enumerate(keep)}
+        return Relaid(
+            sums=_relaid(self.table.sums, keep, added),
+            recent=self.recent.relaid(keep, added),
+            names=held + [name for name in names if name not in self.names],
+            windows=[self.windows[column] for column in keep] + [None] * added,
+            answering={window: renumbered[old] for window, old in self.answering.items() if old in renumbered},
+        )
+
+
+@dataclass(frozen=True)
+class Relaid:
+    """A state's columns laid out anew, ready to be swapped in at once."""
+
+    sums: npt.NDArray[np.int64]
+    recent: Recent
+    names: list[str]
+    windows: list[Window | None]
+    answering: dict[Window, int]
+
+    def publish(self, state: State) -> None:
+        """Swap this layout into ``state`` (under the readers' lock)."""
+        state.table.sums, state.recent = self.sums, self.recent
+        state.names, state.windows, state.answering = self.names, self.windows, self.answering
 
 
 def _relaid(sums: npt.NDArray[np.int64], keep: Sequence[int], added: int) -> npt.NDArray[np.int64]:

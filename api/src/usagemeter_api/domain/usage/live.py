@@ -29,23 +29,18 @@ cycle, and :attr:`LiveUsage.freshness` says when that was and that it is behind.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
-
-import numpy as np
-import numpy.typing as npt
 
 from usagemeter_api.domain.periods import Window, limit_window
 from usagemeter_api.domain.quota import Freshness
-from usagemeter_api.domain.usage._entries import EntryTable, Rows
-from usagemeter_api.domain.usage._live_sql import BLOCK_ROWS, Query, WindowMove, read_blocks
-from usagemeter_api.domain.usage._live_state import Recent, State
+from usagemeter_api.domain.usage._entries import EntryTable
+from usagemeter_api.domain.usage._live_sql import Query, WindowMove, read_blocks, read_moves
+from usagemeter_api.domain.usage._live_state import Delta, Recent, State
 from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_api.schemas.plans import MAX_ROLLING_MINUTES, LimitWindow
-from usagemeter_clickhouse import Client, release_freed_memory, tables
+from usagemeter_clickhouse import Client, release_freed_memory
 
 __all__ = ["LiveUsage"]
 
@@ -63,18 +58,10 @@ _FRESH_FOR_FLOOR_SECONDS = 5.0
 #: the view still sees ClickHouse back within it.
 _RETRY_MAX_SECONDS = 2.0
 _CALENDAR = ("month", "week", "day", "lifetime")
+_ROLLING = "rolling:"
 _INT64 = (-(2**63), 2**63 - 1)
 
 _NOW_SQL = "SELECT now('UTC')"
-_ROWS_SQL = f"SELECT count() FROM {tables.USAGE_MONTH}"
-
-
-class Delta(NamedTuple):
-    """Per-column changes of some rows' totals, and which of them left the int64 range."""
-
-    rows: Rows
-    sums: npt.NDArray[np.int64]
-    overflow: npt.NDArray[np.bool_]
 
 
 def _no_rolling() -> Iterable[int]:
@@ -243,7 +230,7 @@ class LiveUsage:
         """The window each column holds at ``now``: the calendar ones, lifetime, then each rolling length."""
         targets = {kind: limit_window(LimitWindow(kind), now) for kind in _CALENDAR}  # type: ignore[arg-type]
         for minutes in self._lengths():
-            targets[f"rolling:{minutes}"] = limit_window(LimitWindow("rolling", minutes), now)
+            targets[f"{_ROLLING}{minutes}"] = limit_window(LimitWindow("rolling", minutes), now)
         return targets
 
     def _lengths(self) -> list[int]:
@@ -251,22 +238,15 @@ class LiveUsage:
             lengths = {int(minutes) for minutes in self._rolling_minutes()}
         except Exception:
             logger.exception("reading the rolling window lengths failed; keeping those held")
-            state = self._state
-            return [] if state is None else [int(name[8:]) for name in state.names if name.startswith("rolling:")]
+            names = [] if self._state is None else self._state.names
+            return [int(name.removeprefix(_ROLLING)) for name in names if name.startswith(_ROLLING)]
         return sorted(minutes for minutes in lengths if 1 <= minutes <= MAX_ROLLING_MINUTES)
 
     def _relayout(self, state: State, targets: dict[str, Window]) -> None:
         """Columns for ``targets``: held ones kept, new ones zero (holding no window yet), gone ones dropped."""
-        held = [name for name in targets if name in state.names]
-        keep = [state.names.index(name) for name in held]
-        added = [name for name in targets if name not in state.names]
-        sums = state.relaid_sums(keep, len(added))
-        recent = state.recent.relaid(keep, len(added))
-        windows = [state.windows[column] for column in keep] + [None] * len(added)
+        relaid = state.relaid(list(targets))
         with self._lock:
-            state.table.sums, state.recent = sums, recent
-            state.names, state.windows = held + added, windows
-            state.answering = {window: column for column, window in enumerate(windows) if window is not None}
+            relaid.publish(state)
 
     def _move(self, client: Client, state: State, targets: dict[str, Window], *, loading: bool) -> None:
         """Bring every column's base to its target window, reading only what the move changes.
@@ -279,43 +259,24 @@ class LiveUsage:
             for column, name in enumerate(state.names)
             if state.windows[column] != targets[name]
         }
-        rolling = [column for column in moves if state.names[column].startswith("rolling:")]
+        rolling = [column for column in moves if state.names[column].startswith(_ROLLING)]
         calendar = [column for column in moves if column not in rolling]
-        groups = [(columns, columns is rolling) for columns in (calendar, rolling) if columns]
+        groups = [(columns, self._skew if columns is rolling else None) for columns in (calendar, rolling) if columns]
+        reads = ((columns, read_moves(client, state, [moves[c] for c in columns], skew)) for columns, skew in groups)
         if loading:
-            for columns, is_rolling in groups:
-                for delta in self._read_moves(client, state, [moves[c] for c in columns], rolling=is_rolling):
-                    self._add(state, delta, columns)
+            for columns, deltas in reads:
+                for delta in deltas:
+                    state.add(delta, columns)
         else:
-            read = [
-                (columns, list(self._read_moves(client, state, [moves[c] for c in columns], rolling=is_rolling)))
-                for columns, is_rolling in groups
-            ]
+            read = [(columns, list(deltas)) for columns, deltas in reads]
             with self._lock:
                 for column in moves:
                     state.answering.pop(state.windows[column], None)  # type: ignore[arg-type]
-            for columns, deltas in read:
-                for delta in deltas:
-                    self._add(state, delta, columns)
+            for columns, delta_list in read:
+                for delta in delta_list:
+                    state.add(delta, columns)
         for column, move in moves.items():
             state.windows[column] = move.new
-
-    def _read_moves(self, client: Client, state: State, moves: list[WindowMove], *, rolling: bool) -> Iterator[Delta]:
-        """The base's change per entry for ``moves``, block by block; loads and calendar moves in chunks."""
-        query = Query(state.watermark)
-        chunks = _chunks(client) if not rolling or any(move.old is None for move in moves) else 1
-        chunked = chunks > 1
-        sql = query.settled_rolling(moves, self._skew, chunked) if rolling else query.settled_calendar(moves, chunked)
-        for chunk in range(chunks):
-            if chunked:
-                query.chunk(chunks, chunk)
-            for block in read_blocks(client, sql, query.parameters):
-                yield Delta(state.table.rows_for(block.users, block.parts), block.sums, block.overflow)
-
-    def _add(self, state: State, delta: Delta, columns: Sequence[int] | None = None) -> None:
-        state.table.add(delta.rows, delta.sums, columns)
-        if delta.overflow.any():
-            state.table.overflowed.update(delta.rows[delta.overflow].tolist())
 
     def _refresh(self, client: Client, state: State, targets: dict[str, Window], now: datetime) -> None:
         """Fold the newly settled ingest minutes into the base, re-read the rest, and answer every window."""
@@ -334,7 +295,7 @@ class LiveUsage:
                 state.table.overflowed.update(rows[block.overflow].tolist())
         with self._lock:
             for delta in frozen:
-                self._add(state, delta)
+                state.add(delta)
             state.recent = recent
             state.watermark = max(state.watermark, settled)
             state.answering = {window: column for column, window in enumerate(state.windows) if window is not None}
@@ -348,12 +309,6 @@ class LiveUsage:
                 count - self._overflowed,
             )
             self._overflowed = count
-
-
-def _chunks(client: Client) -> int:
-    """Parts to load the entries in, so no read holds more than about a block's worth of rows per part."""
-    rows = int(client.query(_ROWS_SQL).result_rows[0][0])
-    return max(1, math.ceil(rows / BLOCK_ROWS))
 
 
 def _server_now(client: Client) -> datetime:
