@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -99,6 +100,8 @@ class LiveUsage:
         self._freshness: Freshness | None = None
         self._fresh_for = max(_FRESH_FOR_FLOOR_SECONDS, _FRESH_FOR_REFRESHES * refresh_seconds)
         self._overflowed = 0
+        #: When (monotonic) the view's clock reaches its next minute, as of the last cycle.
+        self._minute_turns = 0.0
 
     @property
     def ready(self) -> bool:
@@ -191,7 +194,8 @@ class LiveUsage:
     def _pause(self, failures: int) -> float:
         """The wait before the next cycle: the refresh interval, doubling while cycles fail, up to a cap."""
         if failures == 0:
-            return self._refresh_seconds
+            # Rolling windows move as the minute turns and answer None until a cycle has moved them.
+            return min(self._refresh_seconds, max(0.0, self._minute_turns - time.monotonic()))
         cap = max(_RETRY_MAX_SECONDS, self._refresh_seconds)
         return min(cap, self._refresh_seconds * 2 ** min(failures, 16))
 
@@ -209,6 +213,7 @@ class LiveUsage:
 
     def _cycle(self, client: Client) -> None:
         now = self._clock(client)
+        self._minute_turns = time.monotonic() + 60 - now.second - now.microsecond / 1e6
         targets = self._targets(now)
         state = self._state
         if state is None:
