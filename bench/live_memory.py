@@ -121,7 +121,7 @@ def load_before(url: str) -> tuple[object, int]:
     """The previous layout: the query read whole, a key string per entry, float64 rows."""
     client = connect(url, DATABASE)
     now = datetime.now(UTC)
-    windows = {kind: period_window(kind, now) for kind in ("month", "week", "day")}  # type: ignore[arg-type]
+    windows = {kind: period_window(kind, now) for kind in ("month", "week", "day")}
     parameters: dict[str, object] = {"today": now.date(), "hold_start": windows["month"].start.date()}
     for kind, window in windows.items():
         parameters[f"{kind}_start"], parameters[f"{kind}_end"] = window.start.date(), window.end.date()
@@ -142,9 +142,9 @@ def measure(variant: str, url: str, traced: bool) -> dict[str, float]:
     if traced:
         tracemalloc.start()
         _held, count = loader(url)
-        current, peak = tracemalloc.get_traced_memory()
+        current, traced_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        return {"entries": count, "traced_mb": current / _MB, "traced_peak_mb": peak / _MB}
+        return {"entries": count, "traced_mb": current / _MB, "traced_peak_mb": traced_peak / _MB}
     start = _status("VmRSS")
     _reset_peak()
     began = time.monotonic()

@@ -15,6 +15,7 @@ this isolates the view's share of the check.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import httpx
 from _common import free_port, publish, wait_ready
 from _load import open_loop, percentile
 
-ROUNDS = 2
+ROUNDS = 3
 RATE = 1000
 BARE_PATH = "/bare"
 
@@ -100,6 +101,7 @@ def run(entries: int, seconds: float) -> str:
             open_loop(base, check_paths(500, entries, 1), 100, 2, "-")  # warm-up
             open_loop(base, [BARE_PATH], 100, 2, "-")
             results: dict[str, list[float]] = {"bare": [], "view": []}
+            load = os.getloadavg()[0]
             for round_number in range(ROUNDS):
                 for name in ("bare", "view"):
                     paths = [BARE_PATH] if name == "bare" else check_paths(int(RATE * seconds), entries, round_number)
@@ -107,14 +109,14 @@ def run(entries: int, seconds: float) -> str:
                     if failures:
                         raise RuntimeError(f"{name} requests failed: {failures}")
                     results[name] += latencies
-            counts = httpx.get(base + "/unanswered").json()
+            counts = httpx.get(base + "/unanswered").json() | {"load": load, "load_after": os.getloadavg()[0]}
         finally:
             server.terminate()
             server.wait(timeout=30)
     return _report(entries, seconds, results, counts)
 
 
-def _report(entries: int, seconds: float, results: dict[str, list[float]], counts: dict[str, int]) -> str:
+def _report(entries: int, seconds: float, results: dict[str, list[float]], counts: dict[str, float]) -> str:
     lines = [
         "## In-memory usage view on the quota check's path",
         "",
@@ -135,8 +137,9 @@ def _report(entries: int, seconds: float, results: dict[str, list[float]], count
     lines += [
         "",
         f"p99 of the view endpoint against the bare one, same run: {ratio:.2f}x. The view left"
-        f" {counts['unanswered']:,} of {counts['checks']:,} reads unanswered (a rolling window in the moments after"
-        " its minute turned, before the view caught up; the quota code reads ClickHouse for those).",
+        f" {counts['unanswered']:,.0f} of {counts['checks']:,.0f} reads unanswered (a rolling window in the moments"
+        " after its minute turned, before the view caught up; the quota code reads ClickHouse for those). Load average"
+        f" {counts['load']:.1f} before the rounds and {counts['load_after']:.1f} after (2 cores, shared).",
         "",
     ]
     publish(

@@ -169,6 +169,41 @@ def test_every_window_matches_clickhouse_across_minute_day_week_and_month_bounda
         assert live.used("ann", SLICES, limit_window(LimitWindow("rolling", 30), step)) is None
 
 
+def test_while_windows_move_every_answer_is_exact_or_none(view: Callable[..., LiveUsage], clickhouse: Client) -> None:
+    _allow_dimension(clickhouse)
+    month_end = period_window("month", _server_now(clickhouse) + timedelta(days=2)).end
+    _insert(clickhouse, _around(month_end))
+    steps = [month_end + timedelta(minutes=minutes, seconds=30) for minutes in range(-3, 3)]
+    windows = {window for step in steps for window in _windows(step)}
+    expected = {window: [_direct(clickhouse, "ann", part, window) for part in SLICES] for window in windows}
+    clock = _Clock(steps[0])
+    live = view(clock=clock, rolling_minutes=lambda: ROLLING, max_future_seconds=400 * 86_400)
+    wrong: list[object] = []
+    answered: set[Window] = set()
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            for window, figures in expected.items():
+                got = live.used("ann", SLICES, window)
+                if got is not None:
+                    answered.add(window)
+                    if got != figures:
+                        wrong.append((window, got, figures))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for step in steps:
+            clock.moment = step
+            _caught_up(live)
+    finally:
+        done.set()
+        reader.join()
+    assert not wrong
+    assert len(answered) >= len(steps) * len(ROLLING)  # each step's rolling windows were answered, not only refused
+
+
 @pytest.fixture
 def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
     """A port on 127.0.0.1 that accepts connections and never answers (a ClickHouse server stuck); its connections."""
