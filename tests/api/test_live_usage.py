@@ -379,6 +379,26 @@ def test_a_new_rolling_length_is_answered_once_loaded_and_a_dropped_one_no_longe
     ]
 
 
+def test_a_catalog_that_cannot_be_read_keeps_the_rolling_lengths_held(
+    view: Callable[..., LiveUsage], clickhouse: Client
+) -> None:
+    now = _server_now(clickhouse).replace(second=30, microsecond=0)
+    _insert(clickhouse, [("ann", TOTAL, now - timedelta(minutes=3), 2)])
+    catalog: list[object] = [[5]]
+
+    def lengths() -> list[int]:
+        if isinstance(catalog[0], Exception):
+            raise catalog[0]
+        return catalog[0]  # type: ignore[return-value]
+
+    live = view(clock=_Clock(now), rolling_minutes=lengths)
+    five = limit_window(LimitWindow("rolling", 5), now)
+    assert live.used("ann", [TOTAL], five) == [2_000_000]
+    catalog[0] = RuntimeError("plan store away")
+    _caught_up(live)
+    assert live.used("ann", [TOTAL], five) == [2_000_000]
+
+
 def test_a_total_beyond_int64_micro_units_is_answered_none_never_wrapped(
     moving_view: tuple[LiveUsage, _Clock, datetime], view: Callable[..., LiveUsage], clickhouse: Client
 ) -> None:
