@@ -33,6 +33,16 @@ def test_keys_sharing_a_hash_slot_are_told_apart_by_their_ids() -> None:
     assert (table.rows_for(users[::-1], [TOTAL] * len(users)) == rows[::-1]).all()
 
 
+def test_an_entry_whose_hash_matches_but_whose_id_differs_is_not_found() -> None:
+    table = EntryTable(1)
+    (row,) = table.rows_for(["alice"], [TOTAL])
+    # Make the stored id another of the same length under alice's hash: as if two ids shared a 64-bit hash.
+    start = int(table._user_at[row])
+    table._arena[start : start + 5] = np.frombuffer(b"alicf", dtype=np.uint8)
+    assert table.find("alice", TOTAL) == -1
+    assert table.rows_for(["alice"], [TOTAL])[0] != row  # a row of its own, not the other id's
+
+
 def test_totals_stay_exact_as_the_table_grows_and_entries_repeat_in_a_batch() -> None:
     table = EntryTable(3, capacity=2)
     users = [f"u{n % 500}" for n in range(5_000)]
