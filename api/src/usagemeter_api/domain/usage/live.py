@@ -1,51 +1,55 @@
-"""An exact, incremental in-memory view of every user's usage in the current periods.
+"""An exact, incremental in-memory view of every user's usage per slice in the windows quota checks ask most.
 
-The view holds, per (user, feature), the totals of three windows: the current UTC
-calendar month, ISO week and day, as of ClickHouse's clock. It is loaded once from
-``feature_usage_day`` and then kept current from ``feature_usage_ingest`` (usage per
-ingest minute and event day), so a late-arriving point for an earlier day of the
-period counts as soon as it is stored, and a point of an earlier period does not.
+The view holds, per (user, feature, dimension key, dimension value) entry, int64 micro-unit totals
+of the current UTC calendar month, ISO week and day, of lifetime, and of the rolling window of the
+current minute for each rolling length the plan catalog names, all as of ClickHouse's clock. It is
+loaded from the rollups in chunks, then kept current from ``usage_ingest`` (usage per ingest minute
+and event minute), so a late point counts in exactly the windows its minute is in.
 
 Exactness rests on two properties of the ingest rollup:
 
-* every insert is stamped with the minute it ran in (``IngestMinute``), and it has
-  committed well within ``settle`` (60 s) of that minute's end, so an ingest minute
-  that ended ``settle`` ago no longer grows;
-* the base is "everything ingested before minute M": the day rollup minus the ingest
-  rows of minutes >= M, read in one query. Minutes >= M are then read from the ingest
-  rollup only. M is a settled minute back, so no insert stamped before M is still in
-  flight when the base is read.
+* every insert is stamped with the minute it ran in (``IngestMinute``), and it has committed well
+  within ``settle`` (60 s) of that minute's end, so an ingest minute that ended ``settle`` ago no
+  longer grows;
+* the base is "everything ingested before minute W" (the watermark), per window; minutes >= W are
+  read from the ingest rollup only. W is a settled minute back, so no insert stamped before W is
+  still in flight when the base is read.
 
-Each refresh re-reads every minute >= the frozen watermark; settled minutes are folded
-into the base and the watermark moves past them, the rest replace the previous
-refresh's unsettled part. Nothing is counted twice and nothing is skipped.
+Each refresh re-reads every ingest minute >= W; settled ones are folded into the base and W moves
+past them, the rest replace the previous refresh's unsettled part. When a column's window moves (a
+minute, day, week or month turns) the base reads what the move changes, as ingested before W: the
+minutes entering the window less those leaving it. A new rolling length is loaded the same way, from
+nothing. Nothing is counted twice and nothing is skipped; a window the view does not hold at the
+caller's moment (or holds only partly, mid-move) answers None, and the caller reads ClickHouse.
 
-While ClickHouse cannot be read the view keeps answering with the totals of its last
-completed cycle, and :attr:`LiveUsage.freshness` says when that was and that it is behind.
+While ClickHouse cannot be read the view keeps answering with the totals of its last completed
+cycle, and :attr:`LiveUsage.freshness` says when that was and that it is behind.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
-import numpy as np
-import numpy.typing as npt
-
-from usagemeter_api.core.clock import naive_utc
-from usagemeter_api.domain.periods import Window, period_window
+from usagemeter_api.domain.periods import Window, limit_window
 from usagemeter_api.domain.quota import Freshness
-from usagemeter_api.domain.usage._pair_totals import PairTotals, pair_key
-from usagemeter_clickhouse import Client, tables
+from usagemeter_api.domain.usage._entries import EntryTable
+from usagemeter_api.domain.usage._live_sql import Query, WindowMove, read_blocks, read_moves
+from usagemeter_api.domain.usage._live_state import Delta, Recent, State
+from usagemeter_api.domain.usage.slices import Slice
+from usagemeter_api.schemas.plans import MAX_ROLLING_MINUTES, LimitWindow
+from usagemeter_clickhouse import Client, release_freed_memory
 
 __all__ = ["LiveUsage"]
 
 logger = logging.getLogger(__name__)
 
 _SETTLE = timedelta(seconds=60)
+#: Beyond the senders' allowed skew, for clocks of collectors and ClickHouse that disagree a little.
+_SKEW_MARGIN = timedelta(minutes=5)
 #: Totals not refreshed for this many refresh intervals (and at least the floor) are stale
 #: even without a failed cycle: a cycle stuck on an unanswered query is not progress.
 _FRESH_FOR_REFRESHES = 4
@@ -54,54 +58,24 @@ _FRESH_FOR_FLOOR_SECONDS = 5.0
 #: outage costs ClickHouse and the log one attempt per this long rather than several a second, and
 #: the view still sees ClickHouse back within it.
 _RETRY_MAX_SECONDS = 2.0
+_CALENDAR = ("month", "week", "day", "lifetime")
+_ROLLING = "rolling:"
+_INT64 = (-(2**63), 2**63 - 1)
 
 _NOW_SQL = "SELECT now('UTC')"
 
-_PERIOD_SUMS = """
-    sumIf(Uses, Day >= {month_start:Date} AND Day < {month_end:Date}),
-    sumIf(Uses, Day >= {week_start:Date} AND Day < {week_end:Date}),
-    sumIf(Uses, Day = {today:Date})
-"""
 
-_BASE_SQL = f"""
-SELECT UserId, FeatureKey, {_PERIOD_SUMS}
-FROM (
-    SELECT UserId, FeatureKey, Day, Uses FROM {tables.USAGE_DAY} WHERE Day >= {{hold_start:Date}}
-    UNION ALL
-    SELECT UserId, FeatureKey, Day, -Uses FROM {tables.USAGE_INGEST}
-    WHERE IngestMinute >= {{watermark:DateTime('UTC')}} AND Day >= {{hold_start:Date}}
-)
-GROUP BY UserId, FeatureKey
-"""
-
-# One row per pair for the settled minutes and one for the rest, so a burst of ingest
-# costs the refreshes that re-read it one row per pair, not one per pair and minute.
-_INGEST_SQL = f"""
-SELECT IngestMinute < {{settled:DateTime('UTC')}} AS Settled, UserId, FeatureKey, {_PERIOD_SUMS}
-FROM {tables.USAGE_INGEST}
-WHERE IngestMinute >= {{watermark:DateTime('UTC')}} AND Day >= {{hold_start:Date}}
-GROUP BY Settled, UserId, FeatureKey
-"""
-
-_KINDS = ("month", "week", "day")
-
-
-@dataclass
-class _State:
-    """Totals of the periods around ``today``: frozen ones and the unsettled minutes' part."""
-
-    today: date
-    windows: tuple[Window, Window, Window]
-    watermark: datetime
-    base: PairTotals
-    recent: PairTotals = field(default_factory=PairTotals)
+def _no_rolling() -> Iterable[int]:
+    return ()
 
 
 class LiveUsage:
-    """Period usage totals kept current in memory by a background thread.
+    """Usage totals per slice kept current in memory by a background thread.
 
-    ``used`` answers None until the first load finished, and for windows other than
-    the current month, week and day; callers then read ClickHouse.
+    ``used`` answers None until the first load finished, and for windows the view does not
+    hold at that moment; callers then read ClickHouse. ``rolling_minutes`` names the rolling
+    lengths to hold (read every cycle); ``max_future_seconds`` is the collectors' allowed clock
+    skew (``USAGEMETER_MAX_FUTURE_SECONDS``), which bounds the scans for minutes leaving a window.
     """
 
     def __init__(
@@ -110,17 +84,24 @@ class LiveUsage:
         *,
         refresh_seconds: float = 0.25,
         clock: Callable[[Client], datetime] | None = None,
+        rolling_minutes: Callable[[], Iterable[int]] = _no_rolling,
+        max_future_seconds: float = 300.0,
     ) -> None:
         self._client_factory = client_factory
         self._refresh_seconds = refresh_seconds
         self._clock = clock or _server_now
-        self._state: _State | None = None
+        self._rolling_minutes = rolling_minutes
+        self._skew = timedelta(seconds=max_future_seconds) + _SKEW_MARGIN
+        self._state: State | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refreshes = 0
         self._freshness: Freshness | None = None
         self._fresh_for = max(_FRESH_FOR_FLOOR_SECONDS, _FRESH_FOR_REFRESHES * refresh_seconds)
+        self._overflowed = 0
+        #: When (monotonic) the view's clock reaches its next minute, as of the last cycle.
+        self._minute_turns = 0.0
 
     @property
     def ready(self) -> bool:
@@ -143,6 +124,12 @@ class LiveUsage:
         state = self._state
         return None if state is None else state.watermark
 
+    @property
+    def entries(self) -> int:
+        """Entries (user and slice) held."""
+        state = self._state
+        return 0 if state is None else len(state.table)
+
     def start(self) -> None:
         """Start loading and refreshing in the background (once)."""
         with self._lock:
@@ -157,17 +144,29 @@ class LiveUsage:
         if thread is not None:
             thread.join(timeout=30)
 
-    def used(self, user_id: str, feature_keys: Sequence[str], window: Window) -> dict[str, float] | None:
-        """Uses per feature key of ``user_id`` in ``window``, or None when the view cannot answer it."""
+    def used(self, user_id: str, slices: Sequence[Slice], window: Window) -> list[int] | None:
+        """Micro-units per slice of user_id in window, or None when the view cannot answer that window exactly."""
         state = self._state
         if state is None:
             return None
-        try:
-            index = state.windows.index(window)
-        except ValueError:
-            return None
         with self._lock:
-            return {key: _total(state, pair_key(user_id, key), index) for key in feature_keys}
+            column = state.answering.get(window)
+            if column is None:
+                return None
+            table, recent = state.table, state.recent
+            totals: list[int] = []
+            for part in slices:
+                row = table.find(user_id, part)
+                total = table.total(row, column)
+                if total is None:
+                    return None
+                at = recent.rows.get(row)
+                if at is not None:
+                    total += int(recent.sums[at, column])
+                if not _INT64[0] <= total <= _INT64[1]:
+                    return None
+                totals.append(total)
+            return totals
 
     def _run(self) -> None:
         client: Client | None = None
@@ -195,7 +194,8 @@ class LiveUsage:
     def _pause(self, failures: int) -> float:
         """The wait before the next cycle: the refresh interval, doubling while cycles fail, up to a cap."""
         if failures == 0:
-            return self._refresh_seconds
+            # Rolling windows move as the minute turns and answer None until a cycle has moved them.
+            return min(self._refresh_seconds, max(0.0, self._minute_turns - time.monotonic()))
         cap = max(_RETRY_MAX_SECONDS, self._refresh_seconds)
         return min(cap, self._refresh_seconds * 2 ** min(failures, 16))
 
@@ -213,67 +213,107 @@ class LiveUsage:
 
     def _cycle(self, client: Client) -> None:
         now = self._clock(client)
+        self._minute_turns = time.monotonic() + 60 - now.second - now.microsecond / 1e6
+        targets = self._targets(now)
         state = self._state
-        if state is None or state.today != now.date():
-            # The base lacks the minutes from the watermark on: read them before answering.
-            loaded = _load(client, now)
-            self._refresh(client, loaded, now)
-            self._state = loaded
-            logger.info("live usage totals loaded for %s: %d pairs", now.date(), len(loaded.base))
-        else:
-            self._refresh(client, state, now)
+        if state is None:
+            state = State(watermark=_minute(now - _SETTLE), table=EntryTable(0))
+            self._relayout(state, targets)
+            self._move(client, state, targets, loading=True)
+            self._refresh(client, state, targets, now)
+            self._state = state
+            # The load's reads freed a few hundred bytes an entry in the embedded engine: give them back.
+            release_freed_memory(client)
+            logger.info("live usage totals loaded: %d entries, %d windows", len(state.table), len(targets))
+            return
+        if list(targets) != state.names:
+            self._relayout(state, targets)
+        self._move(client, state, targets, loading=False)
+        self._refresh(client, state, targets, now)
 
-    def _refresh(self, client: Client, state: _State, now: datetime) -> None:
-        settled = _minute(now - _SETTLE)
-        parameters = {
-            **_window_parameters(state.today, state.windows),
-            "watermark": naive_utc(state.watermark),
-            "settled": naive_utc(settled),
-        }
-        columns = client.query(_INGEST_SQL, parameters=parameters).result_columns
-        is_settled = np.asarray(columns[0] if columns else [], dtype=bool)
-        keys, sums = _pairs(columns[1:])
-        frozen_keys = [key for key, done in zip(keys, is_settled, strict=True) if done]
-        recent_keys = [key for key, done in zip(keys, is_settled, strict=True) if not done]
-        # Rows for new pairs are added outside the lock: until the fold below they hold zero.
-        frozen_rows = state.base.rows_for(frozen_keys)
-        recent = PairTotals.of(recent_keys, sums[~is_settled])
+    def _targets(self, now: datetime) -> dict[str, Window]:
+        """The window each column holds at ``now``: the calendar ones, lifetime, then each rolling length."""
+        targets = {kind: limit_window(LimitWindow(kind), now) for kind in _CALENDAR}  # type: ignore[arg-type]
+        for minutes in self._lengths():
+            targets[f"{_ROLLING}{minutes}"] = limit_window(LimitWindow("rolling", minutes), now)
+        return targets
+
+    def _lengths(self) -> list[int]:
+        try:
+            lengths = {int(minutes) for minutes in self._rolling_minutes()}
+        except Exception:
+            logger.exception("reading the rolling window lengths failed; keeping those held")
+            names = [] if self._state is None else self._state.names
+            return [int(name.removeprefix(_ROLLING)) for name in names if name.startswith(_ROLLING)]
+        return sorted(minutes for minutes in lengths if 1 <= minutes <= MAX_ROLLING_MINUTES)
+
+    def _relayout(self, state: State, targets: dict[str, Window]) -> None:
+        """Columns for ``targets``: held ones kept, new ones zero (holding no window yet), gone ones dropped."""
+        relaid = state.relaid(list(targets))
         with self._lock:
-            state.base.add_rows(frozen_rows, sums[is_settled])
+            relaid.publish(state)
+
+    def _move(self, client: Client, state: State, targets: dict[str, Window], *, loading: bool) -> None:
+        """Bring every column's base to its target window, reading only what the move changes.
+
+        A first load adds each block as it is read (nothing answers yet, and a failed load is
+        dropped whole); later moves read everything first, so a failed read changes nothing.
+        """
+        moves = {
+            column: WindowMove(state.windows[column], targets[name])
+            for column, name in enumerate(state.names)
+            if state.windows[column] != targets[name]
+        }
+        rolling = [column for column in moves if state.names[column].startswith(_ROLLING)]
+        calendar = [column for column in moves if column not in rolling]
+        groups = [(columns, self._skew if columns is rolling else None) for columns in (calendar, rolling) if columns]
+        reads = ((columns, read_moves(client, state, [moves[c] for c in columns], skew)) for columns, skew in groups)
+        if loading:
+            for columns, deltas in reads:
+                for delta in deltas:
+                    state.add(delta, columns)
+        else:
+            read = [(columns, list(deltas)) for columns, deltas in reads]
+            with self._lock:
+                for column in moves:
+                    state.answering.pop(state.windows[column], None)  # type: ignore[arg-type]
+            for columns, delta_list in read:
+                for delta in delta_list:
+                    state.add(delta, columns)
+        for column, move in moves.items():
+            state.windows[column] = move.new
+
+    def _refresh(self, client: Client, state: State, targets: dict[str, Window], now: datetime) -> None:
+        """Fold the newly settled ingest minutes into the base, re-read the rest, and answer every window."""
+        settled = _minute(now - _SETTLE)
+        query = Query(state.watermark)
+        sql = query.ingested_since([targets[name] for name in state.names], settled)
+        frozen: list[Delta] = []
+        recent = Recent.empty(len(state.names))
+        for block in read_blocks(client, sql, query.parameters, settled=True):
+            done = block.settled
+            assert done is not None
+            rows = state.table.rows_for(block.users, block.parts)
+            frozen.append(Delta(rows[done], block.sums[done], block.overflow[done]))
+            recent = recent.extended(rows[~done], block.sums[~done])
+            if block.overflow.any():
+                state.table.overflowed.update(rows[block.overflow].tolist())
+        with self._lock:
+            for delta in frozen:
+                state.add(delta)
             state.recent = recent
             state.watermark = max(state.watermark, settled)
+            state.answering = {window: column for column, window in enumerate(state.windows) if window is not None}
+        self._report_overflow(state)
 
-
-def _load(client: Client, now: datetime) -> _State:
-    today = now.date()
-    windows = (period_window("month", now), period_window("week", now), period_window("day", now))
-    # A settled minute back: every insert stamped before it has committed, so the base
-    # lacks nothing of it, and every minute from it on is read from the ingest rollup.
-    watermark = _minute(now - _SETTLE)
-    parameters = {**_window_parameters(today, windows), "watermark": naive_utc(watermark)}
-    keys, sums = _pairs(client.query(_BASE_SQL, parameters=parameters).result_columns)
-    return _State(today=today, windows=windows, watermark=watermark, base=PairTotals.of(keys, sums))
-
-
-def _pairs(columns: Sequence[Sequence[object]]) -> tuple[list[str], npt.NDArray[np.float64]]:
-    """Pair keys and their (month, week, day) sums from result columns user, feature, sums..."""
-    if not columns or not columns[0]:
-        return [], np.zeros((0, len(_KINDS)))
-    users, features, *sums = columns
-    keys = [pair_key(str(user), str(feature)) for user, feature in zip(users, features, strict=True)]
-    return keys, np.column_stack([np.asarray(column, dtype=np.float64) for column in sums])
-
-
-def _window_parameters(today: date, windows: tuple[Window, Window, Window]) -> dict[str, object]:
-    parameters: dict[str, object] = {"today": today, "hold_start": min(window.start for window in windows).date()}
-    for kind, window in zip(_KINDS, windows, strict=True):
-        parameters[f"{kind}_start"] = window.start.date()
-        parameters[f"{kind}_end"] = window.end.date()
-    return parameters
-
-
-def _total(state: _State, key: str, period: int) -> float:
-    return state.base.total(key, period) + state.recent.total(key, period)
+    def _report_overflow(self, state: State) -> None:
+        count = len(state.table.overflowed)
+        if count > self._overflowed:
+            logger.warning(
+                "%d usage totals left the int64 range of micro-units; their quota reads go to ClickHouse",
+                count - self._overflowed,
+            )
+            self._overflowed = count
 
 
 def _server_now(client: Client) -> datetime:
