@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -18,6 +18,7 @@ from usagemeter_api.core.security import TokenVerifier, jwks_client
 from usagemeter_api.domain.grants import GrantStore
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import load_plans
+from usagemeter_api.domain.quota_windows import rolling_minutes
 from usagemeter_api.domain.system_view import SystemViews
 from usagemeter_api.domain.usage.cache import UsageCache
 from usagemeter_api.domain.usage.live import LiveUsage
@@ -90,13 +91,15 @@ def _services(
     collector_status: Callable[[], object] | None,
 ) -> Services:
     pool = ClientPool(client_factory, size=settings.clickhouse_pool_size)
-    live = _live_usage(settings, client_factory)
+    seed = load_plans(settings.plans_file)
+    store = PlanStore(seed, ttl_seconds=settings.plans_cache_seconds)
+    live = _live_usage(settings, client_factory, lambda: rolling_minutes((store.held() or seed).plans.values()))
     cache = UsageCache(settings.quota_cache_seconds, hold_seconds=settings.quota_max_staleness_seconds)
     return Services(
         settings=settings,
         clock=clock,
         pool=pool,
-        plan_store=PlanStore(load_plans(settings.plans_file), ttl_seconds=settings.plans_cache_seconds),
+        plan_store=store,
         grants=GrantStore(clock, interval_seconds=_grant_interval(settings)),
         live_usage=live,
         usage_cache=cache,
@@ -113,12 +116,20 @@ def _grant_interval(settings: ApiSettings) -> float:
     return max(settings.plans_cache_seconds / 2, 0.05)
 
 
-def _live_usage(settings: ApiSettings, client_factory: Callable[[], Client]) -> LiveUsage | None:
+def _live_usage(
+    settings: ApiSettings, client_factory: Callable[[], Client], lengths: Callable[[], Iterable[int]]
+) -> LiveUsage | None:
     # Loaded in the background from the start (the server does not wait for it), so a process
     # that served no quota read before ClickHouse went away still holds totals to answer from.
     if not settings.quota_live_usage:
         return None
-    return LiveUsage(client_factory, refresh_seconds=settings.quota_live_refresh_seconds)
+    return LiveUsage(
+        client_factory,
+        refresh_seconds=settings.quota_live_refresh_seconds,
+        # The plans file's lengths until the catalog is read from ClickHouse.
+        rolling_minutes=lengths,
+        max_future_seconds=settings.max_future_seconds,
+    )
 
 
 def _token_verifier(settings: ApiSettings) -> TokenVerifier:

@@ -69,6 +69,12 @@ class ApiSettings(BaseSettings):
         ge=1,
         description="Days the usage rollups keep (as migrated): the oldest a correction may count at.",
     )
+    max_future_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="The collectors' allowed clock skew (as they are set): how far ahead of the clock usage may "
+        "count, which bounds the in-memory view's reads of minutes leaving a rolling window.",
+    )
     quota_live_usage: bool = Field(
         default=True,
         description="Answer quotas from an in-memory view of the current periods kept current from ClickHouse.",
