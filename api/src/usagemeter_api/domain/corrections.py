@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from usagemeter_api.core.clock import epoch_ms, read_utc
-from usagemeter_api.core.quantity import as_decimal, micros_of_decimal
+from usagemeter_api.quantity import as_decimal, micros_of_decimal
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["Correction", "CorrectionPage", "insert_settings", "list_corrections", "record_correction"]

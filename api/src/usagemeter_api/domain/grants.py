@@ -23,8 +23,8 @@ from typing import Any, Literal
 from uuid import UUID
 
 from usagemeter_api.core.clock import epoch_ms, read_utc
-from usagemeter_api.core.quantity import as_decimal, micros_of_decimal
 from usagemeter_api.domain.refresh import BackgroundRefresh
+from usagemeter_api.quantity import as_decimal, micros_of_decimal
 from usagemeter_clickhouse import Client, tables
 
 __all__ = [

@@ -11,10 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from usagemeter_api.core.quantity import as_decimal, from_micros, micros_of_decimal
 from usagemeter_api.domain.periods import Window, period_window
 from usagemeter_api.domain.plans import Plan, PlanCatalog
 from usagemeter_api.domain.quota import limit_figures
+from usagemeter_api.quantity import as_decimal, from_micros, micros_of_decimal
 from usagemeter_api.schemas.admin import NearLimitUser
 from usagemeter_api.schemas.plans import LimitRule
 from usagemeter_clickhouse import Client, tables

@@ -15,8 +15,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from usagemeter_api.core.quantity import from_micros
 from usagemeter_api.errors import PlansError
+from usagemeter_api.quantity import from_micros
 from usagemeter_api.schemas.admin import Enforcement
 from usagemeter_api.schemas.plans import FeaturePlan, LimitRule, PeriodKind, shorthand
 

@@ -1,6 +1,6 @@
 """A feature's limits evaluated at a moment: each limit's figures, the binding one, and how fresh the usage is.
 
-Every figure is an ``int`` of micro-units (:mod:`usagemeter_api.core.quantity`); the answers turn them
+Every figure is an ``int`` of micro-units (:mod:`usagemeter_api.quantity`); the answers turn them
 into numbers in the feature's unit. These functions are pure: usage, grants and the moment come in.
 """
 

@@ -13,7 +13,6 @@ from datetime import datetime
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-from usagemeter_api.core.quantity import from_micros
 from usagemeter_api.domain.periods import Window, limit_window
 from usagemeter_api.domain.plans import Plan
 from usagemeter_api.domain.quota import Freshness, GrantLike, LimitFigures, binding_of, limit_figures
@@ -22,6 +21,7 @@ from usagemeter_api.domain.usage.cache import Minutes
 from usagemeter_api.domain.usage.period import PeriodUsage
 from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_api.errors import ClickHouseUnavailable
+from usagemeter_api.quantity import from_micros
 from usagemeter_api.schemas.plans import LimitWindow
 from usagemeter_api.schemas.quotas import Binding, DimensionQuota, LimitQuota, PlanSummary, QuotaItem
 

@@ -2,7 +2,7 @@
 
 These models are both the plans file's and the REST API's spelling of a feature's limits and the
 catalog's own (``Plan.features``), so a plan reads, validates and writes back the same way everywhere.
-Amounts are exact decimals (at most 6 places, :mod:`usagemeter_api.core.quantity`), written as numbers.
+Amounts are exact decimals (at most 6 places, :mod:`usagemeter_api.quantity`), written as numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-from usagemeter_api.core.quantity import MICROS_PER_UNIT, as_decimal, from_micros, to_micros
+from usagemeter_api.quantity import MICROS_PER_UNIT, as_decimal, from_micros, to_micros
 
 __all__ = [
     "MAX_ROLLING_MINUTES",

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from usagemeter_api.api.deps import AskedRange, ClickHouse, Plans, TargetUser
-from usagemeter_api.core.quantity import from_micros
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.ranges import buckets
 from usagemeter_api.domain.usage.breakdown import span_breakdown
 from usagemeter_api.domain.usage.queries import as_number, usage_series
+from usagemeter_api.quantity import from_micros
 from usagemeter_api.schemas.analytics import BreakdownGroup, UsageBreakdown, UsageBucket, UsageReport
 from usagemeter_api.schemas.errors import error_responses
 

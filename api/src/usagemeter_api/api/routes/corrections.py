@@ -19,8 +19,8 @@ from usagemeter_api.api.routes._adjustments import (
     require_allowed_dimensions,
     to_the_millisecond,
 )
-from usagemeter_api.core.quantity import from_micros, to_micros
 from usagemeter_api.domain.corrections import Correction, list_corrections, record_correction
+from usagemeter_api.quantity import from_micros, to_micros
 from usagemeter_api.schemas.adjustments import CorrectionBody, CorrectionInfo, CorrectionList
 from usagemeter_api.schemas.errors import error_responses
 

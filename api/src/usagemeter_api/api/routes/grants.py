@@ -11,8 +11,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from usagemeter_api.api.deps import Admin, ClickHouse, Clock, Grants, IdempotencyKey
 from usagemeter_api.api.routes._adjustments import AUTH, cursor_of, decode_cursor, record_id, to_the_millisecond
-from usagemeter_api.core.quantity import from_micros, to_micros
 from usagemeter_api.domain.grants import AlreadyVoided, Grant, GrantStatus, UnknownGrant, grant_status, list_grants
+from usagemeter_api.quantity import from_micros, to_micros
 from usagemeter_api.schemas.adjustments import GrantBody, GrantInfo, GrantList, VoidBody
 from usagemeter_api.schemas.errors import error_responses
 

@@ -22,7 +22,6 @@ from usagemeter_api.api.deps import (
     services_of,
     whose_data,
 )
-from usagemeter_api.core.quantity import from_micros, to_micros
 from usagemeter_api.domain.periods import LIFETIME, period_window
 from usagemeter_api.domain.plans import Plan
 from usagemeter_api.domain.quota import GrantLike, LimitFigures, allows, binding_of
@@ -39,6 +38,7 @@ from usagemeter_api.domain.quota_answers import (
     with_frees,
 )
 from usagemeter_api.domain.quota_windows import FeatureLayout
+from usagemeter_api.quantity import from_micros, to_micros
 from usagemeter_api.schemas.errors import error_responses
 from usagemeter_api.schemas.quotas import FeatureQuota, QuotaCheck, QuotaListing
 from usagemeter_api.services import Services

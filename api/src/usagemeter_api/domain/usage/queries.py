@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from usagemeter_api.core.clock import naive_utc
-from usagemeter_api.core.quantity import micros_of_decimal
 from usagemeter_api.domain.periods import LIFETIME, Window, day_start, to_utc
 from usagemeter_api.domain.usage.slices import Slice
+from usagemeter_api.quantity import micros_of_decimal
 from usagemeter_clickhouse import Client, tables
 
 __all__ = ["as_number", "daily_usage", "minute_usage", "usage_series", "usage_totals"]
