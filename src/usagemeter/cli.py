@@ -22,6 +22,9 @@ from usagemeter import _memory, _secrets
 
 logger = logging.getLogger("usagemeter")
 
+#: What `up` slices usage by when USAGEMETER_DIMENSION_ATTRIBUTES is unset.
+UP_DIMENSION_ATTRIBUTES = ("model",)
+
 
 class CommandError(Exception):
     """A one-line reason the command cannot go on (exit code 2)."""
@@ -92,6 +95,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from usagemeter_collector import CollectorSettings
 
     clickhouse = _clickhouse_settings(args)
+    if "dimension_attributes" not in clickhouse.model_fields_set:
+        # The dev pipeline slices usage by model out of the box, as the shipped plans' ai_tokens limits do.
+        clickhouse = clickhouse.model_copy(update={"dimension_attributes": UP_DIMENSION_ATTRIBUTES})
     if not clickhouse.embedded:
         logger.info("using the ClickHouse server at %s", clickhouse.resolved_url().split("@")[-1])
     secret = _secrets.jwt_secret(clickhouse.data_dir, create=True)

@@ -31,7 +31,7 @@ def replay(users: list[str], seed: int, messages: int) -> Counter[tuple[str, str
     totals: Counter[tuple[str, str]] = Counter()
     for _ in range(messages):
         for use in traffic.next_message():
-            totals[(use.user_id, use.feature_key)] += 1
+            totals[(use.user_id, use.feature_key)] += use.amount
     return totals
 
 
@@ -47,6 +47,11 @@ def test_run_demo_reports_the_seeded_traffic_exactly(grpc_receiver: GrpcReceiver
     assert received == replay(list(DEFAULT_USERS), DEFAULT_SEED, chat_messages(received))
     services = {point.service_name for point in grpc_receiver.recorder.sum_points()}
     assert services == {DEMO_SERVICE_NAME}
+    # Tokens are metered by model, the dimension the shipped plans limit.
+    token_points = [
+        point for point in grpc_receiver.recorder.sum_points() if point.attributes.get("feature.key") == "ai_tokens"
+    ]
+    assert token_points and {point.attributes["model"] for point in token_points} == {"gpt-4o-mini", "claude-haiku"}
 
     ai_spans = [
         attrs for name, attrs, _ in grpc_receiver.recorder.spans() if attrs["feature.key"] == AI_CONTENT_GENERATION

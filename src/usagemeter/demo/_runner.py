@@ -19,6 +19,7 @@ from usagemeter.demo._traffic import (
     DEFAULT_SEED,
     DEFAULT_USERS,
     DOCUMENT_EXPORT,
+    MODEL_ATTRIBUTE,
     ChatTraffic,
     FeatureUse,
     demo_users,
@@ -62,7 +63,13 @@ def run_demo(
     user_ids = users or list(DEFAULT_USERS)
     worker = _reports_worker(redis_url)
     host = _DemoHost(ChatTraffic(demo_users(user_ids), seed), BusinessTraffic(user_ids, seed), worker)
-    instrumentation.configure(DEMO_SERVICE_NAME, endpoint, protocol=protocol, span_sampling=DEMO_SPAN_SAMPLING)
+    instrumentation.configure(
+        DEMO_SERVICE_NAME,
+        endpoint,
+        protocol=protocol,
+        span_sampling=DEMO_SPAN_SAMPLING,
+        dimension_attributes=(MODEL_ATTRIBUTE,),
+    )
     try:
         host.worker.start()
     except Exception:
@@ -134,8 +141,8 @@ def _chat(
 
 
 def _report(use: FeatureUse, totals: Counter[tuple[str, str]]) -> None:
-    instrumentation.track_feature_use(use.feature_key, use.user_id, 1, **use.metadata)
-    totals[(use.user_id, use.feature_key)] += 1
+    instrumentation.track_feature_use(use.feature_key, use.user_id, use.amount, **use.metadata)
+    totals[(use.user_id, use.feature_key)] += use.amount
 
 
 def _summary(totals: Counter[tuple[str, str]]) -> str:

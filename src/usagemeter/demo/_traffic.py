@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 CHAT_MESSAGES = "chat_messages"
 AI_CONTENT_GENERATION = "ai_content_generation"
 DOCUMENT_EXPORT = "document_export"
+#: The tokens of each AI reply, sliced by model.
+AI_TOKENS = "ai_tokens"
+MODEL_ATTRIBUTE = "model"
 
 DEFAULT_USERS: tuple[str, ...] = ("alice", "bob", "carol", "dave")
 DEFAULT_SEED = 20240601
@@ -53,6 +56,8 @@ class FeatureUse:
     feature_key: str
     user_id: str
     metadata: dict[str, str | int] = field(default_factory=dict)
+    #: The quantity in the feature's unit (uses, or tokens).
+    amount: int = 1
 
 
 class ChatTraffic:
@@ -70,14 +75,17 @@ class ChatTraffic:
         user = self._random.choices(self._users, weights=self._weights)[0].user_id
         uses = [FeatureUse(CHAT_MESSAGES, user)]
         if self._random.random() < AI_REPLY_PROBABILITY:
-            uses.append(FeatureUse(AI_CONTENT_GENERATION, user, self._ai_reply()))
+            reply = self._ai_reply()
+            uses.append(FeatureUse(AI_CONTENT_GENERATION, user, reply))
+            tokens = int(reply["prompt_tokens"]) + int(reply["completion_tokens"])
+            uses.append(FeatureUse(AI_TOKENS, user, {MODEL_ATTRIBUTE: reply[MODEL_ATTRIBUTE]}, amount=tokens))
         if self._random.random() < EXPORT_PROBABILITY:
             uses.append(FeatureUse(DOCUMENT_EXPORT, user, {"format": self._random.choice(EXPORT_FORMATS)}))
         return uses
 
     def _ai_reply(self) -> dict[str, str | int]:
         return {
-            "model": self._random.choices(MODELS, weights=MODEL_WEIGHTS)[0],
+            MODEL_ATTRIBUTE: self._random.choices(MODELS, weights=MODEL_WEIGHTS)[0],
             "prompt_tokens": self._random.randint(20, 600),
             "completion_tokens": self._random.randint(40, 900),
         }
