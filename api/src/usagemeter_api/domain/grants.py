@@ -64,6 +64,8 @@ _LIVE_SQL = (
 )
 _BY_ID_SQL = f"{_SELECT} WHERE GrantId = {{grant_id:UUID}}"
 _NO_GRANTS: tuple[Grant, ...] = ()
+#: How long a starting API waits for the grants before it serves without them.
+FIRST_LOAD_WAIT_SECONDS = 5.0
 _NO_FEATURES: dict[str, tuple[Grant, ...]] = {}
 
 
@@ -117,7 +119,9 @@ class GrantStore:
         self._versions: tuple[int, int] | None = None
         # The earliest expiry among the held grants: past it, the next revalidation drops the expired ones.
         self._next_expiry: datetime | None = None
+        self._interval = interval_seconds
         self._background = BackgroundRefresh("grant store", "grants", self.revalidate, interval_seconds)
+        self._loaded = threading.Event()
 
     def active(self, user_id: str, feature_key: str, now: datetime) -> Sequence[Grant]:
         """The grants of ``user_id`` for ``feature_key`` active at ``now``, from memory (no I/O)."""
@@ -131,18 +135,27 @@ class GrantStore:
         """How many grants the store holds."""
         return sum(len(grants) for features in self._index.values() for grants in features.values())
 
-    def start(self, client_factory: Callable[[], Client]) -> None:
-        """Load the live grants, then keep them revalidated in a background thread.
+    def start(self, client_factory: Callable[[], Client], *, wait_seconds: float = FIRST_LOAD_WAIT_SECONDS) -> None:
+        """Keep the live grants revalidated in a background thread, waiting up to ``wait_seconds`` for the first load.
 
-        The first load is waited for, so the first quota answers count every grant; when ClickHouse
-        cannot be read it is logged and the background thread keeps trying.
+        So the first quota answers count every grant; when ClickHouse cannot be read in time it is
+        logged and the background thread keeps trying.
         """
-        try:
-            with closing(client_factory()) as client:
-                self.revalidate(client)
-        except Exception as exc:
-            self._background.failed(exc)
+        if self._interval <= 0:
+            try:
+                with closing(client_factory()) as client:
+                    self.revalidate(client)
+            except Exception as exc:
+                self._background.failed(exc)
+            return
         self._background.start(client_factory)
+        # A server that does not answer must not hold the API's start for its clients' long timeouts.
+        if not self._loaded.wait(wait_seconds):
+            logger.warning(
+                "the grants are not loaded yet (ClickHouse has not answered within %g s); quota answers count"
+                " no grant until they are",
+                wait_seconds,
+            )
 
     def close(self) -> None:
         """Stop the background revalidation."""
@@ -159,6 +172,7 @@ class GrantStore:
                 self._versions = (versions[0], versions[1])
             elif self._next_expiry is not None and self._next_expiry <= now:
                 self._rebuild(self._all(), now)
+        self._loaded.set()
 
     def create(self, client: Client, grant: Grant) -> Grant:
         """Record ``grant``; one with the same id recorded before is returned instead (a retried request)."""

@@ -99,7 +99,10 @@ CREATE TABLE IF NOT EXISTS usage_ingest{{LOCAL}} {{ON_CLUSTER}} (
     DimensionKey LowCardinality(String),
     DimensionValue String,
     Minute DateTime('UTC'),
-    Quantity Decimal128(6)
+    Quantity Decimal128(6),
+    -- Event minutes run close to ingest minutes, so a granule's range of them is narrow: the reads of
+    -- the minutes leaving a rolling window skip every granule outside them.
+    INDEX event_minute Minute TYPE minmax GRANULARITY 1
 ) ENGINE = {{REPLICATED}}SummingMergeTree(Quantity)
 PARTITION BY toYYYYMMDD(IngestMinute)
 ORDER BY (IngestMinute, UserId, FeatureKey, DimensionKey, DimensionValue, Minute)
