@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from usagemeter_api.domain.grants import Grant
 from usagemeter_api.domain.periods import LIFETIME, limit_window
 from usagemeter_api.domain.plans import Plan, PlanCatalog
 from usagemeter_api.domain.quota import allows, binding_of, limit_figures
@@ -30,22 +31,10 @@ TOKENS = FeaturePlan.model_validate(
 FIVE_HOURS, SEVEN_DAYS, GPT4O_MONTH = TOKENS.limits
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """A grant as the grants store hands it out."""
-
-    grant_id: str
-    user_id: str
-    feature_key: str
-    dimension_value: str | None
-    amount_micros: int
-    effective_from: datetime
-    expires_at: datetime | None
-
-
 def grant(amount: int, dimension_value: str | None = None, *, days: int | None = None, starts: int = -1) -> Grant:
     expires = None if days is None else NOW + timedelta(days=days)
-    return Grant("g", "ana", FEATURE, dimension_value, amount * M, NOW + timedelta(days=starts), expires)
+    start = NOW + timedelta(days=starts)
+    return Grant("g", "ana", FEATURE, dimension_value, amount * M, start, expires, "test", "ops", start, None, None)
 
 
 def figures(rule: LimitRule, used: int, grants: tuple[Grant, ...] = ()):
@@ -59,7 +48,8 @@ def test_grants_raise_only_the_limits_they_match_while_active():
         grant(50, "gpt-4o"),  # only gpt-4o's limits
         grant(999, days=-1, starts=-5),  # expired
         grant(999, starts=1),  # not yet in effect
-        Grant("x", "ana", "other_feature", None, 999 * M, NOW - timedelta(days=1), None),
+        replace(grant(999), feature_key="other_feature"),
+        replace(grant(999), voided_at=NOW - timedelta(minutes=1), voided_by="ops"),  # voided
     )
     total = figures(FIVE_HOURS, 1100, grants)
     assert (total.limit, total.granted, total.available, total.remaining) == (1000 * M, 140 * M, 1140 * M, 40 * M)

@@ -12,15 +12,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Protocol
 
+from usagemeter_api.domain.grants import Grant
 from usagemeter_api.domain.periods import Window
 from usagemeter_api.domain.plans import Enforcement
 from usagemeter_api.schemas.plans import LimitRule
 
 __all__ = [
     "Freshness",
-    "GrantLike",
     "LimitFigures",
     "allows",
     "binding_of",
@@ -69,21 +68,6 @@ class Freshness:
         """The freshness of an answer built from both figures."""
         older = self if self.known_at <= other.known_at else other
         return Freshness(older.as_of, older.known_at, older.fresh_for, behind=self.behind or other.behind)
-
-
-class GrantLike(Protocol):
-    """What a grant of extra allowance tells the quota figures (``usagemeter_api.domain.grants.Grant``)."""
-
-    @property
-    def feature_key(self) -> str: ...
-    @property
-    def dimension_value(self) -> str | None: ...
-    @property
-    def amount_micros(self) -> int: ...
-    @property
-    def effective_from(self) -> datetime: ...
-    @property
-    def expires_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +128,12 @@ class LimitFigures:
         return replace(self, frees_at=frees_at)
 
 
-def granted_for(rule: LimitRule, feature_key: str, grants: Iterable[GrantLike], now: datetime) -> list[GrantLike]:
+def granted_for(rule: LimitRule, feature_key: str, grants: Iterable[Grant], now: datetime) -> list[Grant]:
     """The grants active at ``now`` that raise ``rule``: of its feature and its dimension value (None: the total)."""
     return [
         grant
         for grant in grants
-        if grant.feature_key == feature_key
-        and grant.dimension_value == rule.dimension_value
-        and grant.effective_from <= now
-        and (grant.expires_at is None or now < grant.expires_at)
+        if grant.feature_key == feature_key and grant.dimension_value == rule.dimension_value and grant.active(now)
     ]
 
 
@@ -161,7 +142,7 @@ def limit_figures(
     feature_key: str,
     window: Window,
     used: int,
-    grants: Sequence[GrantLike],
+    grants: Sequence[Grant],
     near_limit_ratio: float,
     now: datetime,
 ) -> LimitFigures:

@@ -13,9 +13,10 @@ from datetime import datetime
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
+from usagemeter_api.domain.grants import Grant
 from usagemeter_api.domain.periods import Window, limit_window
 from usagemeter_api.domain.plans import Plan
-from usagemeter_api.domain.quota import Freshness, GrantLike, LimitFigures, binding_of, limit_figures
+from usagemeter_api.domain.quota import Freshness, LimitFigures, binding_of, limit_figures
 from usagemeter_api.domain.quota_windows import FeatureLayout, Matching, WindowRead, feature_layout, frees_at
 from usagemeter_api.domain.usage.cache import Minutes
 from usagemeter_api.domain.usage.period import PeriodUsage
@@ -99,7 +100,7 @@ def evaluate(
     layout: FeatureLayout,
     matching: Matching,
     readings: Readings,
-    grants: Sequence[GrantLike],
+    grants: Sequence[Grant],
     near_limit_ratio: float,
     now: datetime,
 ) -> list[LimitFigures]:
@@ -228,7 +229,7 @@ def _group(
     layout: FeatureLayout,
     matching: Matching,
     readings: Readings,
-    grants: Sequence[GrantLike],
+    grants: Sequence[Grant],
     plan: Plan,
     now: datetime,
     minutes: Minutes | None,
@@ -243,7 +244,7 @@ def _group(
 def quota_item(
     layout: FeatureLayout,
     readings: Readings,
-    grants: Sequence[GrantLike],
+    grants: Sequence[Grant],
     plan: Plan,
     now: datetime,
     minutes: Minutes | None = None,
@@ -281,7 +282,7 @@ async def read_plan_quotas(
     plan: Plan,
     anchor: datetime | None,
     now: datetime,
-    grants_of: dict[str, Sequence[GrantLike]],
+    grants_of: dict[str, Sequence[Grant]],
     feature_keys: Sequence[str] | None = None,
 ) -> tuple[list[QuotaItem], Freshness]:
     """The quota items of ``feature_keys`` (default: every feature ``plan`` meters), and how fresh they are.

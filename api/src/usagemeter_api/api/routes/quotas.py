@@ -22,9 +22,10 @@ from usagemeter_api.api.deps import (
     services_of,
     whose_data,
 )
+from usagemeter_api.domain.grants import Grant
 from usagemeter_api.domain.periods import LIFETIME, period_window
 from usagemeter_api.domain.plans import Plan
-from usagemeter_api.domain.quota import GrantLike, LimitFigures, allows, binding_of
+from usagemeter_api.domain.quota import LimitFigures, allows, binding_of
 from usagemeter_api.domain.quota_answers import (
     Readings,
     binding_fields,
@@ -218,11 +219,11 @@ def _layout(plan_id: str, plan: Plan, feature_key: str) -> FeatureLayout:
     return layout
 
 
-def _grants(services: Services, user_id: str, feature_key: str, now: datetime) -> Sequence[GrantLike]:
+def _grants(services: Services, user_id: str, feature_key: str, now: datetime) -> Sequence[Grant]:
     """The user's grants of the feature active at ``now`` (from memory)."""
     return services.grants.active(user_id, feature_key, now)
 
 
-def plan_grants(services: Services, user_id: str, plan: Plan, now: datetime) -> dict[str, Sequence[GrantLike]]:
+def plan_grants(services: Services, user_id: str, plan: Plan, now: datetime) -> dict[str, Sequence[Grant]]:
     """The user's active grants of every feature ``plan`` meters."""
     return {key: _grants(services, user_id, key, now) for key in plan.features}
