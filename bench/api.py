@@ -3,7 +3,10 @@
 Run: .venv/bin/python bench/api.py [--load-seconds 90] [--duration 15]
 Writes its results section to docs/benchmarks/api.md.
 
-Layout: a loader process fills a fresh embedded database (100,000 users x 10 features); the API
+Layout: a loader process fills a fresh embedded database (100,000 users x 10 features, each feature's
+total and its gpt-4o slice: two million entries of the in-memory view; a grant for one user in a
+hundred); every feature is limited per rolling 5 hours, per rolling 7 days and per month for gpt-4o,
+and each check asks for `dimension=gpt-4o`, so it evaluates three windows, a dimension and grants. The API
 then runs in its own process as `usagemeter api` serves it (uvicorn with uvloop and httptools, behind
 the product's per-connection limits), a bare FastAPI app (constant JSON) in another served the same
 way, and the load comes from separate processes: a lean open-loop client (pre-encoded HTTP/1.1
@@ -38,7 +41,9 @@ FEATURES = 10
 DATABASE = "usagemeter"
 SECRET = "bench-api-secret-0123456789abcdef-0123456789"
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "api.md"
-QUOTA_PATH = "/api/v1/quotas/feature_{feature}/check?user_id=user-{user}"
+QUOTA_PATH = "/api/v1/quotas/feature_{feature}/check?user_id=user-{user}&dimension=gpt-4o"
+#: One user in this many has a grant of each feature.
+_GRANT_EVERY = 100
 DASHBOARD_PATH = "/api/v1/analytics/dashboard-metrics?user_id=user-{user}"
 BARE_PATH = "/bare"
 #: The dataset's floor whatever the load budget (about 50 M usage points in all), so runs compare.
@@ -72,7 +77,8 @@ wrk.headers["Authorization"] = "Bearer %s"
 request = function()
   local path = "%s"
   if path == "quota" then
-    path = "/api/v1/quotas/feature_" .. math.random(0, 9) .. "/check?user_id=user-" .. math.random(0, 99999)
+    path = "/api/v1/quotas/feature_" .. math.random(0, 9) .. "/check?dimension=gpt-4o&user_id=user-"
+      .. math.random(0, 99999)
   end
   return wrk.format("GET", path)
 end
@@ -80,59 +86,96 @@ end
 
 
 def plans_toml() -> str:
-    """One monthly hard plan metering the ten benchmark features."""
-    limits = "\n".join(f"feature_{n} = 100000" for n in range(FEATURES))
-    return f'default_plan = "free"\n\n[plans.free]\nname = "Free"\nperiod = "month"\n\n[plans.free.limits]\n{limits}\n'
+    """One hard plan metering the ten benchmark features in tokens by model, over three windows each."""
+    features = "".join(
+        f'\n[plans.free.features.feature_{n}]\nunit = "tokens"\ndimension = "model"\nlimits = [\n'
+        '  { window = "5h", limit = 100000 },\n  { window = "7d", limit = 1000000 },\n'
+        '  { window = "month", limit = 5000000 },\n'
+        '  { window = "month", limit = 500000, dimension_value = "gpt-4o" },\n]\n'
+        for n in range(FEATURES)
+    )
+    return f'default_plan = "free"\n\n[plans.free]\nname = "Free"\n{features}'
 
 
 # ---------------------------------------------------------------- loader process
 
 
 def load(data_dir: Path, budget_seconds: float) -> dict[str, float]:
-    """Fill the rollups and the raw table within about ``budget_seconds``; return what was stored."""
-    from usagemeter_clickhouse import connect, embedded_url, migrate
+    """Fill the rollups, the grants and the raw table within about ``budget_seconds``; return what was stored."""
+    from usagemeter_clickhouse import SchemaOptions, connect, embedded_url, migrate
 
     client = connect(embedded_url(data_dir / "engine"), DATABASE, create_database=True)
-    migrate(client)
+    migrate(client, SchemaOptions(dimension_attributes=("model",)))
     started = time.perf_counter()
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     pairs = USERS * FEATURES
     pair_sql = f"concat('user-', toString(number % {USERS})), concat('feature_', toString(intDiv(number, {USERS})))"
-    # Today by the minute: every pair at a few minutes so far today, then its day rows from those, as the MVs do.
-    minutes_today = max(1, int((datetime.now(UTC) - today).total_seconds() // 60))
+    # Today and yesterday by the minute (every pair's total and its gpt-4o slice at a few minutes each day),
+    # in the minute and ingest rollups as the views write them; the day rollup follows from them.
     minute_rows = 0
-    for chunk in range(4):
-        client.command(
-            f"INSERT INTO feature_usage_minute SELECT {pair_sql}, 'web', "
-            f"toDateTime({int(today.timestamp())} + 60 * ((number * 7919 + {chunk * 104729}) % {minutes_today}),"
-            " 'UTC'),"
-            f" (number % 5) + 1 FROM numbers({pairs})"
-        )
-        minute_rows += pairs
+    for first, minutes in ((today - timedelta(days=1), 24 * 60), (today, _minutes_since(today))):
+        for chunk in range(2):
+            moment = (
+                f"toDateTime({int(first.timestamp())} + 60 * ((number * 7919 + {chunk * 104729}) % {minutes}), 'UTC')"
+            )
+            for dimension, value, quantity in (("''", "''", "(number % 5) + 2"), ("'model'", "'gpt-4o'", "1")):
+                client.command(
+                    f"INSERT INTO usage_minute SELECT {pair_sql}, {dimension}, {value}, 'web', {moment}, {quantity} "
+                    f"FROM numbers({pairs})"
+                )
+                minute_rows += pairs
     client.command(
-        "INSERT INTO feature_usage_day SELECT UserId, FeatureKey, ServiceName, toDate(Minute), sum(Uses) "
-        f"FROM feature_usage_minute WHERE Minute >= toDateTime({int(today.timestamp())}, 'UTC') "
-        "GROUP BY UserId, FeatureKey, ServiceName, toDate(Minute)"
+        "INSERT INTO usage_ingest SELECT Minute, UserId, FeatureKey, DimensionKey, DimensionValue, Minute, "
+        "sum(Quantity) FROM usage_minute GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, Minute"
     )
-    day_rows, days = pairs, 1
-    # Earlier days, whole: one row per pair and day, newest first: at least _MIN_DAYS, more while the budget
+    client.command(
+        "INSERT INTO usage_day SELECT UserId, FeatureKey, DimensionKey, DimensionValue, ServiceName, toDate(Minute), "
+        "sum(Quantity) FROM usage_minute GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, ServiceName, "
+        "toDate(Minute)"
+    )
+    day_rows, days = 2 * pairs * 2, 2
+    # Earlier days, whole: rows per pair and day, newest first: at least _MIN_DAYS, more while the budget
     # lasts (at most 60 days).
     while (time.perf_counter() - started < budget_seconds * 0.6 or days < _MIN_DAYS) and days < 60:
         day = (today - timedelta(days=days)).date().isoformat()
         client.command(
-            f"INSERT INTO feature_usage_day SELECT {pair_sql}, 'web', toDate('{day}'), (number % 7) + 1 "
+            f"INSERT INTO usage_day SELECT {pair_sql}, '', '', 'web', toDate('{day}'), (number % 7) + 1 "
             f"FROM numbers({pairs})"
         )
         day_rows += pairs
         days += 1
+    client.command(
+        "INSERT INTO usage_month SELECT UserId, FeatureKey, DimensionKey, DimensionValue, toStartOfMonth(Day), "
+        "sum(Quantity) FROM usage_day GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, toStartOfMonth(Day)"
+    )
+    grants = _load_grants(client, today)
     raw_points = _load_raw(client, started, budget_seconds)
     return {
         "minute_rows": minute_rows,
         "day_rows": day_rows,
         "days": days,
+        "grants": grants,
         "raw_points": raw_points,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _minutes_since(moment: datetime) -> int:
+    return max(1, int((datetime.now(UTC) - moment).total_seconds() // 60))
+
+
+def _load_grants(client: object, today: datetime) -> int:
+    """A grant of every feature to one user in ``_GRANT_EVERY``, active now and for a week."""
+    count = USERS // _GRANT_EVERY * FEATURES
+    client.command(  # type: ignore[attr-defined]
+        "INSERT INTO usage_grants SELECT generateUUIDv4(), "
+        f"concat('user-', toString((number % {USERS // _GRANT_EVERY}) * {_GRANT_EVERY})), "
+        f"concat('feature_', toString(intDiv(number, {USERS // _GRANT_EVERY}))), '', 5000, "
+        f"toDateTime64({int(today.timestamp()) - 86400}, 3, 'UTC'), "
+        f"toDateTime64({int(today.timestamp()) + 7 * 86400}, 3, 'UTC'), "
+        f"'bench', 'bench-admin', now64(3), NULL, '', '', 1 FROM numbers({count})"
+    )
+    return count
 
 
 def _load_raw(client: object, started: float, budget_seconds: float) -> int:
@@ -145,7 +188,11 @@ def _load_raw(client: object, started: float, budget_seconds: float) -> int:
     rng = random.Random(7)
     while (time.perf_counter() - started < budget_seconds or sent < _MIN_RAW_POINTS) and sent < 5_000_000:
         attributes = [
-            {"user.id": f"user-{rng.randrange(USERS)}", "feature.key": f"feature_{rng.randrange(FEATURES)}"}
+            {
+                "user.id": f"user-{rng.randrange(USERS)}",
+                "feature.key": f"feature_{rng.randrange(FEATURES)}",
+                "model": "gpt-4o",
+            }
             for _ in range(batch)
         ]
         times = [now_ns - rng.randrange(3_600_000_000_000) for _ in range(batch)]
@@ -393,7 +440,8 @@ def _check_exact(api_base: str, token: str) -> None:
             params={"user_id": f"user-{user}", "period": "month"},
             headers=headers,
         ).json()
-        if check["used"] != series["total"] or series["total"] <= 0:
+        month = next(item for item in check["limits"] if item["window"] == "month" and not item["dimension_value"])
+        if month["used"] != series["total"] or series["total"] <= 0:
             raise RuntimeError(f"used differs for user-{user} feature_{feature}: {check} vs {series['total']}")
 
 
@@ -422,15 +470,20 @@ def _report(
         f"Dataset (fresh embedded database, {USERS:,} users x {FEATURES} features,"
         f" loaded in {loaded['seconds']:.0f} s):"
         f" {loaded['day_rows']:,.0f} day-rollup rows ({loaded['days']:.0f} days, every pair every day),"
-        f" {loaded['minute_rows']:,.0f} minute-rollup rows for today (today's day rows derived from them),"
-        f" both inserted pre-aggregated with `INSERT … SELECT FROM numbers()`, plus {loaded['raw_points']:,.0f}"
-        " raw `feature.usage` delta points through `otel_metrics_sum` and the materialized views.",
+        f" {loaded['minute_rows']:,.0f} minute-rollup rows for today and yesterday (each pair's total and its"
+        " gpt-4o slice; the day, month and ingest rows derived from them), inserted pre-aggregated with"
+        f" `INSERT … SELECT FROM numbers()`, {loaded['grants']:,.0f} active grants, plus {loaded['raw_points']:,.0f}"
+        " raw `feature.usage` delta points (model gpt-4o) through `otel_metrics_sum` and the materialized views."
+        " Every feature is limited per rolling 5 h, per rolling 7 d, per month, and per month for gpt-4o; each"
+        " check asks `dimension=gpt-4o`, so it reads four windows and counts the user's grants.",
         "",
-        f"The API's in-memory quota view (current month, week and day per user and feature) loaded in"
+        "The API's in-memory quota view (month, week, day, lifetime, 5 h and 7 d per user, feature and slice)"
+        f" loaded in"
         f" {loaded['live_seconds']:.1f} s; loading grew the process's peak memory by {loaded['live_rss_mb']:,.0f} MB"
         f" (the load query's result on its way in), and once loaded the process's resident memory stayed"
         f" {loaded['live_held_mb']:,.0f} MB above its level before (the view and the engine's caches);"
-        " before measuring, 200 random checks were compared with the month's usage series read from ClickHouse"
+        " before measuring, 200 random checks' month totals were compared with the month's usage series read from"
+        " ClickHouse"
         " (`/analytics/usage`) and all agreed. The API served once the loader's raw points had settled into it"
         f" ({loaded['live_settle_seconds']:.0f} s later): until an ingest minute has settled, every refresh"
         " re-reads it.",
@@ -470,7 +523,9 @@ def _report(
 
 
 _ANALYSIS = [
-    "What changed since the previous run (549 checks/s, 9 % of bare; p99 1,063 ms at 1,000 rps; dashboard p95"
+    "The check now evaluates several windows, a dimension slice and grants (see docs/metering.md); the previous"
+    " run of this bench measured one monthly limit per feature. Before that: what changed since the run"
+    " (549 checks/s, 9 % of bare; p99 1,063 ms at 1,000 rps; dashboard p95"
     " 56 ms): the check runs on the event loop, with no thread-pool hop and no ClickHouse client borrowed when the"
     " in-memory view answers; a verified token is remembered until its `exp`; the plan catalog is a snapshot a"
     " background thread keeps current; the view keeps its million pairs in one numpy array indexed by a"

@@ -47,14 +47,24 @@ def load_today(server: ClickHouseServer) -> int:
         f"concat('user-', toString(number % {api_bench.USERS})),"
         f" concat('feature_', toString(intDiv(number, {api_bench.USERS})))"
     )
+    moment = f"toDateTime({int(today.timestamp())} + 60 * ((number * 7919) % {minutes}), 'UTC')"
+    for dimension, value, quantity in (("''", "''", "(number % 5) + 2"), ("'model'", "'gpt-4o'", "1")):
+        client.command(
+            f"INSERT INTO usage_minute SELECT {pair}, {dimension}, {value}, 'web', {moment}, {quantity}"
+            f" FROM numbers({pairs})"
+        )
+    slices = "UserId, FeatureKey, DimensionKey, DimensionValue"
     client.command(
-        f"INSERT INTO feature_usage_minute SELECT {pair}, 'web',"
-        f" toDateTime({int(today.timestamp())} + 60 * ((number * 7919) % {minutes}), 'UTC'), (number % 5) + 1"
-        f" FROM numbers({pairs})"
+        f"INSERT INTO usage_ingest SELECT Minute, {slices}, Minute, sum(Quantity) FROM usage_minute"
+        f" GROUP BY {slices}, Minute"
     )
     client.command(
-        "INSERT INTO feature_usage_day SELECT UserId, FeatureKey, ServiceName, toDate(Minute), sum(Uses)"
-        " FROM feature_usage_minute GROUP BY UserId, FeatureKey, ServiceName, toDate(Minute)"
+        f"INSERT INTO usage_day SELECT {slices}, ServiceName, toDate(Minute), sum(Quantity) FROM usage_minute"
+        f" GROUP BY {slices}, ServiceName, toDate(Minute)"
+    )
+    client.command(
+        f"INSERT INTO usage_month SELECT {slices}, toStartOfMonth(Minute), sum(Quantity) FROM usage_minute"
+        f" GROUP BY {slices}, toStartOfMonth(Minute)"
     )
     client.close()
     return pairs
@@ -67,6 +77,7 @@ def _api_env(server: ClickHouseServer, plans: Path) -> dict[str, str]:
         "USAGEMETER_CLICKHOUSE_DATABASE": DATABASE,
         "USAGEMETER_JWT_SECRET": api_bench.SECRET,
         "USAGEMETER_PLANS_FILE": str(plans),
+        "USAGEMETER_DIMENSION_ATTRIBUTES": "model",
     }
 
 
