@@ -22,6 +22,8 @@ from tests.server.senders import FEATURE, send_usage
 from tests.web.web_support import wait_until
 from usagemeter_api import ApiSettings, create_app
 from usagemeter_api.domain.periods import period_window
+from usagemeter_api.domain.usage.slices import Slice
+from usagemeter_api.quantity import MICROS_PER_UNIT
 from usagemeter_clickhouse import connect, migrate
 
 _DEADLINE_SECONDS = 90
@@ -275,7 +277,7 @@ def test_an_api_started_while_clickhouse_is_away_starts_and_loads_the_view_once_
     assert not live.ready
     outage_server.start()
     wait_until(lambda: live.ready, "the view to load once ClickHouse answers", timeout=_DEADLINE_SECONDS)
-    assert live.used("ana", [FEATURE], period_window("month", datetime.now(UTC))) == {FEATURE: 3}
+    assert live.used("ana", [Slice.total(FEATURE)], period_window("month", datetime.now(UTC))) == [3 * MICROS_PER_UNIT]
     answer = _wait_for(
         lambda: api.get(f"/api/v1/quotas/{FEATURE}", headers=_headers("ana")),
         lambda response: response.status_code == 200,
