@@ -75,11 +75,15 @@ def test_sharding_keys_keep_a_users_usage_and_plan_on_one_shard(
         f"SELECT name, create_table_query FROM system.tables WHERE database = '{cluster_database}' "
         "AND engine = 'MaterializedView' FORMAT TSVRaw"
     )
-    rollup_view = next(line for line in views.splitlines() if line.startswith("usage_day_mv"))
-    assert f"TO {cluster_database}.usage_day_local" in rollup_view
+    # Each shard rolls up its own raw rows into its minute rollup, and the others from that.
+    rollup_view = next(line for line in views.splitlines() if line.startswith("usage_minute_mv"))
+    assert f"TO {cluster_database}.usage_minute_local" in rollup_view
     assert f"FROM {cluster_database}.otel_metrics_sum_local" in rollup_view
     # The allow-list each host's views read is that host's own table, not a Distributed one.
     assert f"FROM {cluster_database}.usage_dimensions FINAL" in rollup_view
+    day_view = next(line for line in views.splitlines() if line.startswith("usage_day_mv"))
+    assert f"TO {cluster_database}.usage_day_local" in day_view
+    assert f"FROM {cluster_database}.usage_minute_local" in day_view
     assert engines(clickhouse_cluster[1], cluster_database)[tables.USAGE_DIMENSIONS].startswith("ReplacingMergeTree")
     landing_view = next(line for line in views.splitlines() if line.startswith("otel_metrics_sum_landing_mv"))
     assert f"TO {cluster_database}.otel_metrics_sum " in landing_view

@@ -7,8 +7,10 @@
 -- (DimensionKey = 'model', DimensionValue = 'gpt-4o'). The allow-list is the usage_dimensions
 -- table, read by the views as rows arrive, so changing it rebuilds nothing.
 --
--- Corrections recorded through the API land in usage_corrections and reach every rollup through
--- views of their own; the raw tables are never rewritten.
+-- Raw points are read once, by the view into the minute rollup; the day, month and ingest rollups
+-- are views of the minute rollup's new rows. Corrections recorded through the API land in
+-- usage_corrections and enter the minute rollup through a view of their own, so they reach every
+-- rollup too; the raw tables are never rewritten.
 --
 -- The previous rollups stop being fed (their views are dropped first) and their contents are
 -- copied once into the new tables; run the upgrade with the collectors stopped (their spools keep
@@ -198,6 +200,10 @@ WHERE Minute >= (SELECT max(Minute) FROM feature_usage_minute{{LOCAL}}) - INTERV
 GROUP BY UserId, FeatureKey, Minute
 ORDER BY Minute, UserId, FeatureKey;
 
+-- Raw points are read once, into the minute rollup; the day, month and ingest rollups are views
+-- of the minute rollup's new rows (so are corrections, which enter through the minute rollup too).
+-- Created minute first: once a view of the minute rollup exists, so does the view that feeds it,
+-- which keeps the copies above from being run again through them.
 CREATE MATERIALIZED VIEW IF NOT EXISTS usage_minute_mv {{ON_CLUSTER}}
 TO usage_minute{{LOCAL}} AS
 SELECT
@@ -214,53 +220,6 @@ ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
 WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
 GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, ServiceName, Minute;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS usage_day_mv {{ON_CLUSTER}}
-TO usage_day{{LOCAL}} AS
-SELECT
-    Attributes['user.id'] AS UserId,
-    Attributes['feature.key'] AS FeatureKey,
-    DimensionKey,
-    if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
-    ServiceName,
-    toDate(TimeUnix) AS Day,
-    sum(usagemeter_quantity(Value)) AS Quantity
-FROM otel_metrics_sum{{LOCAL}}
-ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
-    (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
-WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
-GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, ServiceName, Day;
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS usage_month_mv {{ON_CLUSTER}}
-TO usage_month{{LOCAL}} AS
-SELECT
-    Attributes['user.id'] AS UserId,
-    Attributes['feature.key'] AS FeatureKey,
-    DimensionKey,
-    if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
-    toStartOfMonth(TimeUnix) AS Month,
-    sum(usagemeter_quantity(Value)) AS Quantity
-FROM otel_metrics_sum{{LOCAL}}
-ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
-    (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
-WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
-GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, Month;
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS usage_ingest_mv {{ON_CLUSTER}}
-TO usage_ingest{{LOCAL}} AS
-SELECT
-    toStartOfMinute(now('UTC')) AS IngestMinute,
-    Attributes['user.id'] AS UserId,
-    Attributes['feature.key'] AS FeatureKey,
-    DimensionKey,
-    if(DimensionKey = '', '', Attributes[DimensionKey]) AS DimensionValue,
-    toStartOfMinute(TimeUnix) AS Minute,
-    sum(usagemeter_quantity(Value)) AS Quantity
-FROM otel_metrics_sum{{LOCAL}}
-ARRAY JOIN arrayConcat([''], arrayFilter(k -> mapContains(Attributes, k),
-    (SELECT groupArray(Attribute) FROM usage_dimensions FINAL WHERE Active))) AS DimensionKey
-WHERE MetricName = 'feature.usage' AND IsMonotonic AND AggregationTemporality = 1
-GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, Minute;
-
 -- A correction counts on its feature total and, when it names one, on its dimension value.
 CREATE MATERIALIZED VIEW IF NOT EXISTS usage_corrections_minute_mv {{ON_CLUSTER}}
 TO usage_minute{{LOCAL}} AS
@@ -270,26 +229,21 @@ FROM (SELECT *, arrayConcat([('', '')], if(DimensionKey = '', [], [(DimensionKey
       FROM usage_corrections{{LOCAL}})
 ARRAY JOIN Slices AS Slice;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS usage_corrections_day_mv {{ON_CLUSTER}}
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_day_mv {{ON_CLUSTER}}
 TO usage_day{{LOCAL}} AS
-SELECT UserId, FeatureKey, Slice.1 AS DimensionKey, Slice.2 AS DimensionValue,
-    'usagemeter.correction' AS ServiceName, toDate(OccurredAt) AS Day, Quantity
-FROM (SELECT *, arrayConcat([('', '')], if(DimensionKey = '', [], [(DimensionKey, DimensionValue)])) AS Slices
-      FROM usage_corrections{{LOCAL}})
-ARRAY JOIN Slices AS Slice;
+SELECT UserId, FeatureKey, DimensionKey, DimensionValue, ServiceName, toDate(Minute) AS Day, sum(Quantity) AS Quantity
+FROM usage_minute{{LOCAL}}
+GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, ServiceName, Day;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS usage_corrections_month_mv {{ON_CLUSTER}}
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_month_mv {{ON_CLUSTER}}
 TO usage_month{{LOCAL}} AS
-SELECT UserId, FeatureKey, Slice.1 AS DimensionKey, Slice.2 AS DimensionValue,
-    toStartOfMonth(OccurredAt) AS Month, Quantity
-FROM (SELECT *, arrayConcat([('', '')], if(DimensionKey = '', [], [(DimensionKey, DimensionValue)])) AS Slices
-      FROM usage_corrections{{LOCAL}})
-ARRAY JOIN Slices AS Slice;
+SELECT UserId, FeatureKey, DimensionKey, DimensionValue, toStartOfMonth(Minute) AS Month, sum(Quantity) AS Quantity
+FROM usage_minute{{LOCAL}}
+GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, Month;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS usage_corrections_ingest_mv {{ON_CLUSTER}}
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_ingest_mv {{ON_CLUSTER}}
 TO usage_ingest{{LOCAL}} AS
-SELECT toStartOfMinute(now('UTC')) AS IngestMinute, UserId, FeatureKey,
-    Slice.1 AS DimensionKey, Slice.2 AS DimensionValue, toStartOfMinute(OccurredAt) AS Minute, Quantity
-FROM (SELECT *, arrayConcat([('', '')], if(DimensionKey = '', [], [(DimensionKey, DimensionValue)])) AS Slices
-      FROM usage_corrections{{LOCAL}})
-ARRAY JOIN Slices AS Slice;
+SELECT toStartOfMinute(now('UTC')) AS IngestMinute, UserId, FeatureKey, DimensionKey, DimensionValue, Minute,
+    sum(Quantity) AS Quantity
+FROM usage_minute{{LOCAL}}
+GROUP BY UserId, FeatureKey, DimensionKey, DimensionValue, Minute;
