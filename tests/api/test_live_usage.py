@@ -302,6 +302,25 @@ def test_a_rolling_window_slides_exactly_over_usage_and_late_points(
     assert live.watermark is not None and live.watermark > start  # the inserts are in the base now
 
 
+def test_the_next_minutes_rolling_windows_are_answered_before_it_starts_and_the_last_ones_a_while_after(
+    moving_view: tuple[LiveUsage, _Clock, datetime], clickhouse: Client
+) -> None:
+    live, clock, start = moving_view
+    _insert(clickhouse, [("ann", TOTAL, start - timedelta(minutes=minutes), minutes + 1) for minutes in range(8)])
+    minute = start.replace(second=0)
+    clock.moment = minute + timedelta(seconds=55)  # the clock, ahead by the lead, is in the next minute
+    _caught_up(live)
+    for moment in (minute, minute + timedelta(minutes=1)):  # this minute's windows and the next one's
+        for length in ROLLING:
+            window = limit_window(LimitWindow("rolling", length), moment)
+            assert live.used("ann", [TOTAL], window) == [_direct(clickhouse, "ann", TOTAL, window)], (moment, length)
+    # Once the minute has turned its windows are the ones held since before it: answered at once.
+    clock.moment = minute + timedelta(minutes=1, seconds=5)
+    for length in ROLLING:
+        window = limit_window(LimitWindow("rolling", length), clock.moment)
+        assert live.used("ann", [TOTAL], window) == [_direct(clickhouse, "ann", TOTAL, window)], length
+
+
 def test_points_ingested_during_refreshes_are_never_counted_twice_nor_lost(
     moving_view: tuple[LiveUsage, _Clock, datetime], clickhouse: Client
 ) -> None:

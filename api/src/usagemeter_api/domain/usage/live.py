@@ -60,6 +60,12 @@ _FRESH_FOR_FLOOR_SECONDS = 5.0
 _RETRY_MAX_SECONDS = 2.0
 _CALENDAR = ("month", "week", "day", "lifetime")
 _ROLLING = "rolling:"
+#: Each rolling length is held twice, for minutes of either parity, each column holding the window of
+#: the latest such minute this far ahead of the clock: the next minute's window is ready before its
+#: minute starts, and the current one stays answered until the minute after, so a check never meets
+#: a window the view is still moving (nor a clock a little ahead of ClickHouse's).
+_LEAD = timedelta(seconds=10)
+_PARITIES = (0, 1)
 _INT64 = (-(2**63), 2**63 - 1)
 
 _NOW_SQL = "SELECT now('UTC')"
@@ -194,7 +200,7 @@ class LiveUsage:
     def _pause(self, failures: int) -> float:
         """The wait before the next cycle: the refresh interval, doubling while cycles fail, up to a cap."""
         if failures == 0:
-            # Rolling windows move as the minute turns and answer None until a cycle has moved them.
+            # A rolling column moves as the clock, ahead by the lead, turns a minute: run a cycle then.
             return min(self._refresh_seconds, max(0.0, self._minute_turns - time.monotonic()))
         cap = max(_RETRY_MAX_SECONDS, self._refresh_seconds)
         return min(cap, self._refresh_seconds * 2 ** min(failures, 16))
@@ -213,7 +219,9 @@ class LiveUsage:
 
     def _cycle(self, client: Client) -> None:
         now = self._clock(client)
-        self._minute_turns = time.monotonic() + 60 - now.second - now.microsecond / 1e6
+        # The next cycle runs as the clock, ahead by the lead, turns a minute: a rolling column moves then.
+        ahead = now + _LEAD
+        self._minute_turns = time.monotonic() + 60 - ahead.second - ahead.microsecond / 1e6
         targets = self._targets(now)
         state = self._state
         if state is None:
@@ -235,7 +243,9 @@ class LiveUsage:
         """The window each column holds at ``now``: the calendar ones, lifetime, then each rolling length."""
         targets = {kind: limit_window(LimitWindow(kind), now) for kind in _CALENDAR}  # type: ignore[arg-type]
         for minutes in self._lengths():
-            targets[f"{_ROLLING}{minutes}"] = limit_window(LimitWindow("rolling", minutes), now)
+            for parity in _PARITIES:
+                moment = _latest_minute_of_parity(now + _LEAD, parity)
+                targets[f"{_ROLLING}{minutes}/{parity}"] = limit_window(LimitWindow("rolling", minutes), moment)
         return targets
 
     def _lengths(self) -> list[int]:
@@ -244,7 +254,9 @@ class LiveUsage:
         except Exception:
             logger.exception("reading the rolling window lengths failed; keeping those held")
             names = [] if self._state is None else self._state.names
-            return [int(name.removeprefix(_ROLLING)) for name in names if name.startswith(_ROLLING)]
+            return sorted(
+                {int(name.removeprefix(_ROLLING).split("/")[0]) for name in names if name.startswith(_ROLLING)}
+            )
         return sorted(minutes for minutes in lengths if 1 <= minutes <= MAX_ROLLING_MINUTES)
 
     def _relayout(self, state: State, targets: dict[str, Window]) -> None:
@@ -323,3 +335,11 @@ def _server_now(client: Client) -> datetime:
 
 def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
+
+
+def _latest_minute_of_parity(moment: datetime, parity: int) -> datetime:
+    """The latest minute at or before ``moment`` whose count since the epoch has ``parity``."""
+    minute = _minute(moment)
+    if int(minute.timestamp()) // 60 % 2 != parity:
+        minute -= timedelta(minutes=1)
+    return minute
