@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from usagemeter_api.schemas.plans import Amount, FeaturePlan, PeriodKind
+from usagemeter_api.schemas.plans import FEATURE_PLAN_EXAMPLE, Amount, FeaturePlan, PeriodKind
 
 __all__ = [
     "Assignment",
@@ -31,17 +31,7 @@ _PLAN_EXAMPLE: JsonDict = {
     "near_limit_ratio": 0.8,
     "enforcement": "hard",
     "limits": {"ai_content_generation": 500, "chat_messages": None},
-    "features": {
-        "ai_tokens": {
-            "unit": "tokens",
-            "dimension": "model",
-            "limits": [
-                {"window": "5h", "limit": 1_000_000},
-                {"window": "7d", "limit": 10_000_000},
-                {"window": "month", "limit": 200_000, "dimension_value": "gpt-4o"},
-            ],
-        }
-    },
+    "features": {"ai_tokens": FEATURE_PLAN_EXAMPLE},
 }
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 

@@ -14,11 +14,13 @@ from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from usagemeter_api.quantity import MICROS_PER_UNIT, as_decimal, from_micros, to_micros
 
 __all__ = [
+    "FEATURE_PLAN_EXAMPLE",
     "MAX_ROLLING_MINUTES",
     "Amount",
     "FeaturePlan",
@@ -130,26 +132,22 @@ class LimitRule(BaseModel):
         return to_micros(self.limit)
 
 
+#: AI tokens by model: per rolling 5 hours and 7 days in all, and per month on gpt-4o.
+FEATURE_PLAN_EXAMPLE: JsonDict = {
+    "unit": "tokens",
+    "dimension": "model",
+    "limits": [
+        {"window": "5h", "limit": 1_000_000},
+        {"window": "7d", "limit": 10_000_000},
+        {"window": "month", "limit": 200_000, "dimension_value": "gpt-4o"},
+    ],
+}
+
+
 class FeaturePlan(BaseModel):
     """How a plan meters one feature; no limits means metered and unlimited."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "unit": "tokens",
-                    "dimension": "model",
-                    "limits": [
-                        {"window": "5h", "limit": 1_000_000},
-                        {"window": "7d", "limit": 10_000_000},
-                        {"window": "month", "limit": 200_000, "dimension_value": "gpt-4o"},
-                    ],
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [FEATURE_PLAN_EXAMPLE]})
 
     unit: Annotated[str, Field(min_length=1, max_length=32)] = "uses"
     dimension: _Text | None = Field(
