@@ -154,27 +154,21 @@ class LiveUsage:
 
     def used(self, user_id: str, slices: Sequence[Slice], window: Window) -> list[int] | None:
         """Micro-units per slice of user_id in window, or None when the view cannot answer that window exactly."""
+        return self.used_in(user_id, [(slices, window)])[0]
+
+    def used_in(self, user_id: str, reads: Sequence[tuple[Sequence[Slice], Window]]) -> list[list[int] | None]:
+        """:meth:`used` of each (slices, window) of ``reads``, as of one moment of the view (each slice found once)."""
         state = self._state
         if state is None:
-            return None
+            return [None] * len(reads)
         with self._lock:
-            column = state.answering.get(window)
-            if column is None:
-                return None
             table, recent = state.table, state.recent
-            totals: list[int] = []
-            for part in slices:
-                row = table.find(user_id, part)
-                total = table.total(row, column)
-                if total is None:
-                    return None
-                at = recent.rows.get(row)
-                if at is not None:
-                    total += int(recent.sums[at, column])
-                if not _INT64[0] <= total <= _INT64[1]:
-                    return None
-                totals.append(total)
-            return totals
+            rows: dict[Slice, int] = {}
+            found: list[list[int] | None] = []
+            for slices, window in reads:
+                column = state.answering.get(window)
+                found.append(None if column is None else _totals(table, recent, rows, user_id, slices, column))
+            return found
 
     def _run(self) -> None:
         client: Client | None = None
@@ -321,6 +315,27 @@ class LiveUsage:
                 count - self._overflowed,
             )
             self._overflowed = count
+
+
+def _totals(
+    table: EntryTable, recent: Recent, rows: dict[Slice, int], user_id: str, slices: Sequence[Slice], column: int
+) -> list[int] | None:
+    """Base and unsettled totals of each slice in ``column`` (rows found once, in ``rows``); None if one overflowed."""
+    totals = []
+    for part in slices:
+        row = rows.get(part)
+        if row is None:
+            row = rows[part] = table.find(user_id, part)
+        total = table.total(row, column)
+        if total is None:
+            return None
+        at = recent.rows.get(row)
+        if at is not None:
+            total += int(recent.sums[at, column])
+        if not _INT64[0] <= total <= _INT64[1]:
+            return None
+        totals.append(total)
+    return totals
 
 
 class _ServerClock:
