@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 import tracemalloc
+from datetime import UTC, datetime
 
 import numpy as np
 
+from usagemeter_api.domain.periods import LIFETIME, Window
 from usagemeter_api.domain.usage._entries import EntryTable
+from usagemeter_api.domain.usage._live_state import in_windows
 from usagemeter_api.domain.usage.slices import Slice
 
 TOTAL = Slice("f")
@@ -83,3 +86,29 @@ def test_the_table_holds_no_python_object_per_entry() -> None:
     assert [sys.getrefcount(user) for user in users[:100]] == references  # no id string kept
     assert held < table.nbytes * 1.1 + 64 * 1024  # what the table holds is its arrays
     assert table.nbytes / len(table) < 130
+
+
+def test_minutes_sum_per_entry_into_each_window_they_fall_in() -> None:
+    def at(hour: int, minute: int) -> int:
+        return int(datetime(2026, 12, 1, hour, minute, tzinfo=UTC).timestamp())
+
+    morning = Window(datetime(2026, 12, 1, 9, tzinfo=UTC), datetime(2026, 12, 1, 12, tzinfo=UTC))
+    rows = np.array([7, 3, 7, 3, 7], dtype=np.intp)
+    minutes = np.array([at(9, 0), at(8, 59), at(11, 59), at(12, 0), at(10, 30)], dtype=np.int64)
+    micros = np.array([1, 10, 100, 1_000, 10_000], dtype=np.int64)
+    delta = in_windows(rows, minutes, micros, np.zeros(5, dtype=bool), [morning, LIFETIME])
+    assert delta.rows.tolist() == [3, 7]
+    # 8:59 and 12:00 are outside the morning: a window holds its start, not its end.
+    assert delta.sums.tolist() == [[0, 1_010], [10_101, 10_101]]
+    assert not delta.overflow.any()
+
+
+def test_minutes_whose_sum_leaves_int64_flag_their_entry_instead_of_wrapping() -> None:
+    big = 2**62
+    rows = np.array([1, 1, 2, 3], dtype=np.intp)
+    flagged = np.array([False, False, False, True])
+    delta = in_windows(rows, np.zeros(4, dtype=np.int64), np.array([big, big, -big, 5]), flagged, [LIFETIME])
+    assert delta.rows.tolist() == [1, 2, 3]
+    # 2**63 wraps in int64: the entry is flagged (its figures come from ClickHouse), its sum not kept.
+    assert delta.overflow.tolist() == [True, False, True]
+    assert delta.sums[:2].tolist() == [[0], [-big]]

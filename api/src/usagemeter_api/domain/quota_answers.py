@@ -77,12 +77,12 @@ async def read_windows(
     reuse: bool = False,
 ) -> Readings:
     """The usage of every read: one reading per read, so each window should be read once (see :func:`merged`)."""
+    reads = list(reads)
+    ranges = {read.window: limit_window(read.window, now, anchor) for read in reads}
     found: dict[tuple[LimitWindow, Slice], int] = {}
-    ranges: dict[LimitWindow, Window] = {}
     freshness: Freshness | None = None
-    for read in reads:
-        ranges[read.window] = span = limit_window(read.window, now, anchor)
-        totals, fresh = await usage.reading(user_id, read.slices, span, reuse=reuse)
+    readings = await usage.readings(user_id, [(read.slices, ranges[read.window]) for read in reads], reuse=reuse)
+    for read, (totals, fresh) in zip(reads, readings, strict=True):
         found.update(zip(((read.window, part) for part in read.slices), totals, strict=True))
         freshness = fresh if freshness is None else freshness.oldest(fresh)
     return Readings(found, ranges, freshness or Freshness.now())

@@ -11,7 +11,8 @@ Three sources feed the columns, each as of a watermark ``W`` (an ingest minute):
 * rolling windows, usage ingested before ``W``: the ingest rollup's rows from the window's start
   less the senders' allowed clock skew (no point is stored further ahead than that, so no row of a
   minute is stamped earlier) up to ``W``: a bounded scan of a table ordered by ingest minute;
-* every window, usage ingested from ``W`` on: the ingest rollup's newest rows.
+* every window, usage ingested from ``W`` on: the ingest rollup's newest rows, per event minute, which
+  the view sums into each window.
 
 A column that moves from one window to the next reads only what differs: the usage of the new
 window less that of the old, minutes in both counted in neither.
@@ -23,17 +24,19 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from usagemeter_api.core.clock import naive_utc
 from usagemeter_api.domain.periods import LIFETIME, Window
-from usagemeter_api.domain.usage._live_state import Delta, State
+from usagemeter_api.domain.usage._entries import EntryTable, Rows
+from usagemeter_api.domain.usage._live_state import Delta, State, in_windows
 from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_clickhouse import Client, tables
 
-__all__ = ["Block", "Query", "WindowMove", "read_blocks", "read_moves"]
+__all__ = ["Block", "Ingested", "Query", "WindowMove", "read_blocks", "read_ingested", "read_moves"]
 
 _KEYS = "UserId, FeatureKey, DimensionKey, DimensionValue"
 _INT64_UNITS = "toDecimal128('9223372036854.775807', 6)"
@@ -52,13 +55,28 @@ class WindowMove:
 
 @dataclass(frozen=True)
 class Block:
-    """Rows of a result: their entries, int64 sums per column, overflow flags and (refresh) settled flags."""
+    """Rows of a result: their entries, int64 sums per column and overflow flags."""
 
     users: list[str]
     parts: list[Slice]
     sums: npt.NDArray[np.int64]
     overflow: npt.NDArray[np.bool_]
-    settled: npt.NDArray[np.bool_] | None
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """Usage ingested from the watermark on: per entry row and event minute (epoch seconds), in micro-units."""
+
+    rows: Rows
+    settled: npt.NDArray[np.bool_]
+    minutes: npt.NDArray[np.int64]
+    micros: npt.NDArray[np.int64]
+    overflow: npt.NDArray[np.bool_]
+
+    def in_windows(self, windows: Sequence[Window], *, settled: bool) -> Delta:
+        """The usage of the settled (or the other) ingest minutes per entry row in each of ``windows``."""
+        chosen = self.settled == settled
+        return in_windows(self.rows[chosen], self.minutes[chosen], self.micros[chosen], self.overflow[chosen], windows)
 
 
 class Query:
@@ -126,15 +144,18 @@ class Query:
         )
         return _micros(sums, source)
 
-    def ingested_since(self, windows: Sequence[Window], settled: datetime) -> str:
-        """Every column's usage ingested from the watermark on, split at the ``settled`` ingest minute."""
+    def ingested_since(self, settled: datetime) -> str:
+        """Usage ingested from the watermark on per entry and event minute, split at the ``settled`` ingest minute.
+
+        The view sums the minutes into each column's window itself: one ``sumIf`` per column made
+        this query, run every cycle, several times as costly for ClickHouse to plan.
+        """
         self.parameters["settled"] = naive_utc(settled)
-        sums = [f"sumIf(Quantity, {self._within(window, 'Minute', as_date=False)})" for window in windows]
         source = (
-            f"SELECT IngestMinute < {{settled:DateTime('UTC')}} AS Settled, {_KEYS}, Minute, Quantity"
-            f" FROM {tables.USAGE_INGEST} WHERE IngestMinute >= {{watermark:DateTime('UTC')}}"
+            f"SELECT IngestMinute < {{settled:DateTime('UTC')}} AS Settled, toUnixTimestamp(Minute) AS EventMinute,"
+            f" {_KEYS}, Quantity FROM {tables.USAGE_INGEST} WHERE IngestMinute >= {{watermark:DateTime('UTC')}}"
         )
-        return _micros(sums, source, group="Settled, ")
+        return _micros(["sum(Quantity)"], source, group="Settled, EventMinute, ")
 
     def chunk(self, chunks: int, chunk: int) -> None:
         """Read the entries of one of ``chunks`` parts by user hash (set before each read of a chunked query)."""
@@ -166,16 +187,49 @@ def _micros(sums: Sequence[str], source: str, group: str = "") -> str:
     return f"SELECT {keys}, {values}, {overflow} FROM (SELECT {keys}, {inner} FROM ({source}) GROUP BY {keys})"
 
 
-def read_blocks(client: Client, sql: str, parameters: dict[str, object], *, settled: bool = False) -> Iterator[Block]:
+def read_blocks(client: Client, sql: str, parameters: dict[str, object]) -> Iterator[Block]:
     """The result of ``sql`` block by block (at most :data:`BLOCK_ROWS` rows each)."""
+    for columns in _column_blocks(client, sql, parameters):
+        users, features, keys, values, *sums, overflow = columns
+        matrix = np.column_stack([np.asarray(column, dtype=np.int64) for column in sums])
+        yield Block(list(users), _slices(features, keys, values), matrix, np.asarray(overflow, dtype=bool))
+
+
+def read_ingested(client: Client, table: EntryTable, query: Query, settled: datetime) -> Ingested:
+    """The usage ingested since ``query``'s watermark, as :meth:`Query.ingested_since` reads it, in one set of arrays.
+
+    Entries not held yet get their rows in ``table``.
+    """
+    sql = query.ingested_since(settled)
+    rows, flags, minutes, micros, overflow = [], [], [], [], []
+    for block in _column_blocks(client, sql, query.parameters):
+        block_flags, block_minutes, users, features, keys, values, block_micros, block_overflow = block
+        rows.append(table.rows_for(list(users), _slices(features, keys, values)))
+        flags.append(np.asarray(block_flags, dtype=np.bool_))
+        minutes.append(np.asarray(block_minutes, dtype=np.int64))
+        micros.append(np.asarray(block_micros, dtype=np.int64))
+        overflow.append(np.asarray(block_overflow, dtype=np.bool_))
+    return Ingested(
+        _joined(rows, np.intp),
+        _joined(flags, np.bool_),
+        _joined(minutes, np.int64),
+        _joined(micros, np.int64),
+        _joined(overflow, np.bool_),
+    )
+
+
+def _joined(parts: list[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def _column_blocks(client: Client, sql: str, parameters: dict[str, object]) -> Iterator[Sequence[Sequence[Any]]]:
     settings = {"max_block_size": BLOCK_ROWS}
     with client.query_column_block_stream(sql, parameters=parameters, settings=settings) as stream:
-        for columns in stream:
-            flags = np.asarray(columns[0], dtype=bool) if settled else None
-            users, features, keys, values, *sums, overflow = columns[1:] if settled else columns
-            parts = [Slice(*part) for part in zip(features, keys, values, strict=True)]
-            matrix = np.column_stack([np.asarray(column, dtype=np.int64) for column in sums])
-            yield Block(list(users), parts, matrix, np.asarray(overflow, dtype=bool), flags)
+        yield from stream
+
+
+def _slices(features: Sequence[str], keys: Sequence[str], values: Sequence[str]) -> list[Slice]:
+    return [Slice(*part) for part in zip(features, keys, values, strict=True)]
 
 
 _ROWS_SQL = f"SELECT count() FROM {tables.USAGE_MONTH}"

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from usagemeter_api.domain.periods import Window
 from usagemeter_api.domain.usage._entries import EntryTable, Rows
 
-__all__ = ["Delta", "Recent", "Relaid", "State"]
+__all__ = ["Delta", "Recent", "Relaid", "State", "in_windows"]
 
 
 class Delta(NamedTuple):
@@ -22,6 +22,41 @@ class Delta(NamedTuple):
     rows: Rows
     sums: npt.NDArray[np.int64]
     overflow: npt.NDArray[np.bool_]
+
+
+def in_windows(
+    rows: Rows,
+    minutes: npt.NDArray[np.int64],
+    micros: npt.NDArray[np.int64],
+    overflow: npt.NDArray[np.bool_],
+    windows: Sequence[Window],
+) -> Delta:
+    """Per distinct row, the micro-units of its minutes (epoch seconds) inside each window: a column per window.
+
+    ``rows[i]`` used ``micros[i]`` in minute ``minutes[i]``; a row may come with many minutes. A row
+    flagged in ``overflow``, or whose sum would leave the int64 range, is flagged in the result.
+    """
+    columns = len(windows)
+    if not len(rows):
+        return Delta(rows, np.zeros((0, columns), dtype=np.int64), np.zeros(0, dtype=bool))
+    order = np.argsort(rows, kind="stable")
+    rows, minutes, micros, overflow = rows[order], minutes[order], micros[order], overflow[order]
+    starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+    inside = np.column_stack([_inside(minutes, window) for window in windows])
+    cells = np.where(inside, micros[:, None], 0)
+    sums = np.add.reduceat(cells, starts, axis=0)
+    # A sum that wrapped is 2**64 away from the same sum in floating point, far beyond its rounding.
+    approximate = np.add.reduceat(cells.astype(np.float64), starts, axis=0)
+    wrapped = (np.abs(sums.astype(np.float64) - approximate) > _WRAPPED).any(axis=1)
+    sums[wrapped] = 0
+    return Delta(rows[starts], sums, np.logical_or.reduceat(overflow, starts) | wrapped)
+
+
+_WRAPPED = 2.0**62
+
+
+def _inside(minutes: npt.NDArray[np.int64], window: Window) -> npt.NDArray[np.bool_]:
+    return (minutes >= int(window.start.timestamp())) & (minutes < int(window.end.timestamp()))
 
 
 @dataclass(frozen=True)

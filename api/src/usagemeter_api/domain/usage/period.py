@@ -41,7 +41,7 @@ class _View(Protocol):
     @property
     def freshness(self) -> Freshness | None: ...
 
-    def used(self, user_id: str, slices: Sequence[Slice], window: Window) -> list[int] | None: ...
+    def used_in(self, user_id: str, reads: Sequence[tuple[Sequence[Slice], Window]]) -> list[list[int] | None]: ...
 
 
 class PeriodUsage:
@@ -66,15 +66,23 @@ class PeriodUsage:
         a total read within ``quota_cache_seconds`` is reused). UsageUnavailable when the
         figures held through an outage are too old; ClickHouse's error when nothing is held.
         """
-        if not slices:
-            return [], Freshness.now()
-        reading = _from_view(self._live, user_id, slices, window)
-        if reading is None:
-            reading = await self._from_clickhouse(user_id, slices, window, reuse=reuse)
-        elif reading[1].stale:
-            reading = await self._instead_of_stale(reading, user_id, slices, window, reuse=reuse)
-        self._refuse_if_too_old(reading[1])
-        return reading
+        return (await self.readings(user_id, [(slices, window)], reuse=reuse))[0]
+
+    async def readings(
+        self, user_id: str, reads: Sequence[tuple[Sequence[Slice], Window]], *, reuse: bool = False
+    ) -> list[Reading]:
+        """:meth:`reading` of each (slices, window) of ``reads``: the view answers all it can at one moment."""
+        done = []
+        for (slices, window), reading in zip(reads, _from_view(self._live, user_id, reads), strict=True):
+            if not slices:
+                reading = [], Freshness.now()
+            elif reading is None:
+                reading = await self._from_clickhouse(user_id, slices, window, reuse=reuse)
+            elif reading[1].stale:
+                reading = await self._instead_of_stale(reading, user_id, slices, window, reuse=reuse)
+            self._refuse_if_too_old(reading[1])
+            done.append(reading)
+        return done
 
     async def minutes(self, user_id: str, slices: Sequence[Slice], window: Window) -> Minutes:
         """The usage per minute of ``slices`` in ``window`` (one query, reused briefly): when rolling limits free up."""
@@ -127,17 +135,19 @@ class PeriodUsage:
         )
 
 
-def _from_view(live: LiveUsage | None, user_id: str, slices: Sequence[Slice], window: Window) -> Reading | None:
+def _from_view(
+    live: LiveUsage | None, user_id: str, reads: Sequence[tuple[Sequence[Slice], Window]]
+) -> list[Reading | None]:
     if live is None:
-        return None
+        return [None] * len(reads)
     view = cast(_View, live)
     # Read before the totals, so the totals are at least as fresh as they are said to be.
     freshness = view.freshness
-    totals = view.used(user_id, slices, window)
+    found = view.used_in(user_id, reads)
     # Only a list of micro-units per slice answers; anything else is a view that cannot.
-    if not isinstance(totals, list) or freshness is None:
-        return None
-    return totals, freshness
+    if not isinstance(found, list) or freshness is None:
+        return [None] * len(reads)
+    return [(totals, freshness) if isinstance(totals, list) else None for totals in found]
 
 
 async def _read_within_timeout(
