@@ -86,3 +86,17 @@ def test_grant_correction_and_plan_bodies_carry_examples(shared_api):
     ):
         assert expected in labels
     assert document["paths"]["/api/v1/admin/grants"]["post"]["parameters"][0]["name"] == "Idempotency-Key"
+
+
+def test_the_check_declares_its_parameters_and_refuses_bad_ones_as_fastapi_does(shared_api):
+    # The check reads its parameters itself (for speed): the document and the errors must not show it.
+    document = shared_api.get("/openapi.json").json()
+    operation = document["paths"]["/api/v1/quotas/{feature_key}/check"]["get"]
+    declared = {(parameter["name"], parameter["in"]) for parameter in operation["parameters"]}
+    assert declared == {("feature_key", "path"), ("user_id", "query"), ("amount", "query"), ("dimension", "query")}
+    amount = next(parameter for parameter in operation["parameters"] if parameter["name"] == "amount")
+    assert amount["required"] is False and amount["schema"]["default"] == "1" and "6 decimals" in amount["description"]
+    refused = shared_api.get("/api/v1/quotas/chat_messages/check", params={"amount": "0", "dimension": ""})
+    assert refused.status_code == 422
+    errors = {tuple(error["loc"]): error["type"] for error in refused.json()["detail"]}
+    assert errors == {("query", "amount"): "greater_than", ("query", "dimension"): "string_too_short"}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from fastapi import Depends, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ValidationError
 
 from usagemeter_api.core.security import Principal, TokenVerifier
 from usagemeter_api.domain.grants import GrantStore
@@ -18,6 +20,7 @@ from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.ranges import AnalyticsPeriod, Interval, UsageRange, usage_range
 from usagemeter_api.errors import AuthError, AuthUnavailable, ClickHouseUnavailable
+from usagemeter_api.schemas.quota_check import OTHER_USER_DESCRIPTION
 from usagemeter_api.services import Services
 from usagemeter_clickhouse import Client
 
@@ -37,6 +40,7 @@ __all__ = [
     "TargetUser",
     "authenticate",
     "plan_catalog",
+    "query_model",
     "services_of",
     "whose_data",
 ]
@@ -110,8 +114,20 @@ BEARER_SECURITY: dict[str, object] = {"security": [{"HTTPBearer": []}]}
 #: The ``user_id`` query parameter: whose data to read.
 OtherUserId = Annotated[
     str | None,
-    Query(min_length=1, max_length=256, description="Another user's id (admins only); the caller by default."),
+    Query(min_length=1, max_length=256, description=OTHER_USER_DESCRIPTION),
 ]
+
+
+_Query = TypeVar("_Query", bound=BaseModel)
+
+
+def query_model(model: type[_Query], request: Request) -> _Query:
+    """``request``'s query parameters validated as ``model``; FastAPI's own 422 when they are not valid."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("query", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 def whose_data(principal: Principal, user_id: str | None) -> str:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic_core import to_json
 
 from usagemeter_api.api.deps import (
     BEARER_SECURITY,
     Clock,
-    OtherUserId,
     Plans,
     ServicesDep,
     TargetUser,
     authenticate,
     plan_catalog,
+    query_model,
     services_of,
     whose_data,
 )
@@ -41,6 +39,7 @@ from usagemeter_api.domain.quota_answers import (
 from usagemeter_api.domain.quota_windows import FeatureLayout
 from usagemeter_api.quantity import from_micros, to_micros
 from usagemeter_api.schemas.errors import error_responses
+from usagemeter_api.schemas.quota_check import FEATURE_KEY_PARAMETER, CheckQuery, query_parameters
 from usagemeter_api.schemas.quotas import FeatureQuota, QuotaCheck, QuotaListing
 from usagemeter_api.services import Services
 
@@ -58,28 +57,9 @@ _AUTH: dict[int, str] = {
     "/{feature_key}/check",
     response_model=QuotaCheck,
     responses=error_responses(_AUTH | _NOT_FOUND),
-    openapi_extra=BEARER_SECURITY,
+    openapi_extra=BEARER_SECURITY | {"parameters": [FEATURE_KEY_PARAMETER, *query_parameters(CheckQuery)]},
 )
-async def check_quota(
-    request: Request,
-    feature_key: str,
-    user_id: OtherUserId = None,
-    amount: Annotated[
-        Decimal,
-        Query(
-            gt=0,
-            le=10**12,
-            decimal_places=6,
-            description="How much the host is about to use, in the feature's unit (at most 6 decimals).",
-        ),
-    ] = Decimal(1),
-    dimension: Annotated[
-        str | None,
-        Query(
-            min_length=1, max_length=256, description="The value of the feature's dimension attribute (e.g. a model)."
-        ),
-    ] = None,
-) -> Response:
+async def check_quota(request: Request) -> Response:
     """Call before metered work: whether ``amount`` more is allowed, which limit binds and when it frees up.
 
     Every matching limit counts: the feature total's and, with ``dimension``, that value's. A hard
@@ -91,8 +71,12 @@ async def check_quota(
     """
     # The hot path: the bearer check, the plans and the services are called here rather than
     # resolved as dependencies, since resolving one costs more than the lookup it wraps.
-    # (So a bad query parameter is reported before a missing token here.)
-    user_id = whose_data(await authenticate(request), user_id)
+    # (So a bad query parameter is reported before a missing token here.) The query parameters are
+    # read here too, as CheckQuery says why.
+    feature_key: str = request.path_params["feature_key"]
+    query = query_model(CheckQuery, request)
+    dimension = query.dimension
+    user_id = whose_data(await authenticate(request), query.user_id)
     catalog = await plan_catalog(request)
     plan_id, plan = catalog.plan_for(user_id)
     layout = _layout(plan_id, plan, feature_key)
@@ -101,7 +85,7 @@ async def check_quota(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=f"feature {feature_key[:100]!r} has no dimension in plan {plan_id!r}: check it without dimension",
         )
-    micros = to_micros(amount)
+    micros = to_micros(query.amount)
     services = services_of(request)
     now = services.clock()
     matching = layout.matching(dimension)
