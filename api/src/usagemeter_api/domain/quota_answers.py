@@ -13,6 +13,7 @@ from datetime import datetime
 
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
+from usagemeter_api.domain.forecast import Forecast, forecast
 from usagemeter_api.domain.grants import Grant
 from usagemeter_api.domain.periods import Window, limit_window
 from usagemeter_api.domain.plans import Plan
@@ -183,9 +184,13 @@ def binding_fields(limit: LimitFigures) -> dict[str, object]:
     }
 
 
-def limit_answer(limit: LimitFigures) -> LimitQuota:
-    """One limit's figures as a response model."""
-    return LimitQuota(**limit_fields(limit))  # type: ignore[arg-type]
+def limit_answer(limit: LimitFigures, now: datetime) -> LimitQuota:
+    """One limit's figures with its forecast at ``now``, as a response model."""
+    return LimitQuota(**limit_fields(limit), **_forecast_of(limit, now).fields())  # type: ignore[arg-type]
+
+
+def _forecast_of(limit: LimitFigures, now: datetime) -> Forecast:
+    return forecast(limit.used, limit.available, limit.range, limit.rule.window.kind, now)
 
 
 def binding_answer(limit: LimitFigures) -> Binding:
@@ -193,10 +198,17 @@ def binding_answer(limit: LimitFigures) -> Binding:
     return Binding(**binding_fields(limit))  # type: ignore[arg-type]
 
 
-def summary_fields(figures: Sequence[LimitFigures], unlimited_used: int, unlimited_range: Window) -> dict[str, object]:
-    """The top-level fields of a group of limits: the binding one's figures, or unlimited usage over the period."""
+def summary_fields(
+    figures: Sequence[LimitFigures], unlimited: tuple[int, Window, LimitWindow], now: datetime
+) -> dict[str, object]:
+    """The top-level fields of a group of limits: the binding one's figures, or unlimited usage over a window.
+
+    ``unlimited`` is the usage, range and window shown when there is no limit; forecasts are at ``now``.
+    """
     binding = binding_of(figures)
     if binding is None:
+        unlimited_used, unlimited_range, window = unlimited
+        ahead = forecast(unlimited_used, None, unlimited_range, window.kind, now)
         return {
             "used": from_micros(unlimited_used),
             "limit": None,
@@ -207,6 +219,7 @@ def summary_fields(figures: Sequence[LimitFigures], unlimited_used: int, unlimit
             "has_access": True,
             "period_start": unlimited_range.start,
             "period_end": unlimited_range.end,
+            **ahead.fields(),
             "binding": None,
             "limits": [],
         }
@@ -220,8 +233,9 @@ def summary_fields(figures: Sequence[LimitFigures], unlimited_used: int, unlimit
         "has_access": all(limit.has_access for limit in figures),
         "period_start": binding.range.start,
         "period_end": binding.range.end,
+        **_forecast_of(binding, now).fields(),
         "binding": binding_answer(binding),
-        "limits": [limit_answer(limit) for limit in figures],
+        "limits": [limit_answer(limit, now) for limit in figures],
     }
 
 
@@ -238,7 +252,7 @@ def _group(
     figures = with_frees(figures, matching, minutes, 0)
     fallback = matching.reads[0]
     used = readings.usage.get((fallback.window, fallback.slices[0]), 0)
-    return summary_fields(figures, used, readings.ranges[fallback.window])
+    return summary_fields(figures, (used, readings.ranges[fallback.window], fallback.window), now)
 
 
 def quota_item(

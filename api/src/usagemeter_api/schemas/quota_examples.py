@@ -10,11 +10,13 @@ __all__ = [
     "FRESH_EXAMPLE",
     "MONTH_BINDING_EXAMPLE",
     "MONTH_LIMIT_EXAMPLE",
+    "MONTH_LIMIT_FORECAST_EXAMPLE",
     "QUOTA_EXAMPLE",
     "QUOTA_LIST_EXAMPLE",
     "REFUSED_CHECK_EXAMPLE",
     "ROLLING_BINDING_EXAMPLE",
     "ROLLING_LIMIT_EXAMPLE",
+    "ROLLING_LIMIT_FORECAST_EXAMPLE",
     "TOKENS_QUOTA_EXAMPLE",
 ]
 
@@ -38,6 +40,11 @@ MONTH_LIMIT_EXAMPLE: JsonDict = {
     "frees_at": "2026-12-01T00:00:00Z",
     "grant_expires_at": None,
 }
+#: The listing's forecast of the month limit at 09:30 on the 20th: 42 in 19.4 days heads for 65, past 50 on the 24th.
+_MONTH_FORECAST: JsonDict = {"projected_used": 64.962406, "projected_exhausted_at": "2026-11-24T02:10:00Z"}
+MONTH_LIMIT_FORECAST_EXAMPLE: JsonDict = {**MONTH_LIMIT_EXAMPLE, **_MONTH_FORECAST}
+#: Rolling and lifetime windows have no end to project to.
+_NO_FORECAST: JsonDict = {"projected_used": None, "projected_exhausted_at": None}
 MONTH_BINDING_EXAMPLE: JsonDict = {
     "window": "month",
     "kind": "month",
@@ -59,8 +66,9 @@ QUOTA_EXAMPLE: JsonDict = {
     "has_access": True,
     "period_start": "2026-11-01T00:00:00Z",
     "period_end": "2026-12-01T00:00:00Z",
+    **_MONTH_FORECAST,
     "binding": MONTH_BINDING_EXAMPLE,
-    "limits": [MONTH_LIMIT_EXAMPLE],
+    "limits": [MONTH_LIMIT_FORECAST_EXAMPLE],
     "dimensions": [],
 }
 
@@ -81,6 +89,7 @@ ROLLING_LIMIT_EXAMPLE: JsonDict = {
     "frees_at": "2026-11-20T09:47:00Z",
     "grant_expires_at": None,
 }
+ROLLING_LIMIT_FORECAST_EXAMPLE: JsonDict = {**ROLLING_LIMIT_EXAMPLE, **_NO_FORECAST}
 _WEEK_LIMIT_EXAMPLE: JsonDict = {
     **ROLLING_LIMIT_EXAMPLE,
     "window": "7d",
@@ -110,6 +119,8 @@ _GPT4O_LIMIT_EXAMPLE: JsonDict = {
     "frees_at": "2026-12-01T00:00:00Z",
     "grant_expires_at": "2026-11-25T00:00:00Z",
 }
+#: 180000 of 250000 in 19.4 days heads for 278410.3, past 250000 on the 27th.
+_GPT4O_FORECAST: JsonDict = {"projected_used": 278410.311493, "projected_exhausted_at": "2026-11-27T22:31:40Z"}
 ROLLING_BINDING_EXAMPLE: JsonDict = {
     "window": "5h",
     "kind": "rolling",
@@ -128,12 +139,13 @@ DIMENSION_EXAMPLE: JsonDict = {
     "has_access": True,
     "period_start": "2026-11-01T00:00:00Z",
     "period_end": "2026-12-01T00:00:00Z",
+    **_GPT4O_FORECAST,
     "binding": {
         **MONTH_BINDING_EXAMPLE,
         "dimension_value": "gpt-4o",
         "grant_expires_at": "2026-11-25T00:00:00Z",
     },
-    "limits": [_GPT4O_LIMIT_EXAMPLE],
+    "limits": [{**_GPT4O_LIMIT_EXAMPLE, **_GPT4O_FORECAST}],
 }
 #: A feature in tokens with a 5h window beside a 7d one, and a monthly limit of one model.
 TOKENS_QUOTA_EXAMPLE: JsonDict = {
@@ -149,8 +161,9 @@ TOKENS_QUOTA_EXAMPLE: JsonDict = {
     "has_access": True,
     "period_start": "2026-11-20T04:31:00Z",
     "period_end": "2026-11-20T09:31:00Z",
+    **_NO_FORECAST,
     "binding": ROLLING_BINDING_EXAMPLE,
-    "limits": [ROLLING_LIMIT_EXAMPLE, _WEEK_LIMIT_EXAMPLE],
+    "limits": [ROLLING_LIMIT_FORECAST_EXAMPLE, {**_WEEK_LIMIT_EXAMPLE, **_NO_FORECAST}],
     "dimensions": [DIMENSION_EXAMPLE],
 }
 

@@ -16,11 +16,13 @@ from usagemeter_api.schemas.quota_examples import (
     FRESH_EXAMPLE,
     MONTH_BINDING_EXAMPLE,
     MONTH_LIMIT_EXAMPLE,
+    MONTH_LIMIT_FORECAST_EXAMPLE,
     QUOTA_EXAMPLE,
     QUOTA_LIST_EXAMPLE,
     REFUSED_CHECK_EXAMPLE,
     ROLLING_BINDING_EXAMPLE,
     ROLLING_LIMIT_EXAMPLE,
+    ROLLING_LIMIT_FORECAST_EXAMPLE,
     TOKENS_QUOTA_EXAMPLE,
 )
 
@@ -28,6 +30,7 @@ __all__ = [
     "QUOTA_EXAMPLE",
     "QUOTA_LIST_EXAMPLE",
     "Binding",
+    "CheckLimit",
     "DimensionQuota",
     "FeatureQuota",
     "LimitQuota",
@@ -45,8 +48,33 @@ Number = int | float
 Kind = Literal["day", "week", "month", "cycle", "lifetime", "rolling"]
 
 
-class LimitQuota(BaseModel):
-    """One limit of a feature at this moment: its window's range, usage, allowance and when it frees up."""
+#: The usage projected at the end of a window, from its average rate so far.
+ProjectedUsed = Annotated[
+    Number | None,
+    Field(
+        description=(
+            "The usage projected at period_end if it goes on at the window's average rate so far: used + rate *"
+            " (period_end - now), rate = used / max(elapsed, a tenth of the window), so a burst in a period that just"
+            " started projects to at most 11 times used (docs/metering.md, Forecasts). null for lifetime and rolling"
+            " windows."
+        )
+    ),
+]
+#: When that projection reaches what is available.
+ProjectedExhaustedAt = Annotated[
+    datetime | None,
+    Field(
+        description=(
+            "When the projection reaches available (UTC): the current moment when used has reached it already;"
+            " null when the projection stays at or under available, without a limit, and for lifetime and rolling"
+            " windows."
+        )
+    ),
+]
+
+
+class CheckLimit(BaseModel):
+    """One limit of a feature at this moment, as the check answers it: range, usage, allowance, when it frees up."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [MONTH_LIMIT_EXAMPLE, ROLLING_LIMIT_EXAMPLE]})
 
@@ -76,6 +104,17 @@ class LimitQuota(BaseModel):
     )
 
 
+class LimitQuota(CheckLimit):
+    """One limit of a feature at this moment, and where its usage is heading by the window's end."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [MONTH_LIMIT_FORECAST_EXAMPLE, ROLLING_LIMIT_FORECAST_EXAMPLE]}
+    )
+
+    projected_used: ProjectedUsed
+    projected_exhausted_at: ProjectedExhaustedAt
+
+
 class Binding(BaseModel):
     """The limit with the least remaining (ties: the one that frees up first): the one a use runs into."""
 
@@ -102,6 +141,15 @@ class QuotaFigures(BaseModel):
     has_access: bool = Field(description="Another use fits in every limit (or unlimited).")
     period_start: datetime = Field(description="Start of the binding limit's range, inclusive (UTC).")
     period_end: datetime = Field(description="End of the binding limit's range, exclusive (UTC).")
+    projected_used: Number | None = Field(
+        description=(
+            "The binding limit's projected_used: its usage projected at period_end at its window's average rate so"
+            " far; for an unlimited feature, used projected over the plan's period; null for lifetime and rolling."
+        )
+    )
+    projected_exhausted_at: datetime | None = Field(
+        description="The binding limit's projected_exhausted_at (UTC); null when unlimited."
+    )
     binding: Binding | None = Field(default=None, description="The binding limit; null when unlimited.")
     limits: list[LimitQuota] = Field(default_factory=list, description="Every limit with its figures.")
 
@@ -212,6 +260,11 @@ class QuotaCheck(BaseModel):
         )
     )
     binding: Binding | None = Field(description="The binding limit and when it frees up; null when unlimited.")
-    limits: list[LimitQuota] = Field(description="Every matching limit: the feature total's and the dimension value's.")
+    limits: list[CheckLimit] = Field(
+        description=(
+            "Every matching limit: the feature total's and the dimension value's (without the listing's forecasts,"
+            " which the check leaves out)."
+        )
+    )
     as_of: AsOf
     stale: Stale
