@@ -13,7 +13,13 @@ import time
 from collections import Counter
 
 import usagemeter_instrumentation as instrumentation
-from usagemeter.demo._operations import BusinessTraffic, ReportsService, ReportsWorker, report_conversions
+from usagemeter.demo._operations import (
+    DEFAULT_JOB_FAILURE_RATE,
+    BusinessTraffic,
+    ReportsService,
+    ReportsWorker,
+    report_conversions,
+)
 from usagemeter.demo._traffic import (
     AI_CONTENT_GENERATION,
     DEFAULT_SEED,
@@ -45,6 +51,7 @@ def run_demo(
     seed: int = DEFAULT_SEED,
     log_every: int = DEFAULT_LOG_EVERY,
     redis_url: str | None = None,
+    job_failure_rate: float = DEFAULT_JOB_FAILURE_RATE,
 ) -> None:
     """Simulate users chatting with an AI assistant and report their feature usage to ``endpoint``.
 
@@ -52,6 +59,7 @@ def run_demo(
     with ``redis_url``, an arq worker on that Redis instrumented by
     :func:`usagemeter_instrumentation.arq.instrument_worker_settings` (raises
     ``ReportsQueueUnavailable`` when Redis cannot be reached); without, an in-process thread.
+    ``job_failure_rate`` of the jobs fail (by default few enough that the worker reads healthy).
     Runs until ``duration_seconds`` have passed, ``stop`` is set, or the process is
     interrupted; pending usage is flushed before returning. The run owns this process's
     usagemeter instrumentation and shuts it down at the end.
@@ -61,8 +69,9 @@ def run_demo(
     if duration_seconds is not None and duration_seconds < 0:
         raise ValueError(f"duration_seconds must not be negative, got {duration_seconds}")
     user_ids = users or list(DEFAULT_USERS)
+    business = BusinessTraffic(user_ids, seed, job_failure_rate)
     worker = _reports_worker(redis_url)
-    host = _DemoHost(ChatTraffic(demo_users(user_ids), seed), BusinessTraffic(user_ids, seed), worker)
+    host = _DemoHost(ChatTraffic(demo_users(user_ids), seed), business, worker)
     instrumentation.configure(
         DEMO_SERVICE_NAME,
         endpoint,
