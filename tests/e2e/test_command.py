@@ -51,10 +51,16 @@ def test_up_restarts_on_an_existing_data_dir(data_dir: Path, tmp_path: Path) -> 
     assert stop_up(second) == 0
 
 
-def test_demo_traffic_makes_quota_numbers_grow(data_dir: Path, tmp_path: Path) -> None:
+def test_demo_puts_alice_on_pro_signs_her_in_from_the_banner_and_her_numbers_grow(
+    data_dir: Path, tmp_path: Path
+) -> None:
     running = start_up(data_dir, tmp_path / "demo.log", "--demo")
     try:
-        headers = {"Authorization": f"Bearer {running.token('alice')}"}
+        link = _sign_in_link(running.output())
+        page, _, fragment = link.partition("#token=")
+        assert page == f"http://127.0.0.1:{running.api_port}/", link
+        assert "text/html" in httpx.get(page, timeout=10).headers["content-type"]
+        headers = {"Authorization": f"Bearer {fragment}"}
         seen: list[float] = []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and (len(set(seen)) < 2 or seen[-1] == 0):
@@ -62,8 +68,23 @@ def test_demo_traffic_makes_quota_numbers_grow(data_dir: Path, tmp_path: Path) -
             seen.append(sum(item["used"] for item in quotas["quotas"]))
             time.sleep(1)
         assert seen[-1] > 0 and seen[-1] > min(seen), (seen, running.output())
+        assert (quotas["user_id"], quotas["plan"]["id"]) == ("alice", "pro"), quotas["plan"]
+        assert "ai_tokens" in {item["feature_key"] for item in quotas["quotas"]}
+        admin = {"Authorization": f"Bearer {running.token('admin', admin=True)}"}
+        plans = {
+            user: httpx.get(f"{running.api}/admin/users/{user}/plan", headers=admin, timeout=10).json()["plan_id"]
+            for user in ("bob", "carol", "dave")
+        }
+        assert plans == {"bob": "enterprise", "carol": "free", "dave": "pro"}
     finally:
         assert stop_up(running) == 0
+
+
+def _sign_in_link(banner: str) -> str:
+    """The usage page link the banner prints beside the API URLs."""
+    lines = [line.split()[2] for line in banner.splitlines() if line.startswith("  sign in ")]
+    assert len(lines) == 1, banner
+    return lines[0]
 
 
 def test_unknown_benchmark_is_refused_with_the_known_names() -> None:
