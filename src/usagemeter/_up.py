@@ -7,7 +7,9 @@ opens its own clients on the one engine through the same factory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -33,6 +35,11 @@ from usagemeter_clickhouse.settings import ClickHouseSettings
 from usagemeter_collector import Collector, CollectorSettings
 
 logger = logging.getLogger(__name__)
+
+#: Who the demo host checks quotas as (an admin naming each user), and for how long its token lasts:
+#: longer than a day, so a demo left running keeps honouring the limits.
+DEMO_HOST_USER = "demo-chat-backend"
+DEMO_HOST_TOKEN_SECONDS = 30 * 86400
 
 
 @dataclass(frozen=True)
@@ -60,11 +67,13 @@ async def run_up(options: UpOptions, *, announce: Callable[[str], None]) -> None
             if options.demo:
                 services: Services = app.state.services
                 await services.pool.call(assign_demo_plans, services.plan_store)
-                demo = _start_demo(options.collector, collector.grpc_port)
+                demo = _start_demo(options, collector.grpc_port)
             announce(_banner(options, collector, demo is not None))
             await until_signalled(api_task)
         finally:
-            _stop_demo(demo)
+            # Off the event loop: while the demo winds down, its last quota checks and its final
+            # flush still need the API and the collector, which share this loop.
+            await asyncio.to_thread(_stop_demo, demo)
             await stop_server(api, api_task)
     finally:
         await collector.stop()
@@ -97,9 +106,16 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
 
-def _start_demo(settings: CollectorSettings, grpc_port: int) -> subprocess.Popen[bytes]:
-    endpoint = f"http://{_reachable(settings.host)}:{grpc_port}"
-    return subprocess.Popen([sys.executable, "-m", "usagemeter", "demo", "--endpoint", endpoint])
+def _start_demo(options: UpOptions, grpc_port: int) -> subprocess.Popen[bytes]:
+    endpoint = f"http://{_reachable(options.collector.host)}:{grpc_port}"
+    api = options.api
+    # In the environment, not the arguments, so the admin token does not show in the process list.
+    env = {
+        **os.environ,
+        "USAGEMETER_DEMO_API_URL": f"http://{_reachable(api.api_host)}:{api.api_port}/api/v1",
+        "USAGEMETER_DEMO_API_TOKEN": _mint(api, DEMO_HOST_USER, admin=True, ttl_seconds=DEMO_HOST_TOKEN_SECONDS),
+    }
+    return subprocess.Popen([sys.executable, "-m", "usagemeter", "demo", "--endpoint", endpoint], env=env)
 
 
 def _stop_demo(demo: subprocess.Popen[bytes] | None) -> None:
@@ -144,6 +160,8 @@ def _banner(options: UpOptions, collector: Collector, demo: bool) -> str:
     return "\n".join(lines)
 
 
-def _mint(api: ApiSettings, user: str, *, admin: bool = False) -> str:
+def _mint(api: ApiSettings, user: str, *, admin: bool = False, ttl_seconds: int = 86400) -> str:
     secret = api.jwt_secret.get_secret_value()
-    return mint_token(secret, user, admin=admin, audience=api.jwt_audience, issuer=api.jwt_issuer)
+    return mint_token(
+        secret, user, admin=admin, ttl_seconds=ttl_seconds, audience=api.jwt_audience, issuer=api.jwt_issuer
+    )

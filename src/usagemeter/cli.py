@@ -163,6 +163,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _present_ingest_token()
     settings = DemoSettings()
+    gate = settings.quota_gate()
     redis_url = args.redis_url or settings.redis_url or None
     if redis_url and not args.verbose:
         logging.getLogger("arq").setLevel(logging.WARNING)  # arq logs every job at INFO
@@ -173,6 +174,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             duration_seconds=args.duration,
             redis_url=redis_url,
             job_failure_rate=settings.job_failure_rate,
+            allows=gate.allows if gate is not None else None,
         )
     except KeyboardInterrupt:
         logger.info("demo stopped")
