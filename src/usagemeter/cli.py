@@ -162,11 +162,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from usagemeter.demo import DemoSettings, ReportsQueueUnavailable, run_demo
 
     _present_ingest_token()
-    redis_url = args.redis_url or DemoSettings().redis_url or None
+    settings = DemoSettings()
+    gate = settings.quota_gate()
+    redis_url = args.redis_url or settings.redis_url or None
     if redis_url and not args.verbose:
         logging.getLogger("arq").setLevel(logging.WARNING)  # arq logs every job at INFO
     try:
-        run_demo(args.endpoint, rate_per_second=args.rate, duration_seconds=args.duration, redis_url=redis_url)
+        run_demo(
+            args.endpoint,
+            rate_per_second=args.rate,
+            duration_seconds=args.duration,
+            redis_url=redis_url,
+            job_failure_rate=settings.job_failure_rate,
+            allows=gate.allows if gate is not None else None,
+        )
     except KeyboardInterrupt:
         logger.info("demo stopped")
     except ModuleNotFoundError as exc:

@@ -232,6 +232,33 @@ def test_metric_cards_read_the_dashboard_metrics_body(site: str, open_page: Any)
     expect(system.locator("[data-field=detail]")).to_have_text("2 of 3 services healthy")
 
 
+def test_worker_card_is_neutral_not_green_while_no_worker_reports(site: str, open_page: Any) -> None:
+    # What /analytics/dashboard-metrics answers before any worker has reported: healthy, with none.
+    body = {"conversions": {"total": 0, "this_month": 0}, "workers": {"status": "healthy", "workers": [], "queues": []}}
+    page: Page = open_page(f"{site}/")
+    border = page.evaluate(
+        """async (body) => {
+            const cards = await import("/static/cards.js");
+            const { translator } = await import("/static/i18n.js");
+            const card = (id) => document.getElementById(id);
+            const workers = card("card-workers");
+            const metricCards = { conversions: card("card-conversions"), workers };
+            cards.renderMetricCards(metricCards, body, translator("en"));
+            const neutral = getComputedStyle(workers).borderLeftColor;
+            const state = workers.dataset.state;
+            workers.dataset.state = "ok";
+            const ok = getComputedStyle(workers).borderLeftColor;
+            workers.dataset.state = state;
+            return { neutral, ok };
+        }""",
+        body,
+    )
+    workers = page.locator("#card-workers")
+    expect(workers).to_have_attribute("data-state", "neutral")
+    expect(workers.locator("[data-field=detail]")).to_have_text("No workers reporting")
+    assert border["neutral"] != border["ok"], border
+
+
 _TOKEN_PLANS = """
 default_plan = "tokens"
 

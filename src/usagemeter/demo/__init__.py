@@ -6,6 +6,8 @@ document (``document_export``), and reports every use through usagemeter's instr
 Users also sign up and upgrade (``conversion.count``), and a "reports" worker runs background
 jobs, some of which fail, reporting heartbeats, queue depth and jobs (``worker.*``): a real arq
 worker over Redis when ``redis_url`` is given (``USAGEMETER_DEMO_REDIS_URL``), else a thread.
+Given the API (``USAGEMETER_DEMO_API_URL``, ``USAGEMETER_DEMO_API_TOKEN``), the host checks each
+use against the user's quota first, as a real host does, so hard limits hold.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from usagemeter.demo._operations import (
     ReportJob,
     ReportsQueueUnavailable,
 )
+from usagemeter.demo._quota_gate import QuotaGate, admitted
 from usagemeter.demo._runner import DEMO_SERVICE_NAME, run_demo
 from usagemeter.demo._settings import DemoSettings
 from usagemeter.demo._traffic import (
@@ -51,8 +54,10 @@ __all__ = [
     "DemoSettings",
     "DemoUser",
     "FeatureUse",
+    "QuotaGate",
     "ReportJob",
     "ReportsQueueUnavailable",
+    "admitted",
     "demo_users",
     "run_demo",
 ]

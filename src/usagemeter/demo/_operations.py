@@ -26,7 +26,9 @@ UPGRADE = "upgrade"
 SIGNUP_PROBABILITY = 0.02
 UPGRADE_PROBABILITY = 0.005
 JOB_PROBABILITY = 0.15
-JOB_FAILURE_PROBABILITY = 0.12
+#: A clear minority of report jobs fail, well under the API's 20 % "degraded" threshold, so the
+#: demo's worker reads healthy; ``USAGEMETER_DEMO_JOB_FAILURE_RATE`` raises it to show the degraded state.
+DEFAULT_JOB_FAILURE_RATE = 0.03
 JOB_SECONDS = (0.001, 0.02)
 
 _logger = logging.getLogger("usagemeter.demo")
@@ -61,8 +63,11 @@ class BusinessEvents:
 class BusinessTraffic:
     """A reproducible stream of conversions and report jobs, one draw per chat message."""
 
-    def __init__(self, user_ids: list[str], seed: int) -> None:
+    def __init__(self, user_ids: list[str], seed: int, job_failure_rate: float = DEFAULT_JOB_FAILURE_RATE) -> None:
+        if not 0 <= job_failure_rate <= 1:
+            raise ValueError(f"the job failure rate must be between 0 and 1, got {job_failure_rate}")
         self._users = user_ids
+        self._job_failure_rate = job_failure_rate
         self._random = random.Random(seed ^ 0x5EED)
         self._signups = 0
 
@@ -80,7 +85,7 @@ class BusinessTraffic:
                 draw.choice(REPORT_JOBS),
                 draw.choice(self._users),
                 draw.uniform(*JOB_SECONDS),
-                draw.random() < JOB_FAILURE_PROBABILITY,
+                draw.random() < self._job_failure_rate,
             )
             events.jobs.append(job)
         return events

@@ -11,9 +11,17 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import usagemeter_instrumentation as instrumentation
-from usagemeter.demo._operations import BusinessTraffic, ReportsService, ReportsWorker, report_conversions
+from usagemeter.demo._operations import (
+    DEFAULT_JOB_FAILURE_RATE,
+    BusinessTraffic,
+    ReportsService,
+    ReportsWorker,
+    report_conversions,
+)
+from usagemeter.demo._quota_gate import admitted
 from usagemeter.demo._traffic import (
     AI_CONTENT_GENERATION,
     DEFAULT_SEED,
@@ -45,6 +53,8 @@ def run_demo(
     seed: int = DEFAULT_SEED,
     log_every: int = DEFAULT_LOG_EVERY,
     redis_url: str | None = None,
+    job_failure_rate: float = DEFAULT_JOB_FAILURE_RATE,
+    allows: Callable[[FeatureUse], bool] | None = None,
 ) -> None:
     """Simulate users chatting with an AI assistant and report their feature usage to ``endpoint``.
 
@@ -52,6 +62,9 @@ def run_demo(
     with ``redis_url``, an arq worker on that Redis instrumented by
     :func:`usagemeter_instrumentation.arq.instrument_worker_settings` (raises
     ``ReportsQueueUnavailable`` when Redis cannot be reached); without, an in-process thread.
+    ``job_failure_rate`` of the jobs fail (by default few enough that the worker reads healthy).
+    With ``allows`` (e.g. :meth:`QuotaGate.allows`), each use is asked for first and a refused one
+    is not made, as a host does before metered work.
     Runs until ``duration_seconds`` have passed, ``stop`` is set, or the process is
     interrupted; pending usage is flushed before returning. The run owns this process's
     usagemeter instrumentation and shuts it down at the end.
@@ -61,8 +74,9 @@ def run_demo(
     if duration_seconds is not None and duration_seconds < 0:
         raise ValueError(f"duration_seconds must not be negative, got {duration_seconds}")
     user_ids = users or list(DEFAULT_USERS)
+    business = BusinessTraffic(user_ids, seed, job_failure_rate)
     worker = _reports_worker(redis_url)
-    host = _DemoHost(ChatTraffic(demo_users(user_ids), seed), BusinessTraffic(user_ids, seed), worker)
+    host = _DemoHost(ChatTraffic(demo_users(user_ids), seed), business, worker, allows)
     instrumentation.configure(
         DEMO_SERVICE_NAME,
         endpoint,
@@ -96,15 +110,26 @@ def _reports_worker(redis_url: str | None) -> ReportsService:
 class _DemoHost:
     """The simulated traffic, the reports worker, and what has been reported so far."""
 
-    def __init__(self, traffic: ChatTraffic, business: BusinessTraffic, worker: ReportsService) -> None:
+    def __init__(
+        self,
+        traffic: ChatTraffic,
+        business: BusinessTraffic,
+        worker: ReportsService,
+        allows: Callable[[FeatureUse], bool] | None = None,
+    ) -> None:
         self.traffic = traffic
         self.business = business
         self.worker = worker
+        self.allows = allows
         self.usage: Counter[tuple[str, str]] = Counter()
+        self.refused: Counter[str] = Counter()
         self.conversions: Counter[str] = Counter()
 
     def next_message(self) -> None:
-        for use in self.traffic.next_message():
+        uses = self.traffic.next_message()
+        done = uses if self.allows is None else admitted(uses, self.allows)
+        self.refused.update(use.feature_key for use in uses if use not in done)
+        for use in done:
             _report(use, self.usage)
         events = self.business.next_events()
         report_conversions(events.conversions, self.conversions)
@@ -114,7 +139,9 @@ class _DemoHost:
     def summary(self) -> str:
         conversions = " ".join(f"{name}={count}" for name, count in sorted(self.conversions.items()))
         jobs = " ".join(f"{name}:{status}={count}" for (name, status), count in sorted(self.worker.finished.items()))
-        return f"{_summary(self.usage)}; conversions {conversions or 'none'}; jobs {jobs or 'none'}"
+        refused = " ".join(f"{feature}={count}" for feature, count in sorted(self.refused.items()))
+        summary = f"{_summary(self.usage)}; conversions {conversions or 'none'}; jobs {jobs or 'none'}"
+        return summary + (f"; refused over quota {refused}" if refused else "")
 
 
 def _chat(

@@ -32,11 +32,12 @@ class DemoUser:
     activity: float
 
 
-# carol is on the free plan (50 AI generations a month): at 5 messages/s she writes ~0.4 messages/s,
-# ~0.3 of which get an AI reply, so she passes 80 % of her limit after about two minutes.
+# `usagemeter up --demo` puts each user on their plan (one of the shipped plans.toml's), unless they
+# already have one. carol is on the free plan (50 AI generations a month): at 5 messages/s she writes
+# ~0.4 messages/s, ~0.3 of which get an AI reply, so she passes 80 % of her limit after about two minutes.
 KNOWN_USERS: dict[str, DemoUser] = {
     "alice": DemoUser("alice", "pro", 0.42),
-    "bob": DemoUser("bob", "team", 0.30),
+    "bob": DemoUser("bob", "enterprise", 0.30),
     "carol": DemoUser("carol", "free", 0.08),
     "dave": DemoUser("dave", "pro", 0.20),
 }

@@ -58,7 +58,8 @@ export function renderMetricCards(cards, metrics, i18n) {
   if (workers === null) {
     renderUnavailable(cards.workers, i18n);
   } else if (workers.total === 0) {
-    renderCard(cards.workers, { value: i18n.number(0), detail: i18n.t("workersNone"), state: "ok" });
+    // Nothing reports, so nothing is known to be healthy: neutral, not green.
+    renderCard(cards.workers, { value: i18n.number(0), detail: i18n.t("workersNone"), state: "neutral" });
   } else {
     const value = i18n.t("workersValue", { up: i18n.number(workers.up), total: i18n.number(workers.total) });
     const detail = workers.queued === null ? "" : i18n.t("workersQueued", { count: i18n.number(workers.queued) });
