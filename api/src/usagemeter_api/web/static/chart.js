@@ -97,26 +97,35 @@ function line(className, points, attributes = {}) {
   return svgElement("polyline", { class: className, points: text, fill: "none", ...attributes });
 }
 
+function projection(model, scale, past) {
+  const today = past.length - 1;
+  const from = [scale.end(today), scale.y(past[today].cumulative)];
+  const to = [RIGHT, scale.y(model.projected)];
+  const area = [from, to, [RIGHT, scale.y(0)], [from[0], scale.y(0)]];
+  return [
+    svgElement("polygon", { class: "chart-projection-area", points: area.map((point) => point.join(",")).join(" ") }),
+    line("chart-projection", [from, to], { "stroke-dasharray": "4 3", "data-value": model.projected }),
+  ];
+}
+
+function limitLine(model, scale) {
+  const y = scale.y(model.limit);
+  return [
+    svgElement("line", { class: "chart-limit", x1: LEFT, x2: RIGHT, y1: y, y2: y, "data-value": model.limit }),
+    svgElement("text", { class: "chart-limit-label", x: LEFT + 3, y: y - 3 }, model.limitLabel),
+  ];
+}
+
+// Each running total starts from zero at the period's start and ends at the close of its last day.
 function lines(model, scale) {
   const group = svgElement("g", { class: "chart-lines" });
+  const origin = [LEFT, scale.y(0)];
   const previous = model.days.flatMap((day, index) => (day.previous === null ? [] : [[scale.end(index), scale.y(day.previous)]]));
-  if (previous.length) group.append(line("chart-previous", [[LEFT, scale.y(0)], ...previous]));
+  if (previous.length) group.append(line("chart-previous", [origin, ...previous]));
   const past = model.days.filter((day) => day.cumulative !== null);
-  const today = past.length - 1;
-  const cumulative = past.map((day, index) => [scale.end(index), scale.y(day.cumulative)]);
-  if (cumulative.length) group.append(line("chart-cumulative", [[LEFT, scale.y(0)], ...cumulative]));
-  if (model.projected !== null && today >= 0) {
-    const from = [scale.end(today), scale.y(past[today].cumulative)];
-    const to = [RIGHT, scale.y(model.projected)];
-    const area = [from, to, [RIGHT, scale.y(0)], [from[0], scale.y(0)]];
-    group.append(svgElement("polygon", { class: "chart-projection-area", points: area.map((point) => point.join(",")).join(" ") }));
-    group.append(line("chart-projection", [from, to], { "stroke-dasharray": "4 3", "data-value": model.projected }));
-  }
-  if (model.limit !== null) {
-    const y = scale.y(model.limit);
-    group.append(svgElement("line", { class: "chart-limit", x1: LEFT, x2: RIGHT, y1: y, y2: y, "data-value": model.limit }));
-    group.append(svgElement("text", { class: "chart-limit-label", x: LEFT + 3, y: y - 3 }, model.limitLabel));
-  }
+  if (past.length) group.append(line("chart-cumulative", [origin, ...past.map((day, index) => [scale.end(index), scale.y(day.cumulative)])]));
+  if (model.projected !== null && past.length) group.append(...projection(model, scale, past));
+  if (model.limit !== null) group.append(...limitLine(model, scale));
   return group;
 }
 
