@@ -48,7 +48,7 @@ def test_token_link_shows_the_callers_usage(site: str, clickhouse: Client, open_
     expect(_row(page, "chat_messages").locator(".used")).to_have_text("30 of 500 used")
     expect(_row(page, "document_export").locator(".chart-caption")).to_have_text("No usage yet this period.")
     expect(ai.locator(".chart-caption")).to_have_text("12 this period")
-    bars = ai.locator(".chart-bar").evaluate_all("bars => bars.map(bar => Number(bar.dataset.used))")
+    bars = ai.locator(".chart-bar[data-used]").evaluate_all("bars => bars.map(bar => Number(bar.dataset.used))")
     assert sum(bars) == 12
     expect(page.locator("#card-ai [data-field=value]")).to_have_text("24%")
     expect(page.locator("#card-system [data-field=value]")).to_contain_text("Operational")
@@ -80,7 +80,7 @@ def test_near_and_over_limit_are_said_in_text(site: str, clickhouse: Client, ope
     expect(page.locator("#upgrade-text")).to_contain_text("AI content generation, Document exports")
     expect(page.locator("#card-ai [data-field=detail]")).to_contain_text("Near limit")
     expect(ai.locator(".chart-caption")).to_have_text("42 this period")
-    bars = ai.locator(".chart-bar").evaluate_all("bars => bars.map(bar => Number(bar.dataset.used))")
+    bars = ai.locator(".chart-bar[data-used]").evaluate_all("bars => bars.map(bar => Number(bar.dataset.used))")
     assert sum(bars) == 42
     screenshot(page, artifacts, "usage-near-limit-desktop")
 

@@ -104,6 +104,8 @@ export function apiClient(base, token) {
     quotas: () => get("/quotas"),
     usage: (featureKey, period) =>
       get(`/analytics/usage/${encodeURIComponent(featureKey)}?period=${encodeURIComponent(period)}`),
+    usageBetween: (featureKey, from, to) =>
+      get(`/analytics/usage/${encodeURIComponent(featureKey)}?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`),
     health: () => get("/health", { auth: false }),
     dashboardMetrics: () => get("/analytics/dashboard-metrics"),
   };

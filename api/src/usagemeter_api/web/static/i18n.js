@@ -54,7 +54,21 @@ const MESSAGES = {
     stateUnlimited: "Unlimited",
     stateNoAccess: "Limit reached",
     meterLabel: "{feature}: {text}",
-    chartTitle: "{feature}, uses per day this period",
+    chartTitle: "{feature}, usage per day and in total this period",
+    chartLimit: "Limit {limit}",
+    chartDayTitle: "{day}: {used} · total {cumulative} · previous period {previous}",
+    chartPreviousTotal: "{total} last period",
+    legendPerDay: "Per day (right scale)",
+    legendCumulative: "Total so far",
+    legendProjection: "Projection at this pace",
+    legendLimit: "Limit",
+    legendPrevious: "Previous period",
+    showTable: "Show table",
+    tableDay: "Day",
+    tableUsed: "Used",
+    tableCumulative: "Total",
+    tablePrevious: "Previous period, total",
+    forecastUpgrade: "At this pace you will reach your limit around {day}, before the period ends. Upgrade your plan to keep going without interruption.",
     chartEmpty: "No usage yet this period.",
     chartTotal: "{total} this period",
     chartUnavailable: "Daily usage is unavailable.",
@@ -73,6 +87,7 @@ const MESSAGES = {
     dimensionItem: "{value}, {window}: {figures}",
     freesAt: "frees up {time}",
     units: new Map([
+      ["uses", "uses"],
       ["tokens", "tokens"],
       ["requests", "requests"],
       ["bytes", "bytes"],
@@ -136,7 +151,21 @@ const MESSAGES = {
     stateUnlimited: "Ilimitado",
     stateNoAccess: "Límite alcanzado",
     meterLabel: "{feature}: {text}",
-    chartTitle: "{feature}, usos por día en este periodo",
+    chartTitle: "{feature}, uso por día y total en este periodo",
+    chartLimit: "Límite {limit}",
+    chartDayTitle: "{day}: {used} · total {cumulative} · periodo anterior {previous}",
+    chartPreviousTotal: "{total} el periodo anterior",
+    legendPerDay: "Por día (escala derecha)",
+    legendCumulative: "Total hasta hoy",
+    legendProjection: "Proyección a este ritmo",
+    legendLimit: "Límite",
+    legendPrevious: "Periodo anterior",
+    showTable: "Mostrar tabla",
+    tableDay: "Día",
+    tableUsed: "Usado",
+    tableCumulative: "Total",
+    tablePrevious: "Periodo anterior, total",
+    forecastUpgrade: "A este ritmo alcanzarás tu límite hacia el {day}, antes de que termine el periodo. Mejora tu plan para seguir sin interrupciones.",
     chartEmpty: "Aún no hay uso en este periodo.",
     chartTotal: "{total} en este periodo",
     chartUnavailable: "El uso diario no está disponible.",
@@ -155,6 +184,7 @@ const MESSAGES = {
     dimensionItem: "{value}, {window}: {figures}",
     freesAt: "se libera {time}",
     units: new Map([
+      ["uses", "usos"],
       ["tokens", "tokens"],
       ["requests", "solicitudes"],
       ["bytes", "bytes"],
@@ -214,6 +244,8 @@ export function translator(lang) {
     const template = [own(table, key), own(MESSAGES.en, key)].find((text) => typeof text === "string") ?? key;
     return template.replace(/\{(\w+)\}/g, (_, name) => String(own(params, name) ?? ""));
   };
+  // The unit in words, as an axis or an amount names it ("uses", "tokens").
+  const unitName = (unit) => table.units.get(unit) ?? MESSAGES.en.units.get(unit) ?? unit;
   return {
     lang,
     t,
@@ -223,8 +255,9 @@ export function translator(lang) {
     amount: (value, unit) => {
       const shown = numbers.format(value);
       if (!unit || unit === "uses") return shown;
-      return `${shown} ${table.units.get(unit) ?? MESSAGES.en.units.get(unit) ?? unit}`;
+      return `${shown} ${unitName(unit)}`;
     },
+    unitName,
     percent: (value) => percents.format(value / 100),
     day: (value) => days.format(new Date(value)),
     time: (value) => clock.format(value),

@@ -3,10 +3,10 @@
 import { adoptTokenFromFragment, apiBase, apiClient, forgetToken, storedToken, storeToken, tokenDisplayName } from "./api.js";
 import { renderAiCard, renderMetricCards, renderSystemCard } from "./cards.js";
 import { pickLanguage, translateStatic, translator } from "./i18n.js";
-import { renderQuotas, renderUpgrade, renderUsageChart } from "./render.js";
+import { renderQuotas, renderUpgrade } from "./render.js";
+import { renderUsageChart } from "./usage.js";
 
 const DEFAULT_REFRESH_SECONDS = 30;
-const USAGE_PERIOD = "month";
 
 const root = document.getElementById("usage-app");
 const params = new URLSearchParams(window.location.search);
@@ -108,21 +108,49 @@ async function refresh() {
   if (session === current) current.timer = setTimeout(refresh, refreshMs);
 }
 
+/** The plan period before the one starting at `start` ({from, to} as ISO strings): a day, a week or a month. */
+function previousPeriod(start, period) {
+  const begin = new Date(start);
+  const from = new Date(begin);
+  if (period === "month") from.setUTCMonth(from.getUTCMonth() - 1);
+  else from.setUTCDate(from.getUTCDate() - (period === "week" ? 7 : 1));
+  return { from: from.toISOString(), to: begin.toISOString() };
+}
+
+// A past period does not change: read once per feature and range, kept for the page's life.
+const pastReports = new Map();
+
+function previousReport(client, key, range) {
+  const cacheKey = JSON.stringify([key, range.from]);
+  if (!pastReports.has(cacheKey)) {
+    const reading = client.usageBetween(key, range.from, range.to).catch(() => {
+      pastReports.delete(cacheKey); // tried again on the next refresh
+      return null;
+    });
+    pastReports.set(cacheKey, reading);
+  }
+  return pastReports.get(cacheKey);
+}
+
 async function readEverything(client) {
   const quotaList = await client.quotas();
   const keys = quotaList.quotas.map((quota) => quota.feature_key);
-  const [health, metrics, reports] = await Promise.all([
+  const planPeriod = quotaList.plan.period;
+  const before = previousPeriod(quotaList.period_start, planPeriod);
+  const [health, metrics, reports, previous] = await Promise.all([
     client.health().catch(() => null),
     client.dashboardMetrics().catch((error) => {
       if (error.refused) throw error;
       return null; // an older server without dashboard metrics, or a failing one: cards say unavailable
     }),
-    Promise.all(keys.map((key) => client.usage(key, USAGE_PERIOD).catch(() => null))),
+    Promise.all(keys.map((key) => client.usage(key, planPeriod).catch(() => null))),
+    Promise.all(keys.map((key) => previousReport(client, key, before))),
   ]);
-  return { quotaList, health, metrics, reports: new Map(keys.map((key, index) => [key, reports[index]])) };
+  const byKey = (values) => new Map(keys.map((key, index) => [key, values[index]]));
+  return { quotaList, health, metrics, reports: byKey(reports), previous: byKey(previous) };
 }
 
-function draw({ quotaList, health, metrics, reports }, token) {
+function draw({ quotaList, health, metrics, reports, previous }, token) {
   const name = tokenDisplayName(token) || quotaList.user_id;
   $("greeting").textContent = i18n.t("greeting", { name });
   const badge = $("plan-badge");
@@ -135,7 +163,11 @@ function draw({ quotaList, health, metrics, reports }, token) {
   const quotas = quotaList.quotas;
   const list = $("quota-list");
   renderQuotas(list, quotas, i18n);
-  for (const [key, report] of reports) renderUsageChart(list, key, report, i18n);
+  const period = { start: quotaList.period_start, end: quotaList.period_end };
+  for (const quota of quotas) {
+    const key = quota.feature_key;
+    renderUsageChart(list, key, { report: reports.get(key), previous: previous.get(key), quota, period }, i18n);
+  }
   $("quotas-empty").hidden = quotas.length > 0;
   renderUpgrade(view.upgrade, quotas, i18n, root.dataset.upgradeUrl || "");
   renderMetricCards(view.cards, metrics, i18n);

@@ -1,7 +1,7 @@
 // Drawing the API's answers into the page. Every function updates existing elements in place
 // (creating them only the first time), so an auto-refresh changes numbers without a flicker.
 
-import { createChart, updateChart } from "./chart.js";
+import { createUsageFigure } from "./usage.js";
 
 const STATE_ICONS = { ok: "✓", near: "⚠", full: "⛔", exceeded: "✕", unlimited: "∞" };
 /** The message key of each quota state's words. */
@@ -119,9 +119,9 @@ function createQuotaRow(key) {
   numbers.append(element("span", "used"), element("span", "remaining"), element("span", "percent"));
   const windows = element("ul", "quota-windows");
   windows.hidden = true;
-  const figure = element("figure", "quota-chart");
-  figure.append(createChart(), element("figcaption", "chart-caption"));
-  row.append(head, meter, numbers, windows, figure);
+  const forecast = element("p", "quota-forecast");
+  forecast.hidden = true;
+  row.append(head, meter, numbers, windows, forecast, createUsageFigure());
   return row;
 }
 
@@ -155,26 +155,21 @@ function updateQuotaRow(row, quota, i18n) {
   const spoken = [summary, percent, stateText].filter(Boolean).join(", ");
   updateMeter(row.querySelector(".meter"), quota.percent_used, spoken);
   updateWindowList(row.querySelector(".quota-windows"), windowLines(quota, i18n));
+  updateForecast(row.querySelector(".quota-forecast"), quota, i18n);
 }
 
-/** Draw a feature's per-day usage under its quota row; `report` null means it could not be read. */
-export function renderUsageChart(list, featureKey, report, i18n) {
-  const row = [...list.children].find((item) => item.dataset.feature === featureKey);
-  if (!row) return;
-  const figure = row.querySelector(".quota-chart");
-  const caption = figure.querySelector(".chart-caption");
-  const svg = figure.querySelector("svg");
-  if (!report) {
-    figure.dataset.state = "unavailable";
-    setText(caption, i18n.t("chartUnavailable"));
-    return;
-  }
-  const label = i18n.t("chartTitle", { feature: i18n.feature(featureKey) });
-  const unit = report.unit;
-  updateChart(svg, report.series, label, (point) => `${i18n.day(point.day)}: ${i18n.amount(point.used, unit)}`);
-  const empty = report.series.every((point) => point.used === 0);
-  figure.dataset.state = empty ? "empty" : "ready";
-  setText(caption, empty ? i18n.t("chartEmpty") : i18n.t("chartTotal", { total: i18n.amount(report.total, unit) }));
+/** Whether the quota, not yet used up, is projected to reach what it allows before its period ends. */
+export function runsOutEarly(quota) {
+  const at = Date.parse(quota.projected_exhausted_at ?? "");
+  // Once used up the row's state and the call to upgrade say so already: a forecast is for before.
+  return quota.remaining > 0 && Number.isFinite(at) && at < Date.parse(quota.period_end);
+}
+
+// Suggest the upgrade on the card itself while there is still time to act on it.
+function updateForecast(note, quota, i18n) {
+  const early = runsOutEarly(quota);
+  note.hidden = !early;
+  setText(note, early ? i18n.t("forecastUpgrade", { day: i18n.day(quota.projected_exhausted_at) }) : "");
 }
 
 /** The call to upgrade, shown while any feature is near, at or over its limit. */
