@@ -28,21 +28,14 @@ from usagemeter_api.domain.periods import limit_window
 from usagemeter_api.domain.plans import Plan
 from usagemeter_api.domain.quota import Freshness
 from usagemeter_api.domain.quota_answers import Readings, evaluate, layout_of, with_frees
+from usagemeter_api.schemas.plans import FEATURE_PLAN_EXAMPLE
 
 _PLAN = Plan.model_validate(
     {
         "name": "Bench",
         "limits": {"ai_content_generation": 50},
         "features": {
-            "ai_tokens": {
-                "unit": "tokens",
-                "dimension": "model",
-                "limits": [
-                    {"window": "5h", "limit": 1_000_000},
-                    {"window": "7d", "limit": 10_000_000},
-                    {"window": "month", "limit": 200_000, "dimension_value": "gpt-4o"},
-                ],
-            }
+            "ai_tokens": FEATURE_PLAN_EXAMPLE,
         },
     }
 )

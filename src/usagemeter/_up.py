@@ -106,13 +106,18 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
 
+def _local_address(api: ApiSettings) -> str:
+    """The API's address for a client on this machine."""
+    return f"http://{_reachable(api.api_host)}:{api.api_port}"
+
+
 def _start_demo(options: UpOptions, grpc_port: int) -> subprocess.Popen[bytes]:
     endpoint = f"http://{_reachable(options.collector.host)}:{grpc_port}"
     api = options.api
     # In the environment, not the arguments, so the admin token does not show in the process list.
     env = {
         **os.environ,
-        "USAGEMETER_DEMO_API_URL": f"http://{_reachable(api.api_host)}:{api.api_port}/api/v1",
+        "USAGEMETER_DEMO_API_URL": f"{_local_address(api)}/api/v1",
         "USAGEMETER_DEMO_API_TOKEN": _mint(api, DEMO_HOST_USER, admin=True, ttl_seconds=DEMO_HOST_TOKEN_SECONDS),
     }
     return subprocess.Popen([sys.executable, "-m", "usagemeter", "demo", "--endpoint", endpoint], env=env)
@@ -131,7 +136,7 @@ def _stop_demo(demo: subprocess.Popen[bytes] | None) -> None:
 def _banner(options: UpOptions, collector: Collector, demo: bool) -> str:
     api = options.api
     host = options.collector.host
-    page = f"http://{_reachable(api.api_host)}:{api.api_port}/"
+    page = f"{_local_address(api)}/"
     user = DEFAULT_USERS[0]
     token = _mint(api, user) if demo else None
     lines = [
