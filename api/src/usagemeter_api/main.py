@@ -10,19 +10,24 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from usagemeter_api.api.handlers import install_handlers
-from usagemeter_api.api.routes import admin, analytics, corrections, grants, health, operations, quotas
+from usagemeter_api.api.routes import admin, analytics, corrections, grants, health, operations, quotas, webhooks
 from usagemeter_api.core.clock import system_clock
 from usagemeter_api.core.config import ApiSettings
 from usagemeter_api.core.pool import ClientPool
 from usagemeter_api.core.security import TokenVerifier, jwks_client
 from usagemeter_api.domain.grants import GrantStore
 from usagemeter_api.domain.plan_store import PlanStore
-from usagemeter_api.domain.plans import load_plans
+from usagemeter_api.domain.plans import PlanCatalog, load_plans
 from usagemeter_api.domain.quota_windows import rolling_minutes
 from usagemeter_api.domain.system_view import SystemViews
 from usagemeter_api.domain.usage.cache import UsageCache
 from usagemeter_api.domain.usage.live import LiveUsage
 from usagemeter_api.domain.usage.period import PeriodUsage
+from usagemeter_api.domain.webhooks.detector import ThresholdDetector
+from usagemeter_api.domain.webhooks.endpoints import EndpointStore
+from usagemeter_api.domain.webhooks.replicas import Membership
+from usagemeter_api.domain.webhooks.sender import WebhookSender
+from usagemeter_api.domain.webhooks.service import Webhooks
 from usagemeter_api.services import Services
 from usagemeter_api.web import router as web_router
 from usagemeter_clickhouse import Client
@@ -58,7 +63,11 @@ def create_app(
         granted.start(client_factory)
         if live is not None:
             live.start()
+        if services.webhooks is not None:
+            services.webhooks.start(client_factory)
         yield
+        if services.webhooks is not None:
+            services.webhooks.close()
         store.close()
         granted.close()
         if live is not None:
@@ -75,7 +84,7 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.services = services
-    routers = (quotas, analytics, operations, health, admin, grants, corrections)
+    routers = (quotas, analytics, operations, health, admin, grants, corrections, webhooks)
     for router in (module.router for module in routers):
         app.include_router(router, prefix=API_PREFIX)
     # The end-user page lives at the root so a host can link or embed it as is.
@@ -95,19 +104,63 @@ def _services(
     store = PlanStore(seed, ttl_seconds=settings.plans_cache_seconds)
     live = _live_usage(settings, client_factory, lambda: rolling_minutes((store.held() or seed).plans.values()))
     cache = UsageCache(settings.quota_cache_seconds, hold_seconds=settings.quota_max_staleness_seconds)
+    period_usage = PeriodUsage(live, cache, pool, max_staleness_seconds=settings.quota_max_staleness_seconds)
+    granted = GrantStore(clock, interval_seconds=_grant_interval(settings))
+    catalog = lambda: store.held() or seed  # noqa: E731
     return Services(
         settings=settings,
         clock=clock,
         pool=pool,
         plan_store=store,
-        grants=GrantStore(clock, interval_seconds=_grant_interval(settings)),
+        grants=granted,
         live_usage=live,
         usage_cache=cache,
-        period_usage=PeriodUsage(live, cache, pool, max_staleness_seconds=settings.quota_max_staleness_seconds),
+        period_usage=period_usage,
         system_views=SystemViews(pool, settings.dashboard_cache_seconds),
         token_verifier=_token_verifier(settings),
         collector_status=collector_status,
+        webhooks=_webhooks(settings, pool, period_usage, live, catalog, granted, clock),
     )
+
+
+def _webhooks(
+    settings: ApiSettings,
+    pool: ClientPool,
+    usage: PeriodUsage,
+    live: LiveUsage | None,
+    catalog: Callable[[], PlanCatalog],
+    granted: GrantStore,
+    clock: Callable[[], datetime],
+) -> Webhooks | None:
+    if not settings.webhooks:
+        return None
+    endpoints = EndpointStore(interval_seconds=max(settings.plans_cache_seconds, 0.5))
+    membership = Membership(
+        settings.replica_heartbeat_seconds,
+        settings.replica_expire_seconds,
+        wanted=lambda: bool(endpoints.subscriptions()),
+    )
+    sender = WebhookSender(
+        pool,
+        endpoints,
+        membership,
+        clock,
+        allow_private_targets=settings.webhook_allow_private_targets,
+        timeout_seconds=settings.webhook_timeout_seconds,
+    )
+    detector = ThresholdDetector(
+        usage,
+        live,
+        catalog,
+        granted,
+        endpoints,
+        membership,
+        clock,
+        interval_seconds=settings.webhook_detect_seconds,
+        sweep_users=settings.webhook_sweep_users,
+        recorded=sender.wake,
+    )
+    return Webhooks(endpoints, membership, detector, sender, settings.webhook_allow_private_targets)
 
 
 def _grant_interval(settings: ApiSettings) -> float:

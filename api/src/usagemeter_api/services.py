@@ -15,6 +15,7 @@ from usagemeter_api.domain.system_view import SystemViews
 from usagemeter_api.domain.usage.cache import UsageCache
 from usagemeter_api.domain.usage.live import LiveUsage
 from usagemeter_api.domain.usage.period import PeriodUsage
+from usagemeter_api.domain.webhooks.service import Webhooks
 
 __all__ = ["Services"]
 
@@ -38,3 +39,5 @@ class Services:
     token_verifier: TokenVerifier
     #: The status of the collector sharing this process (``usagemeter up``), else None.
     collector_status: Callable[[], object] | None = None
+    #: Threshold webhooks; None when turned off (``USAGEMETER_WEBHOOKS=false``).
+    webhooks: Webhooks | None = None

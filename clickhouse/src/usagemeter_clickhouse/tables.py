@@ -82,3 +82,11 @@ JOB_STATUS_ATTRIBUTE = "job.status"
 FEATURE_USE_SPAN = "feature.use"
 PROMPT_TOKENS_ATTRIBUTE = "prompt_tokens"
 COMPLETION_TOKENS_ATTRIBUTE = "completion_tokens"
+
+#: Threshold webhooks: registered endpoints, the events due (the outbox), each event's delivery to
+#: each endpoint, every attempt, and the API replicas alive (ReplacingMergeTree but the attempts).
+WEBHOOK_ENDPOINTS = "webhook_endpoints"
+WEBHOOK_EVENTS = "webhook_events"
+WEBHOOK_DELIVERIES = "webhook_deliveries"
+WEBHOOK_ATTEMPTS = "webhook_attempts"
+API_REPLICAS = "api_replicas"

@@ -19,6 +19,7 @@ from usagemeter_api.domain.grants import GrantStore
 from usagemeter_api.domain.plan_store import PlanStore
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.ranges import AnalyticsPeriod, Interval, UsageRange, usage_range
+from usagemeter_api.domain.webhooks.service import Webhooks
 from usagemeter_api.errors import AuthError, AuthUnavailable, ClickHouseUnavailable
 from usagemeter_api.schemas.quota_check import OTHER_USER_DESCRIPTION
 from usagemeter_api.services import Services
@@ -38,6 +39,7 @@ __all__ = [
     "ServicesDep",
     "Store",
     "TargetUser",
+    "WebhooksDep",
     "authenticate",
     "plan_catalog",
     "query_model",
@@ -245,3 +247,14 @@ IdempotencyKey = Annotated[
         description="Any unique string per intended change; a retry with the same key records it once.",
     ),
 ]
+
+
+async def webhooks_of(request: Request) -> Webhooks:
+    """The app's threshold webhooks; 503 when this API runs without them (``USAGEMETER_WEBHOOKS=false``)."""
+    webhooks = services_of(request).webhooks
+    if webhooks is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="webhooks are turned off on this API")
+    return webhooks
+
+
+WebhooksDep = Annotated[Webhooks, Depends(webhooks_of)]

@@ -129,6 +129,34 @@ class ApiSettings(BaseSettings):
         "error text to the reason codes; empty: codes only.",
     )
 
+    webhooks: bool = Field(
+        default=True, description="Detect threshold crossings and send them to the registered webhook endpoints."
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhook endpoints on loopback and private addresses in (development and tests only: "
+        "otherwise an admin token could make the API reach internal services).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="How long a webhook receiver has to answer before the attempt fails."
+    )
+    webhook_detect_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="How often the leading replica looks for threshold crossings."
+    )
+    webhook_sweep_users: int = Field(
+        default=200,
+        ge=1,
+        le=100_000,
+        description="Users re-evaluated per detection pass besides those whose usage moved (finds crossings made "
+        "by plan or grant changes, or while no API ran).",
+    )
+    replica_heartbeat_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="How often each API replica writes its heartbeat."
+    )
+    replica_expire_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="A replica not seen for this long is dropped; its events go to others."
+    )
+
     @field_validator("jwt_secret")
     @classmethod
     def _secret_is_long_enough(cls, value: SecretStr) -> SecretStr:

@@ -39,6 +39,7 @@ __all__ = [
     "plan_summary",
     "quota_item",
     "read_minutes",
+    "read_plan_limits",
     "read_plan_quotas",
     "read_windows",
     "summary_fields",
@@ -313,3 +314,31 @@ async def read_plan_quotas(
         quota_item(layout, readings, grants_of.get(layout.feature_key, ()), plan, now, minutes) for layout in layouts
     ]
     return items, readings.freshness
+
+
+async def read_plan_limits(
+    usage: PeriodUsage,
+    user_id: str,
+    plan: Plan,
+    anchor: datetime | None,
+    now: datetime,
+    grants_of: dict[str, Sequence[Grant]],
+) -> list[tuple[FeatureLayout, list[LimitFigures]]]:
+    """Every limit of every feature ``plan`` meters with its figures at ``now``: per feature, then dimension value.
+
+    Each limit appears once (the feature total's, then each dimension value's own); each window is read once.
+    """
+    layouts = [layout for key in plan.features if (layout := layout_of(plan, key)) is not None]
+    readings = await read_windows(
+        usage, user_id, merged(read for layout in layouts for read in _every_read(layout)), now, anchor
+    )
+    return [
+        (
+            layout,
+            evaluate(
+                layout, layout.own(value), readings, grants_of.get(layout.feature_key, ()), plan.near_limit_ratio, now
+            ),
+        )
+        for layout in layouts
+        for value in (None, *layout.feature.dimension_values())
+    ]

@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 from usagemeter_api.quantity import MICROS_PER_UNIT, as_decimal, from_micros, to_micros
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
     "FEATURE_PLAN_EXAMPLE",
     "MAX_ROLLING_MINUTES",
     "Amount",
@@ -27,6 +28,7 @@ __all__ = [
     "LimitRule",
     "LimitWindow",
     "PeriodKind",
+    "Threshold",
     "WindowKind",
     "parse_window",
     "shorthand",
@@ -144,6 +146,36 @@ FEATURE_PLAN_EXAMPLE: JsonDict = {
 }
 
 
+class Threshold(BaseModel):
+    """A level of a limit whose crossing is announced to webhook endpoints: a percent of it, or an amount."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    percent: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+        default=None,
+        description="Percent of what the limit allows (with its grants); 100 is quota.exceeded.",
+        exclude_if=lambda value: value is None,
+    )
+    amount: Amount | None = Field(
+        default=None, description="An absolute amount in the feature's unit.", exclude_if=lambda value: value is None
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Threshold:
+        if (self.percent is None) == (self.amount is None):
+            raise ValueError("a threshold is either a percent or an amount")
+        return self
+
+    @cached_property
+    def amount_micros(self) -> int | None:
+        """``amount`` in micro-units (None for a percent)."""
+        return None if self.amount is None else to_micros(self.amount)
+
+
+#: The thresholds of a feature that names none: 80 % (threshold_reached) and 100 % (exceeded).
+DEFAULT_THRESHOLDS = (Threshold(percent=80), Threshold(percent=100))
+
+
 class FeaturePlan(BaseModel):
     """How a plan meters one feature; no limits means metered and unlimited."""
 
@@ -155,6 +187,13 @@ class FeaturePlan(BaseModel):
         description="The usage attribute dimension limits slice by (from USAGEMETER_DIMENSION_ATTRIBUTES).",
     )
     limits: tuple[LimitRule, ...] = Field(default=(), max_length=32)
+    thresholds: tuple[Threshold, ...] | None = Field(
+        default=None,
+        max_length=10,
+        # Left out when unset, so a plan without thresholds reads and writes as it did before them.
+        exclude_if=lambda value: value is None,
+        description="Levels of each limit announced to webhook endpoints when crossed; default 80 % and 100 %.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FeaturePlan:
@@ -167,6 +206,10 @@ class FeaturePlan(BaseModel):
                 raise ValueError(f"two limits over {rule.window.label} for the same usage")
             seen.add(key)
         return self
+
+    def threshold_levels(self) -> tuple[Threshold, ...]:
+        """The thresholds announced for each of this feature's limits."""
+        return DEFAULT_THRESHOLDS if self.thresholds is None else self.thresholds
 
     def limits_for(self, dimension_value: str | None) -> list[LimitRule]:
         """The limits a use with ``dimension_value`` counts against: the feature's, and that value's."""

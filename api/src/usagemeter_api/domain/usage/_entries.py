@@ -84,6 +84,11 @@ class EntryTable:
             return None
         return int(self.sums[row, column])
 
+    def user_of(self, row: int) -> str:
+        """The user id of ``row``."""
+        start = int(self._user_at[row])
+        return bytes(self._arena[start : start + int(self._user_len[row])]).decode()
+
     def rows_for(self, users: Sequence[str], parts: Sequence[Slice]) -> Rows:
         """The rows of the entries ``zip(users, parts)``, adding rows (all zero) for entries not yet held."""
         numbers = np.fromiter((self._slice_number(part) for part in parts), dtype=np.int32, count=len(parts))

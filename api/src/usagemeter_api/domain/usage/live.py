@@ -34,11 +34,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
+
 from usagemeter_api.domain.periods import Window, limit_window
 from usagemeter_api.domain.quota import Freshness
 from usagemeter_api.domain.usage._entries import EntryTable
 from usagemeter_api.domain.usage._live_sql import Query, WindowMove, read_ingested, read_moves
-from usagemeter_api.domain.usage._live_state import Recent, State
+from usagemeter_api.domain.usage._live_state import Delta, Recent, State
 from usagemeter_api.domain.usage.slices import Slice
 from usagemeter_api.schemas.plans import MAX_ROLLING_MINUTES, LimitWindow
 from usagemeter_clickhouse import Client, release_freed_memory
@@ -110,6 +113,8 @@ class LiveUsage:
         self._overflowed = 0
         #: When (monotonic) the view's clock reaches its next minute, as of the last cycle.
         self._minute_turns = 0.0
+        #: Per row, the last refresh that changed its totals (for :meth:`changed_users`).
+        self._changed_in = np.zeros(0, dtype=np.int64)
 
     @property
     def ready(self) -> bool:
@@ -169,6 +174,27 @@ class LiveUsage:
                 column = state.answering.get(window)
                 found.append(None if column is None else _totals(table, recent, rows, user_id, slices, column))
             return found
+
+    def changed_users(self, since: int) -> tuple[set[str], int]:
+        """The users whose totals changed in a refresh after the mark ``since``, and the mark to pass next.
+
+        The first mark is 0 (every refresh, the load's included). One int64 per entry is kept for this.
+        """
+        state = self._state
+        if state is None:
+            return set(), since
+        with self._lock:
+            rows = np.flatnonzero(self._changed_in[: len(state.table)] > since)
+            return {state.table.user_of(int(row)) for row in rows}, self._refreshes
+
+    def users_from(self, row: int, count: int) -> tuple[set[str], int]:
+        """The users of the ``count`` entries from ``row`` on, and the row to go on from (0 past the last)."""
+        state = self._state
+        if state is None:
+            return set(), 0
+        end = min(row + count, len(state.table))
+        users = {state.table.user_of(at) for at in range(row, end)}
+        return users, 0 if end >= len(state.table) else end
 
     def _run(self) -> None:
         client: Client | None = None
@@ -300,12 +326,22 @@ class LiveUsage:
         frozen, unsettled = read.in_windows(windows, settled=True), read.in_windows(windows, settled=False)
         recent = Recent.empty(len(state.names)).extended(unsettled.rows, unsettled.sums)
         state.table.overflowed.update(unsettled.rows[unsettled.overflow].tolist())
+        changed = _changed_rows(state.recent, frozen, recent)
         with self._lock:
+            self._mark_changed(changed, len(state.table))
             state.add(frozen)
             state.recent = recent
             state.watermark = max(state.watermark, settled)
             state.answering = {window: column for column, window in enumerate(state.windows) if window is not None}
         self._report_overflow(state)
+
+    def _mark_changed(self, rows: npt.NDArray[np.intp], count: int) -> None:
+        if len(self._changed_in) < count:
+            grown = np.zeros(max(count, len(self._changed_in) * 2), dtype=np.int64)
+            grown[: len(self._changed_in)] = self._changed_in
+            self._changed_in = grown
+        # The refresh completing now is numbered refreshes + 1 (counted once the cycle ends).
+        self._changed_in[rows] = self._refreshes + 1
 
     def _report_overflow(self, state: State) -> None:
         count = len(state.table.overflowed)
@@ -315,6 +351,25 @@ class LiveUsage:
                 count - self._overflowed,
             )
             self._overflowed = count
+
+
+def _changed_rows(before: Recent, frozen: Delta, after: Recent) -> npt.NDArray[np.intp]:
+    """The rows whose totals a refresh changes: what it freezes and its unsettled part, less the previous one."""
+    held = np.fromiter(before.rows.keys(), dtype=np.intp, count=len(before.rows))
+    at = np.fromiter(before.rows.values(), dtype=np.intp, count=len(before.rows))
+    now_held = np.fromiter(after.rows.keys(), dtype=np.intp, count=len(after.rows))
+    now_at = np.fromiter(after.rows.values(), dtype=np.intp, count=len(after.rows))
+    rows = np.concatenate([frozen.rows.astype(np.intp), now_held, held])
+    columns = after.sums.shape[1]
+    old = before.sums[at] if before.sums.shape[1] == columns else np.zeros((len(held), columns), dtype=np.int64)
+    sums = np.concatenate([frozen.sums.reshape(-1, columns), after.sums[now_at], -old])
+    if not len(rows):
+        return rows
+    order = np.argsort(rows, kind="stable")
+    rows, sums = rows[order], sums[order]
+    starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+    moved = np.add.reduceat(sums, starts, axis=0).any(axis=1)
+    return rows[starts][moved]
 
 
 def _totals(

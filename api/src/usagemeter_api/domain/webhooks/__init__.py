@@ -1,0 +1,1 @@
+"""Threshold webhooks: endpoints, the outbox, detection and delivery."""
