@@ -110,11 +110,11 @@ def _not_public(address: Address) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     checks = (
+        (address.is_unspecified, "the unspecified address"),
         (address.is_loopback, "a loopback address"),
         (address.is_link_local, "a link-local address (cloud metadata lives there)"),
         (address.is_private, "a private address"),
         (address.is_multicast, "a multicast address"),
-        (address.is_unspecified, "the unspecified address"),
         (address.is_reserved, "a reserved address"),
         (not address.is_global, "not a public address"),
     )
