@@ -144,7 +144,6 @@ def _webhooks(
         pool,
         endpoints,
         membership,
-        clock,
         allow_private_targets=settings.webhook_allow_private_targets,
         timeout_seconds=settings.webhook_timeout_seconds,
     )

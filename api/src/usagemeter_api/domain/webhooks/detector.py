@@ -2,9 +2,9 @@
 against their plan's thresholds, and each crossing not yet recorded becomes an event in the outbox.
 
 The replica that leads (:mod:`.replicas`) detects; the others wait. Besides the users whose totals changed,
-each pass evaluates a slice of every user held (a sweep), so crossings made while no API ran, and those a
-lowered limit or an expired grant makes, are found too; and every ``reset_interval`` it looks for crossed
-periods that ended, for quota.reset.
+passes evaluate every user held, a slice each (a sweep from the start, then every ten minutes), so crossings
+made while no API ran, and those a lowered limit or an expired grant makes, are found too. Every
+``reset_interval_seconds`` it also looks for crossed periods that ended, for quota.reset.
 
 No flapping: a calendar, cycle or lifetime threshold is announced once per period (its id names the
 period). A rolling window has no period: a threshold of one is announced at most once per window length
@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
+from usagemeter_api.core.clock import system_clock
 from usagemeter_api.domain.grants import Grant, GrantStore
 from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.quota import LimitFigures
@@ -44,6 +46,8 @@ _REMEMBERED = 100_000
 #: How far back ended periods are looked for (an API down longer sends no quota.reset for them).
 _RESET_LOOKBACK = timedelta(days=7)
 _RESETS_PER_PASS = 500
+#: How often every user held is evaluated again (a slice per pass), changed or not.
+_SWEEP_EVERY_SECONDS = 600.0
 #: Without the in-memory view, the users with usage ingested this long ago or since are evaluated.
 _RECENT_SQL = (
     f"SELECT DISTINCT UserId FROM {tables.USAGE_INGEST}"
@@ -77,6 +81,7 @@ class ThresholdDetector:
         self._recorded = recorded
         self._mark = 0
         self._sweep_row = 0
+        self._sweep_began = -_SWEEP_EVERY_SECONDS
         self._waiting: set[str] = set()
         self._remembered: OrderedDict[str, None] = OrderedDict()
         #: Rolling groups announced lately, with the moment until which they stay quiet.
@@ -142,7 +147,8 @@ class ThresholdDetector:
             events.extend(await self._resets(client, catalog, now))
             self._last_resets = now
         fresh = self._unrecorded(client, events, now)
-        record_events(client, fresh, self._endpoints.subscriptions())
+        # Due by the wall clock, which the sender schedules by (the app's clock may be set elsewhere).
+        record_events(client, fresh, self._endpoints.subscriptions(), system_clock())
         self._remember(event.event_id for event in fresh)
         self._quiet_until({event.group: now for event in fresh if event.window_kind == "rolling"}, fresh)
         if fresh:
@@ -158,10 +164,19 @@ class ThresholdDetector:
             changed, swept = {str(row[0]) for row in rows}, set[str]()
         else:
             changed, self._mark = live.changed_users(self._mark)
-            swept, self._sweep_row = live.users_from(self._sweep_row, self._sweep_users)
+            swept = self._swept(live)
         due = sorted(self._waiting | changed)
         self._waiting = set(due[_USERS_PER_PASS:])
         return [*due[:_USERS_PER_PASS], *(swept - set(due))]
+
+    def _swept(self, live: LiveUsage) -> set[str]:
+        """The sweep's next slice of users; a sweep done, the next starts ``_SWEEP_EVERY`` after it began."""
+        if self._sweep_row == 0:
+            if time.monotonic() - self._sweep_began < _SWEEP_EVERY_SECONDS:
+                return set()
+            self._sweep_began = time.monotonic()
+        users, self._sweep_row = live.users_from(self._sweep_row, self._sweep_users)
+        return users
 
     async def _limits(self, catalog: PlanCatalog, user_id: str, now: datetime) -> Limits:
         _, plan = catalog.plan_for(user_id)

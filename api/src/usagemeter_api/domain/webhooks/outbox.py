@@ -98,20 +98,26 @@ class EndedGroup:
     period_start: datetime
 
 
-def record_events(client: Client, events: Sequence[WebhookEvent], endpoints: Iterable[tuple[str, str]]) -> None:
-    """Record ``events`` and a pending delivery of each to every (endpoint id, event type) that subscribes to it."""
+def record_events(
+    client: Client, events: Sequence[WebhookEvent], endpoints: Iterable[tuple[str, str]], at: datetime
+) -> None:
+    """Record ``events`` and a delivery of each, due ``at``, to every (endpoint id, event type) subscribing to it.
+
+    The deliveries go in first: an event recorded is one detection never records again, so its deliveries
+    must already be there; a delivery whose event is not recorded yet is not sent until it is.
+    """
     if not events:
         return
     subscribed = list(endpoints)
-    client.insert(tables.WEBHOOK_EVENTS, [_event_row(event) for event in events], column_names=_EVENT_COLUMNS)
     rows = [
-        _delivery_row(event.event_id, endpoint_id, event.occurred_at)
+        _delivery_row(event.event_id, endpoint_id, at)
         for event in events
         for endpoint_id, kind in subscribed
         if kind == event.type
     ]
     if rows:
         client.insert(tables.WEBHOOK_DELIVERIES, rows, column_names=_DELIVERY_COLUMNS)
+    client.insert(tables.WEBHOOK_EVENTS, [_event_row(event) for event in events], column_names=_EVENT_COLUMNS)
 
 
 def _event_row(event: WebhookEvent) -> list[object]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -23,11 +22,18 @@ from email.utils import parsedate_to_datetime
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from usagemeter_api.core.clock import system_clock
 from usagemeter_api.core.pool import ClientPool
-from usagemeter_api.domain.webhooks.endpoints import EndpointStore
+from usagemeter_api.domain.webhooks.endpoints import Endpoint, EndpointStore
 from usagemeter_api.domain.webhooks.outbox import Attempt, Delivery, DeliveryState, due_deliveries, record_attempts
 from usagemeter_api.domain.webhooks.replicas import Membership
-from usagemeter_api.domain.webhooks.targets import TargetRefused, parse_target, pinned_url, resolve_target
+from usagemeter_api.domain.webhooks.targets import (
+    TargetRefused,
+    TargetUnresolved,
+    parse_target,
+    pinned_url,
+    resolve_target,
+)
 
 __all__ = ["RETRY_DELAYS", "WebhookSender"]
 
@@ -50,14 +56,16 @@ class WebhookSender:
         pool: ClientPool,
         endpoints: EndpointStore,
         membership: Membership,
-        clock: Callable[[], datetime],
         *,
         allow_private_targets: bool = False,
         interval_seconds: float = 1.0,
         timeout_seconds: float = 10.0,
         concurrency: int = 8,
     ) -> None:
-        self._pool, self._endpoints, self._membership, self._clock = pool, endpoints, membership, clock
+        self._pool, self._endpoints, self._membership = pool, endpoints, membership
+        # Wall-clock time, whatever clock the app answers with: retries wait real seconds, and receivers
+        # check webhook-timestamp against their own clocks.
+        self._clock = system_clock
         self._allow_private = allow_private_targets
         self._interval = interval_seconds
         self._timeout = timeout_seconds
@@ -134,12 +142,14 @@ class WebhookSender:
         started, monotonic = self._clock(), time.monotonic()
         status: int | None = None
         retry_after: timedelta | None = None
-        endpoint = self._endpoints.held(delivery.endpoint_id)
         try:
+            endpoint = self._endpoint(delivery.endpoint_id)
             if endpoint is None:
                 return self._done(delivery, started, monotonic, None, "the endpoint was deleted", "failed")
             response = self._post(endpoint.url, endpoint.secret, delivery, started)
             status, retry_after = response.status_code, _retry_after(response, started)
+        except TargetUnresolved as exc:
+            return self._after_failure(delivery, started, monotonic, None, str(exc), None)
         except TargetRefused as exc:
             return self._done(delivery, started, monotonic, None, f"target refused: {exc}", "failed")
         except httpx.HTTPError as exc:
@@ -149,6 +159,14 @@ class WebhookSender:
         if 400 <= status < 500 and status not in _RETRIED_4XX:
             return self._done(delivery, started, monotonic, status, f"answered {status}: not retried", "failed")
         return self._after_failure(delivery, started, monotonic, status, f"answered {status}", retry_after)
+
+    def _endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint as held, else as ClickHouse has it (one registered on another replica a moment ago)."""
+        held = self._endpoints.held(endpoint_id)
+        if held is not None:
+            return held
+        with self._pool.client() as client:
+            return self._endpoints.find(client, endpoint_id)
 
     def _post(self, url: str, secret: str, delivery: Delivery, now: datetime) -> httpx.Response:
         target = resolve_target(parse_target(url), allow_private=self._allow_private)

@@ -14,7 +14,15 @@ import socket
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-__all__ = ["MAX_URL_LENGTH", "Target", "TargetRefused", "parse_target", "pinned_url", "resolve_target"]
+__all__ = [
+    "MAX_URL_LENGTH",
+    "Target",
+    "TargetRefused",
+    "TargetUnresolved",
+    "parse_target",
+    "pinned_url",
+    "resolve_target",
+]
 
 MAX_URL_LENGTH = 2048
 _SCHEMES = {"http": 80, "https": 443}
@@ -25,6 +33,10 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class TargetRefused(ValueError):
     """A webhook URL the API will not send to; its text is a one-line reason."""
+
+
+class TargetUnresolved(TargetRefused):
+    """A webhook URL whose host does not resolve (now: a later attempt may find it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +91,10 @@ def resolve_target(target: Target, *, allow_private: bool) -> Target:
     try:
         found = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise TargetRefused(f"the host {target.host[:100]} does not resolve") from None
+        raise TargetUnresolved(f"the host {target.host[:100]} does not resolve") from None
     addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in found))
     if not addresses:
-        raise TargetRefused(f"the host {target.host[:100]} does not resolve")
+        raise TargetUnresolved(f"the host {target.host[:100]} does not resolve")
     if not allow_private:
         for address in addresses:
             reason = _not_public(ipaddress.ip_address(address))
