@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from usagemeter_api.domain.periods import Window
 from usagemeter_api.domain.quota import LimitFigures
-from usagemeter_api.domain.webhooks.events import crossings, reset_event, threshold_event
+from usagemeter_api.domain.webhooks.events import crossings, projection, reset_event, threshold_event
 from usagemeter_api.schemas.plans import DEFAULT_THRESHOLDS, FeaturePlan, LimitRule, LimitWindow, Threshold
 
 MICROS = 1_000_000
@@ -136,3 +136,16 @@ def test_a_plan_without_thresholds_reads_and_writes_as_before():
     assert "thresholds" not in plan.model_dump(mode="json") and plan.threshold_levels() == DEFAULT_THRESHOLDS
     custom = FeaturePlan.model_validate({"thresholds": [{"percent": 50}, {"amount": 9}]})
     assert custom.model_dump(mode="json")["thresholds"] == [{"percent": 50.0}, {"amount": 9}]
+
+
+def test_a_projection_past_the_limit_is_announced_before_it_is_reached():
+    # 10 days of December gone and 20 of 50 used, 2 a day: 62 by the month's end, 50 reached on the 26th.
+    tenth = DECEMBER.start + timedelta(days=10)
+    ahead = projection(figures(20), tenth)
+    assert ahead is not None and ahead.type == "quota.projected_to_exceed"
+    event = threshold_event(ahead, "alice", "exports", tenth)
+    assert event.body["projected_used"] == 62 and event.body["projected_exhausted_at"] == "2026-12-26T00:00:00Z"
+    assert event.event_id == threshold_event(ahead, "alice", "exports", tenth + timedelta(days=1)).event_id
+    assert projection(figures(10), tenth) is None  # 31 by the end: under the limit
+    assert projection(figures(50), tenth) is None  # reached: quota.exceeded says so
+    assert projection(figures(45, kind=LimitWindow("rolling", 300)), tenth) is None  # a rolling window has no end

@@ -20,7 +20,9 @@ __all__ = [
 ]
 
 #: The event types an endpoint may subscribe to.
-EventTypeName = Literal["quota.threshold_reached", "quota.exceeded", "quota.reset", "grant.exhausted"]
+EventTypeName = Literal[
+    "quota.threshold_reached", "quota.exceeded", "quota.reset", "grant.exhausted", "quota.projected_to_exceed"
+]
 DeliveryStateName = Literal["pending", "delivered", "failed"]
 
 _ENDPOINT: JsonDict = {
@@ -83,7 +85,7 @@ class EndpointBody(BaseModel):
     )
 
     url: Annotated[str, Field(min_length=1, max_length=2048, description="An http(s) URL on a public address.")]
-    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=4, description="Event types to send.")]
+    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=5, description="Event types to send.")]
     description: Annotated[str, Field(max_length=500)] = ""
 
 

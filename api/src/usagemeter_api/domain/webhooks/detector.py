@@ -30,7 +30,13 @@ from usagemeter_api.domain.quota_windows import FeatureLayout
 from usagemeter_api.domain.usage.live import LiveUsage
 from usagemeter_api.domain.usage.period import PeriodUsage
 from usagemeter_api.domain.webhooks.endpoints import EndpointStore
-from usagemeter_api.domain.webhooks.events import WebhookEvent, crossings, reset_event, threshold_event
+from usagemeter_api.domain.webhooks.events import (
+    WebhookEvent,
+    crossings,
+    projection,
+    reset_event,
+    threshold_event,
+)
 from usagemeter_api.domain.webhooks.outbox import EndedGroup, ended_groups, groups_since, known_events, record_events
 from usagemeter_api.domain.webhooks.replicas import Membership
 from usagemeter_clickhouse import Client, tables
@@ -185,11 +191,15 @@ class ThresholdDetector:
         return await read_plan_limits(self._usage, user_id, plan, anchor, now, grants_of)
 
     def _crossed(self, user_id: str, limits: Limits, now: datetime) -> list[WebhookEvent]:
+        # Forecasts only for the endpoints that asked for them: the projection is the one event not a crossing.
+        projecting = any(kind == "quota.projected_to_exceed" for _, kind in self._endpoints.subscriptions())
         events = []
         for layout, figures in limits:
             thresholds = layout.feature.threshold_levels()
             for limit in figures:
-                for crossing in crossings(limit, thresholds):
+                found = crossings(limit, thresholds)
+                ahead = projection(limit, now) if projecting else None
+                for crossing in found if ahead is None else [*found, ahead]:
                     rolling = limit.rule.window.kind == "rolling"
                     # A rolling window has no period: the minute it was found stands for one.
                     key = now.replace(second=0, microsecond=0) if rolling else None

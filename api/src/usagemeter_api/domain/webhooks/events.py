@@ -12,11 +12,13 @@ import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal, get_args
+from typing import get_args
 
+from usagemeter_api.domain.forecast import forecast
 from usagemeter_api.domain.quota import LimitFigures
 from usagemeter_api.quantity import from_micros
 from usagemeter_api.schemas.plans import Threshold
+from usagemeter_api.schemas.webhooks import EventTypeName
 
 __all__ = [
     "EVENT_TYPES",
@@ -25,11 +27,13 @@ __all__ = [
     "WebhookEvent",
     "crossings",
     "event_id",
+    "projection",
     "reset_event",
     "threshold_event",
 ]
 
-EventType = Literal["quota.threshold_reached", "quota.exceeded", "quota.reset", "grant.exhausted"]
+#: The event types, as the REST bodies name them.
+EventType = EventTypeName
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 #: Windows that start over at a moment: a user who crossed in one gets quota.reset when the next begins.
@@ -45,6 +49,8 @@ class Crossing:
     threshold: Threshold | None
     #: What the threshold names as a percent of what the limit allows (grants included), two decimals.
     threshold_percent: float | None
+    #: Fields the body carries beside the common ones.
+    extra: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,21 @@ def crossings(figures: LimitFigures, thresholds: tuple[Threshold, ...]) -> list[
     return found
 
 
+def projection(figures: LimitFigures, now: datetime) -> Crossing | None:
+    """quota.projected_to_exceed when the window's forecast runs out before its end and it has not yet.
+
+    Only windows with a forecast (calendar periods and cycles): :mod:`usagemeter_api.domain.forecast`.
+    """
+    if figures.used >= figures.available:
+        return None
+    ahead = forecast(figures.used, figures.available, figures.range, figures.rule.window.kind, now)
+    if ahead.exhausted_at is None:
+        return None
+    projected = from_micros(ahead.projected_used or 0)
+    extra = (("projected_used", projected), ("projected_exhausted_at", _iso(ahead.exhausted_at)))
+    return Crossing("quota.projected_to_exceed", figures, None, None, extra)
+
+
 def _level(threshold: Threshold, available: int) -> int | Decimal:
     if threshold.amount_micros is not None:
         return threshold.amount_micros
@@ -105,7 +126,7 @@ def _percent_of(threshold: Threshold, available: int) -> float | None:
 def _threshold_label(crossing: Crossing) -> str:
     threshold = crossing.threshold
     if threshold is None:
-        return "grants"
+        return "grants" if crossing.type == "grant.exhausted" else "projection"
     return f"{threshold.percent}%" if threshold.percent is not None else f"={threshold.amount_micros}"
 
 
@@ -126,10 +147,12 @@ def threshold_event(
     figures = crossing.figures
     group = event_id(crossing.type, *_group_parts(user_id, feature_key, figures), _threshold_label(crossing))
     key = figures.range.start if period_key is None else period_key
-    return _event(
+    event = _event(
         event_id(group, key.isoformat()), crossing.type, group, user_id, feature_key, figures,
         crossing.threshold_percent, now,
     )  # fmt: skip
+    event.body.update(crossing.extra)
+    return event
 
 
 def reset_event(figures: LimitFigures, user_id: str, feature_key: str, ended: datetime, now: datetime) -> WebhookEvent:
