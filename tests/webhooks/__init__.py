@@ -1,0 +1,1 @@
+"""Threshold webhooks end to end, against a real receiver process."""
