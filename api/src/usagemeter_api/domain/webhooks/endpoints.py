@@ -85,7 +85,7 @@ class EndpointStore:
     @staticmethod
     def read_all(client: Client) -> list[Endpoint]:
         """The live endpoints, oldest first, read from ClickHouse."""
-        rows = client.query(f"{_SELECT} WHERE DeletedAt IS NULL ORDER BY CreatedAt, EndpointId").result_rows
+        rows = client.query(f"{_SELECT} WHERE DeletedAt IS NULL ORDER BY CreatedAt, Version").result_rows
         return [_endpoint(row) for row in rows]
 
     @staticmethod
