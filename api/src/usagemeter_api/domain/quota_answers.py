@@ -291,6 +291,15 @@ def _rolling_spans(layout: FeatureLayout, readings: Readings) -> list[tuple[Wind
     return [(readings.ranges[slot.rule.window], slot.slice) for slot in slots if slot.rule.window.kind == "rolling"]
 
 
+async def _read_layouts(
+    usage: PeriodUsage, user_id: str, plan: Plan, keys: Sequence[str], anchor: datetime | None, now: datetime
+) -> tuple[list[FeatureLayout], Readings]:
+    """The layouts of the ``keys`` ``plan`` meters, and every window their limits use, each read once."""
+    layouts = [layout for key in keys if (layout := layout_of(plan, key)) is not None]
+    reads = merged(read for layout in layouts for read in _every_read(layout))
+    return layouts, await read_windows(usage, user_id, reads, now, anchor)
+
+
 async def read_plan_quotas(
     usage: PeriodUsage,
     user_id: str,
@@ -305,9 +314,7 @@ async def read_plan_quotas(
     Every window is read once for all its slices; rolling windows' usage per minute once for all of them.
     """
     keys = list(plan.features) if feature_keys is None else feature_keys
-    layouts = [layout for key in keys if (layout := layout_of(plan, key)) is not None]
-    reads = merged(read for layout in layouts for read in _every_read(layout))
-    readings = await read_windows(usage, user_id, reads, now, anchor)
+    layouts, readings = await _read_layouts(usage, user_id, plan, keys, anchor, now)
     rolling = [span for layout in layouts for span in _rolling_spans(layout, readings)]
     minutes = await read_minutes(usage, user_id, rolling)
     items = [
@@ -328,17 +335,11 @@ async def read_plan_limits(
 
     Each limit appears once (the feature total's, then each dimension value's own); each window is read once.
     """
-    layouts = [layout for key in plan.features if (layout := layout_of(plan, key)) is not None]
-    readings = await read_windows(
-        usage, user_id, merged(read for layout in layouts for read in _every_read(layout)), now, anchor
-    )
-    return [
-        (
-            layout,
-            evaluate(
-                layout, layout.own(value), readings, grants_of.get(layout.feature_key, ()), plan.near_limit_ratio, now
-            ),
-        )
-        for layout in layouts
-        for value in (None, *layout.feature.dimension_values())
-    ]
+    layouts, readings = await _read_layouts(usage, user_id, plan, list(plan.features), anchor, now)
+    found = []
+    for layout in layouts:
+        grants = grants_of.get(layout.feature_key, ())
+        for value in (None, *layout.feature.dimension_values()):
+            figures = evaluate(layout, layout.own(value), readings, grants, plan.near_limit_ratio, now)
+            found.append((layout, figures))
+    return found
