@@ -51,7 +51,7 @@ def test_every_replicated_statement_runs_on_the_whole_cluster() -> None:
 
 def test_every_replicated_table_has_a_replicated_engine_with_keeper_path_and_replica_macros() -> None:
     merge_trees = [s for s in rendered(REPLICATED) if "MergeTree" in engine(s) and not _host_table(s)]
-    assert len(merge_trees) == 1 + 19  # the ledger and every data table
+    assert len(merge_trees) == 1 + 24  # the ledger and every data table
     for statement in merge_trees:
         assert engine(statement).startswith("Replicated"), statement[:120]
         assert "'/clickhouse/tables/" in statement and "{replica}" in statement
