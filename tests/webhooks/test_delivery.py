@@ -68,6 +68,7 @@ def test_each_crossing_arrives_once_signed_with_an_id_to_dedupe_on(make_api, cli
     assert first[0]["body"]["used"] == 8 and got[1]["body"]["used"] == 11 and got[1]["body"]["limit"] == 10
     ids = [item["webhook_id"] for item in got]
     assert len(set(ids)) == 2 and all(item.startswith("evt_") for item in ids)
+    wait_for(lambda: _settled(log_of(api, endpoint)), timeout=10)
     log = log_of(api, endpoint)
     assert sorted(delivery["event_id"] for delivery in log) == sorted(ids)
     assert all(delivery["state"] == "delivered" and delivery["attempts"] == 1 for delivery in log)
@@ -85,6 +86,8 @@ def test_a_receiver_that_is_down_or_answers_5xx_gets_the_event_later_and_a_4xx_i
     webhook_receiver.wait_for("/hooks/strict", 1, timeout=20)
     # The first attempt got 503; the next one, 5 s later, is answered 2xx.
     wait_for(lambda: accepted(webhook_receiver, "/hooks/flaky"), timeout=30)
+    # The receiver records its answer before the sender has read it and written the attempt down.
+    wait_for(lambda: _settled(log_of(api, flaky)), timeout=10)
     flaky_log = log_of(api, flaky)
     assert [(d["state"], d["attempts"]) for d in flaky_log] == [("delivered", 2)]
     assert [attempt["status_code"] for attempt in flaky_log[0]["history"]] == [503, 204]
@@ -125,6 +128,7 @@ def test_pending_events_are_sent_after_the_api_restarts(make_api, clickhouse, we
     assert sorted(item["body"]["type"] for item in got) == ["quota.exceeded", "quota.threshold_reached"]
     # The same ids as the attempts before the restart, each accepted once: the restarted API found them recorded.
     assert {item["webhook_id"] for item in got} == refused and len(got) == 2
+    wait_for(lambda: _settled(log_of(second, endpoint)), timeout=10)
     assert all(d["state"] == "delivered" for d in log_of(second, endpoint))
 
 
@@ -156,6 +160,11 @@ def test_two_replicas_send_each_event_once_and_one_takes_over_when_the_other_sto
     wait_for(lambda: _pending(clickhouse) == 0, timeout=45)
     arrived = {item["body"]["user_id"] for item in accepted(webhook_receiver, "/hooks/pair")}
     assert set(late) <= arrived
+
+
+def _settled(log: list[dict]) -> bool:
+    """Whether no delivery in the log is still pending."""
+    return all(d["state"] != "pending" for d in log)
 
 
 def _alive(api: TestClient) -> int:
