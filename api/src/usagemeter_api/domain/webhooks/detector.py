@@ -169,8 +169,10 @@ class ThresholdDetector:
             rows = client.query(_RECENT_SQL, parameters={"limit": _USERS_PER_PASS}).result_rows
             changed, swept = {str(row[0]) for row in rows}, set[str]()
         else:
-            changed, self._mark = live.changed_users(self._mark)
-            swept = self._swept(live)
+            tracked, self._mark = live.changed_users(self._mark)
+            if tracked is None:  # the view did not track what changed lately: every user held is due
+                self._sweep_row, self._sweep_began = 0, -_SWEEP_EVERY_SECONDS
+            changed, swept = tracked or set(), self._swept(live)
         due = sorted(self._waiting | changed)
         self._waiting = set(due[_USERS_PER_PASS:])
         return [*due[:_USERS_PER_PASS], *(swept - set(due))]
