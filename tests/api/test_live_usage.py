@@ -472,3 +472,29 @@ def test_usage_before_the_load_is_in_the_base(view: Callable[..., LiveUsage], cl
         for part in SLICES:
             assert live.used("ann", [part], window) == [_direct(clickhouse, "ann", part, window)], window
     assert live.used("ann", SLICES, Window(now - timedelta(days=400), now)) is None
+
+
+def test_changes_are_tracked_while_a_reader_asks_and_an_untracked_gap_is_reported(
+    view: Callable[..., LiveUsage], clickhouse: Client
+) -> None:
+    live = view()
+    _caught_up(live)
+    # Nobody asked yet: the refreshes so far did not track changes, so any user may have changed.
+    users, mark = live.changed_users(0)
+    assert users is None
+    _caught_up(live)  # refreshes from now on track (the one running during the call may not)
+    _, mark = live.changed_users(mark)
+    _insert(clickhouse, [("dora", TOTAL, _server_now(clickhouse), 3)])
+    found: set[str] = set()
+
+    def seen_dora() -> bool:
+        nonlocal mark
+        users, mark = live.changed_users(mark)
+        assert users is not None
+        found.update(users)
+        return "dora" in found
+
+    _wait_for(seen_dora, "the view to report dora's change")
+    assert found == {"dora"}
+    _caught_up(live)
+    assert live.changed_users(mark)[0] == set()

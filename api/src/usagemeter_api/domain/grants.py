@@ -120,7 +120,9 @@ class GrantStore:
         # The earliest expiry among the held grants: past it, the next revalidation drops the expired ones.
         self._next_expiry: datetime | None = None
         self._interval = interval_seconds
-        self._background = BackgroundRefresh("grant store", "grants", self.revalidate, interval_seconds)
+        self._background = BackgroundRefresh(
+            "grant store", self.revalidate, interval_seconds, meanwhile="answering from the held grants"
+        )
         self._loaded = threading.Event()
 
     def active(self, user_id: str, feature_key: str, now: datetime) -> Sequence[Grant]:

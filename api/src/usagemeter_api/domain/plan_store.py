@@ -61,7 +61,9 @@ class PlanStore:
         self._snapshot: _Snapshot | None = None
         # When the latest revalidation failed (monotonic); None while they succeed.
         self._failed_at: float | None = None
-        self._background = BackgroundRefresh("plan catalog", "catalog", self._revalidate, ttl_seconds / 2)
+        self._background = BackgroundRefresh(
+            "plan catalog", self._revalidate, ttl_seconds / 2, meanwhile="answering from the held catalog"
+        )
 
     def snapshot(self) -> PlanCatalog | None:
         """The catalog to use without a query, else None (call :meth:`catalog`).

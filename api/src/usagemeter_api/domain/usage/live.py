@@ -74,6 +74,9 @@ _INT64 = (-(2**63), 2**63 - 1)
 _NOW_SQL = "SELECT now64(6, 'UTC')"
 #: How long ClickHouse's clock is carried forward on the monotonic clock before it is read again.
 _CLOCK_READ_SECONDS = 30.0
+#: Refreshes track which entries changed for this long after the last :meth:`LiveUsage.changed_users`:
+#: without a reader (no webhook endpoint, or another replica detects) they skip that work.
+_TRACK_CHANGES_SECONDS = 60.0
 
 
 def _no_rolling() -> Iterable[int]:
@@ -115,6 +118,9 @@ class LiveUsage:
         self._minute_turns = 0.0
         #: Per row, the last refresh that changed its totals (for :meth:`changed_users`).
         self._changed_in = np.zeros(0, dtype=np.int64)
+        #: Until when (monotonic) refreshes track changes, and the last refresh that did not.
+        self._track_until = 0.0
+        self._untracked = 0
 
     @property
     def ready(self) -> bool:
@@ -175,15 +181,20 @@ class LiveUsage:
                 found.append(None if column is None else _totals(table, recent, rows, user_id, slices, column))
             return found
 
-    def changed_users(self, since: int) -> tuple[set[str], int]:
+    def changed_users(self, since: int) -> tuple[set[str] | None, int]:
         """The users whose totals changed in a refresh after the mark ``since``, and the mark to pass next.
 
-        The first mark is 0 (every refresh, the load's included). One int64 per entry is kept for this.
+        The first mark is 0. Refreshes track changes only while this is called (at least every
+        ``_TRACK_CHANGES_SECONDS``): the users are None when a refresh after ``since`` did not, and any
+        user held may have changed. One int64 per entry is kept for this.
         """
+        self._track_until = time.monotonic() + _TRACK_CHANGES_SECONDS
         state = self._state
         if state is None:
             return set(), since
         with self._lock:
+            if self._untracked > since:
+                return None, self._refreshes
             rows = np.flatnonzero(self._changed_in[: len(state.table)] > since)
             return {state.table.user_of(int(row)) for row in rows}, self._refreshes
 
@@ -326,7 +337,8 @@ class LiveUsage:
         frozen, unsettled = read.in_windows(windows, settled=True), read.in_windows(windows, settled=False)
         recent = Recent.empty(len(state.names)).extended(unsettled.rows, unsettled.sums)
         state.table.overflowed.update(unsettled.rows[unsettled.overflow].tolist())
-        changed = _changed_rows(state.recent, frozen, recent)
+        tracking = time.monotonic() < self._track_until
+        changed = _changed_rows(state.recent, frozen, recent) if tracking else None
         with self._lock:
             self._mark_changed(changed, len(state.table))
             state.add(frozen)
@@ -335,12 +347,15 @@ class LiveUsage:
             state.answering = {window: column for column, window in enumerate(state.windows) if window is not None}
         self._report_overflow(state)
 
-    def _mark_changed(self, rows: npt.NDArray[np.intp], count: int) -> None:
+    def _mark_changed(self, rows: npt.NDArray[np.intp] | None, count: int) -> None:
+        # The refresh completing now is numbered refreshes + 1 (counted once the cycle ends).
+        if rows is None:
+            self._untracked = self._refreshes + 1
+            return
         if len(self._changed_in) < count:
             grown = np.zeros(max(count, len(self._changed_in) * 2), dtype=np.int64)
             grown[: len(self._changed_in)] = self._changed_in
             self._changed_in = grown
-        # The refresh completing now is numbered refreshes + 1 (counted once the cycle ends).
         self._changed_in[rows] = self._refreshes + 1
 
     def _report_overflow(self, state: State) -> None:

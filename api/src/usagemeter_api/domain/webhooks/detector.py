@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +26,7 @@ from usagemeter_api.domain.plans import PlanCatalog
 from usagemeter_api.domain.quota import LimitFigures
 from usagemeter_api.domain.quota_answers import read_plan_limits
 from usagemeter_api.domain.quota_windows import FeatureLayout
+from usagemeter_api.domain.refresh import BackgroundRefresh
 from usagemeter_api.domain.usage.live import LiveUsage
 from usagemeter_api.domain.usage.period import PeriodUsage
 from usagemeter_api.domain.webhooks.endpoints import EndpointStore
@@ -83,7 +83,7 @@ class ThresholdDetector:
     ) -> None:
         self._usage, self._live, self._catalog, self._grants = usage, live, catalog, grants
         self._endpoints, self._membership, self._clock = endpoints, membership, clock
-        self._interval, self._sweep_users, self._reset_every = interval_seconds, sweep_users, reset_interval_seconds
+        self._sweep_users, self._reset_every = sweep_users, reset_interval_seconds
         self._recorded = recorded
         self._mark = 0
         self._sweep_row = 0
@@ -93,47 +93,30 @@ class ThresholdDetector:
         #: Rolling groups announced lately, with the moment until which they stay quiet.
         self._quiet: OrderedDict[str, datetime] = OrderedDict()
         self._last_resets: datetime | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: The background thread's event loop for :meth:`detect` (made on its first pass).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background = BackgroundRefresh(
+            "webhook detector", self._pass, interval_seconds, task="detecting webhook events", meanwhile="trying again"
+        )
 
     def start(self, client_factory: Callable[[], Client]) -> None:
         """Detect in a background thread from now on (once)."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, args=(client_factory,), name="usagemeter-webhook-detector", daemon=True
-            )
-            self._thread.start()
+        self._background.start(client_factory)
 
     def close(self) -> None:
         """Stop detecting."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=30)
-
-    def _run(self, client_factory: Callable[[], Client]) -> None:
-        loop = asyncio.new_event_loop()
-        client: Client | None = None
-        failing = False
-        try:
-            while not self._stop.wait(self._interval):
-                rank = self._membership.rank()
-                # Nothing to detect for while no endpoint subscribes (and no reset is owed to anyone).
-                if rank is None or not rank.leads or not self._endpoints.subscriptions():
-                    continue
-                try:
-                    client = client or client_factory()
-                    loop.run_until_complete(self.detect(client))
-                    failing = False
-                except Exception as exc:
-                    if not failing:
-                        logger.warning("detecting webhook events failed; trying again: %s", exc, exc_info=exc)
-                    failing = True
-        finally:
+        self._background.close()
+        loop, self._loop = self._loop, None
+        if loop is not None:
             loop.close()
-            if client is not None:
-                client.close()
+
+    def _pass(self, client: Client) -> None:
+        rank = self._membership.rank()
+        # Nothing to detect for while no endpoint subscribes (and no reset is owed to anyone).
+        if rank is None or not rank.leads or not self._endpoints.subscriptions():
+            return
+        self._loop = self._loop or asyncio.new_event_loop()
+        self._loop.run_until_complete(self.detect(client))
 
     async def detect(self, client: Client) -> list[WebhookEvent]:
         """One pass: evaluate the users due, record the events not recorded yet, and return them."""
@@ -169,8 +152,10 @@ class ThresholdDetector:
             rows = client.query(_RECENT_SQL, parameters={"limit": _USERS_PER_PASS}).result_rows
             changed, swept = {str(row[0]) for row in rows}, set[str]()
         else:
-            changed, self._mark = live.changed_users(self._mark)
-            swept = self._swept(live)
+            tracked, self._mark = live.changed_users(self._mark)
+            if tracked is None:  # the view did not track what changed lately: every user held is due
+                self._sweep_row, self._sweep_began = 0, -_SWEEP_EVERY_SECONDS
+            changed, swept = tracked or set(), self._swept(live)
         due = sorted(self._waiting | changed)
         self._waiting = set(due[_USERS_PER_PASS:])
         return [*due[:_USERS_PER_PASS], *(swept - set(due))]

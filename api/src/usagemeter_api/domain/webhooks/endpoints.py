@@ -58,7 +58,9 @@ class EndpointStore:
     def __init__(self, interval_seconds: float = 1.0) -> None:
         self._lock = threading.Lock()
         self._held: dict[str, Endpoint] = {}
-        self._background = BackgroundRefresh("webhook endpoints", "endpoints", self.revalidate, interval_seconds)
+        self._background = BackgroundRefresh(
+            "webhook endpoints", self.revalidate, interval_seconds, meanwhile="answering from the held endpoints"
+        )
 
     def start(self, client_factory: Callable[[], Client]) -> None:
         """Read the endpoints in the background from now on."""

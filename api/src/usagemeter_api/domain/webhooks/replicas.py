@@ -53,7 +53,9 @@ class Membership:
         self._expire_ms = int(expire_seconds * 1000)
         self._rank: Rank | None = None
         self._wanted = wanted
-        self._background = BackgroundRefresh("replica heartbeat", "rank", self.beat, interval_seconds)
+        self._background = BackgroundRefresh(
+            "replica heartbeat", self.beat, interval_seconds, meanwhile="answering from the held rank"
+        )
 
     def start(self, client_factory: Callable[[], Client]) -> None:
         """Beat in the background from now on."""

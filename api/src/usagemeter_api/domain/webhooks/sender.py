@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -24,6 +26,7 @@ from standardwebhooks.webhooks import Webhook
 
 from usagemeter_api.core.clock import system_clock
 from usagemeter_api.core.pool import ClientPool
+from usagemeter_api.domain.refresh import BackgroundRefresh
 from usagemeter_api.domain.webhooks.endpoints import Endpoint, EndpointStore
 from usagemeter_api.domain.webhooks.outbox import Attempt, Delivery, DeliveryState, due_deliveries, record_attempts
 from usagemeter_api.domain.webhooks.replicas import Membership
@@ -34,6 +37,7 @@ from usagemeter_api.domain.webhooks.targets import (
     pinned_url,
     resolve_target,
 )
+from usagemeter_clickhouse import Client
 
 __all__ = ["RETRY_DELAYS", "WebhookSender"]
 
@@ -67,59 +71,46 @@ class WebhookSender:
         # check webhook-timestamp against their own clocks.
         self._clock = system_clock
         self._allow_private = allow_private_targets
-        self._interval = interval_seconds
         self._timeout = timeout_seconds
         self._concurrency = concurrency
-        self._http = httpx.Client(timeout=timeout_seconds, follow_redirects=False, trust_env=False)
+        # Made on the first send: its CA bundle costs tens of milliseconds an app that sends nothing need not pay.
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="usagemeter-webhook-send")
         self._in_flight: dict[tuple[str, str], Future[None]] = {}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = BackgroundRefresh(
+            "webhook sender",
+            self.send_due,
+            interval_seconds,
+            task="reading due webhook deliveries",
+            meanwhile="trying again",
+        )
 
-    def start(self) -> None:
+    def start(self, client_factory: Callable[[], Client]) -> None:
         """Send in the background from now on (once)."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="usagemeter-webhook-sender", daemon=True)
-            self._thread.start()
+        self._background.start(client_factory)
 
     def wake(self) -> None:
         """Look for due deliveries now (events were just recorded)."""
-        self._wake.set()
+        self._background.wake()
 
     def close(self) -> None:
         """Stop sending; attempts under way finish (within the request timeout) and are logged."""
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=30)
+        self._background.close()
         self._executor.shutdown(wait=True)
-        self._http.close()
+        with self._http_lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
 
-    def _run(self) -> None:
-        failing = False
-        while not self._stop.is_set():
-            try:
-                self.send_due()
-                failing = False
-            except Exception as exc:
-                if not failing:
-                    logger.warning("reading due webhook deliveries failed; trying again: %s", exc)
-                failing = True
-            self._wake.wait(self._interval)
-            self._wake.clear()
-
-    def send_due(self) -> int:
+    def send_due(self, client: Client) -> int:
         """Start sending the due deliveries this replica owns (those not under way already); how many started."""
         rank = self._membership.rank()
         self._in_flight = {key: future for key, future in self._in_flight.items() if not future.done()}
         free = self._concurrency * 4 - len(self._in_flight)
         if rank is None or free <= 0 or not self._endpoints.subscriptions():
             return 0
-        with self._pool.client() as client:
-            due = due_deliveries(client, self._clock(), rank[0], rank[1], free + len(self._in_flight))
+        due = due_deliveries(client, self._clock(), rank[0], rank[1], free + len(self._in_flight))
         started = 0
         for delivery in due:
             key = (delivery.event_id, delivery.endpoint_id)
@@ -139,26 +130,24 @@ class WebhookSender:
 
     def attempt(self, delivery: Delivery) -> Attempt:
         """Send ``delivery`` once and say where it stands after."""
-        started, monotonic = self._clock(), time.monotonic()
-        status: int | None = None
-        retry_after: timedelta | None = None
+        sending = _Sending(delivery, self._clock(), time.monotonic(), self._membership.replica_id)
         try:
             endpoint = self._endpoint(delivery.endpoint_id)
             if endpoint is None:
-                return self._done(delivery, started, monotonic, None, "the endpoint was deleted", "failed")
-            response = self._post(endpoint.url, endpoint.secret, delivery, started)
-            status, retry_after = response.status_code, _retry_after(response, started)
+                return sending.ended(None, "the endpoint was deleted", "failed")
+            response = self._post(endpoint.url, endpoint.secret, delivery, sending.started)
         except TargetUnresolved as exc:
-            return self._after_failure(delivery, started, monotonic, None, str(exc), None)
+            return sending.to_retry(None, str(exc))
         except TargetRefused as exc:
-            return self._done(delivery, started, monotonic, None, f"target refused: {exc}", "failed")
+            return sending.ended(None, f"target refused: {exc}", "failed")
         except httpx.HTTPError as exc:
-            return self._after_failure(delivery, started, monotonic, None, _describe(exc), None)
+            return sending.to_retry(None, _describe(exc))
+        status = response.status_code
         if 200 <= status < 300:
-            return self._done(delivery, started, monotonic, status, "", "delivered")
+            return sending.ended(status, "", "delivered")
         if 400 <= status < 500 and status not in _RETRIED_4XX:
-            return self._done(delivery, started, monotonic, status, f"answered {status}: not retried", "failed")
-        return self._after_failure(delivery, started, monotonic, status, f"answered {status}", retry_after)
+            return sending.ended(status, f"answered {status}: not retried", "failed")
+        return sending.to_retry(status, f"answered {status}", _retry_after(response, sending.started))
 
     def _endpoint(self, endpoint_id: str) -> Endpoint | None:
         """The endpoint as held, else as ClickHouse has it (one registered on another replica a moment ago)."""
@@ -182,7 +171,8 @@ class WebhookSender:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signature,
         }
-        request = self._http.build_request(
+        http = self._client()
+        request = http.build_request(
             "POST",
             pinned_url(target, target.addresses[0]),
             content=delivery.payload.encode(),
@@ -190,47 +180,51 @@ class WebhookSender:
             extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
         )
         # Only the status matters: the body is never read, so a receiver cannot make the sender hold it.
-        response = self._http.send(request, stream=True)
+        response = http.send(request, stream=True)
         response.close()
         return response
 
-    def _after_failure(
-        self,
-        delivery: Delivery,
-        started: datetime,
-        monotonic: float,
-        status: int | None,
-        error: str,
-        retry_after: timedelta | None,
-    ) -> Attempt:
-        if delivery.attempts >= len(RETRY_DELAYS):
-            return self._done(delivery, started, monotonic, status, f"{error}; gave up after {delivery.attempts + 1}")
-        delay = RETRY_DELAYS[delivery.attempts]
+    def _client(self) -> httpx.Client:
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client(timeout=self._timeout, follow_redirects=False, trust_env=False)
+            return self._http
+
+
+@dataclass(frozen=True, slots=True)
+class _Sending:
+    """One attempt under way: what its outcome is recorded with."""
+
+    delivery: Delivery
+    started: datetime
+    monotonic: float
+    replica_id: str
+
+    def to_retry(self, status: int | None, error: str, retry_after: timedelta | None = None) -> Attempt:
+        """A failure worth trying again: pending until the next delay (or ``retry_after``), failed past the last."""
+        attempts = self.delivery.attempts
+        if attempts >= len(RETRY_DELAYS):
+            return self.ended(status, f"{error}; gave up after {attempts + 1}", "failed")
+        delay = RETRY_DELAYS[attempts]
         if retry_after is not None:
             delay = max(delay, min(retry_after, _MAX_RETRY_AFTER))
-        return self._done(delivery, started, monotonic, status, error, "pending", started + delay)
+        return self.ended(status, error, "pending", self.started + delay)
 
-    def _done(
-        self,
-        delivery: Delivery,
-        started: datetime,
-        monotonic: float,
-        status: int | None,
-        error: str,
-        state: DeliveryState = "failed",
-        next_attempt_at: datetime | None = None,
+    def ended(
+        self, status: int | None, error: str, state: DeliveryState, next_attempt_at: datetime | None = None
     ) -> Attempt:
+        """The attempt as recorded, the delivery in ``state`` after it."""
         if state != "delivered":
-            logger.info("webhook %s to %s: %s (%s)", delivery.event_id, delivery.endpoint_id, error, state)
+            logger.info("webhook %s to %s: %s (%s)", self.delivery.event_id, self.delivery.endpoint_id, error, state)
         return Attempt(
-            delivery=delivery,
-            attempted_at=started,
+            delivery=self.delivery,
+            attempted_at=self.started,
             status=status,
             error=error,
-            duration_ms=int((time.monotonic() - monotonic) * 1000),
-            replica_id=self._membership.replica_id,
+            duration_ms=int((time.monotonic() - self.monotonic) * 1000),
+            replica_id=self.replica_id,
             state=state,
-            next_attempt_at=next_attempt_at or started,
+            next_attempt_at=next_attempt_at or self.started,
         )
 
 

@@ -30,7 +30,7 @@ class Webhooks:
         self.endpoints.start(client_factory)
         self.membership.start(client_factory)
         self.detector.start(client_factory)
-        self.sender.start()
+        self.sender.start(client_factory)
 
     def close(self) -> None:
         """Stop every part: the sender finishes the attempts under way."""
