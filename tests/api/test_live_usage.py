@@ -84,11 +84,12 @@ def _windows(now: datetime, rolling: Sequence[int] = ROLLING) -> list[Window]:
     return calendar + [limit_window(LimitWindow("rolling", minutes), now) for minutes in rolling]
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
+def _wait_for(condition: Callable[[], bool], what: str | Callable[[], str]) -> None:
+    """Poll ``condition``; past the deadline fail, saying ``what`` was awaited (worked out then, if a callable)."""
     deadline = time.monotonic() + _DEADLINE_SECONDS
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.01)
 
 
@@ -443,9 +444,15 @@ def test_the_view_loads_at_start_without_a_quota_read(make_api: AppFactory, clic
     live: LiveUsage = api.app.state.services.live_usage
     _insert(clickhouse, [("alice", TOTAL, now, 2)])
     window = period_window("month", now)
-    _wait_for(
-        lambda: live.used("alice", [TOTAL], window) == [2_000_000], "the view to load at start, with no quota read"
-    )
+
+    def where_the_view_stands() -> str:
+        held = live.used("alice", [TOTAL], window)
+        return (
+            f"the view to load at start, with no quota read (ready {live.ready}, {live.refreshes} refreshes,"
+            f" watermark {live.watermark}, holds {held}, ClickHouse has {_direct(clickhouse, 'alice', TOTAL, window)})"
+        )
+
+    _wait_for(lambda: live.used("alice", [TOTAL], window) == [2_000_000], where_the_view_stands)
 
 
 def test_retried_insert_counts_once(view: Callable[..., LiveUsage], clickhouse: Client) -> None:
