@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -33,6 +34,10 @@ SLICES = (TOTAL, GPT, MINI, Slice("chat_messages"))
 ROLLING = (5, 90)
 _DEADLINE_SECONDS = 60
 _COLUMNS = ["ServiceName", "MetricName", "Attributes", "TimeUnix", "Value", "AggregationTemporality", "IsMonotonic"]
+_KEY_COLUMNS = ["UserId", "FeatureKey", "DimensionKey", "DimensionValue"]
+_INGEST_COLUMNS = ["IngestMinute", *_KEY_COLUMNS, "Minute", "Quantity"]
+_DAY_COLUMNS = [*_KEY_COLUMNS, "ServiceName", "Day", "Quantity"]
+_MONTH_COLUMNS = [*_KEY_COLUMNS, "Month", "Quantity"]
 
 Point = tuple[str, Slice, datetime, float]
 
@@ -440,9 +445,11 @@ def test_a_total_beyond_int64_micro_units_is_answered_none_never_wrapped(
 
 def test_the_view_loads_at_start_without_a_quota_read(make_api: AppFactory, clickhouse: Client) -> None:
     now = _server_now(clickhouse)
+    # Stored before the API starts: a point whose insert is still under way while the view loads is
+    # the next test's case.
+    _insert(clickhouse, [("alice", TOTAL, now, 2)])
     api = make_api(quota_live_usage=True, quota_cache_seconds=0, now=now)
     live: LiveUsage = api.app.state.services.live_usage
-    _insert(clickhouse, [("alice", TOTAL, now, 2)])
     window = period_window("month", now)
 
     def where_the_view_stands() -> str:
@@ -453,6 +460,27 @@ def test_the_view_loads_at_start_without_a_quota_read(make_api: AppFactory, clic
         )
 
     _wait_for(lambda: live.used("alice", [TOTAL], window) == [2_000_000], where_the_view_stands)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: the load reads the day and month rollups less usage_ingest's rows from the watermark on; a point"
+    " whose insert has reached usage_ingest but not yet the rollups is subtracted without being counted",
+)
+def test_a_point_whose_insert_is_half_through_the_rollups_while_the_view_loads_counts_once(
+    view: Callable[..., LiveUsage], clickhouse: Client
+) -> None:
+    now = _server_now(clickhouse)
+    minute = now.replace(second=0, microsecond=0, tzinfo=None)
+    keys = ["alice", FEATURE, "", ""]
+    # The insert's pipeline as the load meets it: the ingest rollup written, the day and month ones not yet.
+    clickhouse.insert(tables.USAGE_INGEST, [[minute, *keys, minute, Decimal(2)]], column_names=_INGEST_COLUMNS)
+    live = view()
+    clickhouse.insert(tables.USAGE_DAY, [[*keys, "web", minute.date(), Decimal(2)]], column_names=_DAY_COLUMNS)
+    month = minute.date().replace(day=1)
+    clickhouse.insert(tables.USAGE_MONTH, [[*keys, month, Decimal(2)]], column_names=_MONTH_COLUMNS)
+    _caught_up(live)
+    assert live.used("alice", [TOTAL], period_window("month", now)) == [2_000_000]
 
 
 def test_retried_insert_counts_once(view: Callable[..., LiveUsage], clickhouse: Client) -> None:
